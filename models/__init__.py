@@ -1,0 +1,5 @@
+"""Generative programs: latent causal models written in Pyro (``import pyrocrl.models``)."""
+
+from pyrocrl.models.truth import GroundTruthLCM, scaling_toy, toy2d
+
+__all__ = ["GroundTruthLCM", "scaling_toy", "toy2d"]

@@ -1,0 +1,230 @@
+"""Ground-truth latent causal models: known SCMs and mixings, written as Pyro programs.
+
+These are the simulators behind pyrocrl's benchmarks. Every part is known, so interventions
+(``pyro.poutine.do``) and counterfactuals (``pyro.condition`` or ``pyro.poutine.replay`` on
+the ``noise`` site) have exact answers that learned models can be checked against.
+"""
+
+__all__ = ["GroundTruthLCM", "scaling_toy", "toy2d"]
+
+from typing import Any
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+
+from pyrocrl import sites
+from pyrocrl.graphs import random_dag
+from pyrocrl.mixing import CouplingMixing2D, Rotation, random_rotation
+from pyrocrl.scm import AdditiveNoiseSCM, LinearSCM, bimodal_weights
+
+
+class GroundTruthLCM:
+    """A latent causal model with a known SCM and a known mixing ``g``.
+
+    **Pair program** (:meth:`model`), for each pair::
+
+        e       ~ N(0, I_n)                       # "noise"
+        I       ~ Categorical(π) over 0 … n       # "target", 0 = no intervention
+        v       ~ N(0, 1)                         # "value", the new z~_I
+        z       = s(e)                            # "z", solving the SCM
+        e~, z~  = do(z_I = v) with the same e     # "noise_tilde", "z_tilde"
+        x       ~ p(x | g(z)),  x~ ~ p(x | g(z~)) # "x", "x_tilde"
+
+    **Single-world program** (:meth:`world`) has one deterministic site per mechanism,
+    ``z1 … zn``, so that ``pyro.poutine.do(lcm.world, {"z2": v})`` cuts ``z2`` from its
+    parents and ``condition``/``replay`` on ``noise`` gives counterfactual worlds.
+
+    The observation likelihood is ``Delta(g(z))`` (noise-free, as in the scaling experiment)
+    when ``observation_scale`` is 0, else ``Normal(g(z), observation_scale)``.
+
+    :param scm: the explicit SCM over ``n`` causal variables.
+    :param mixing: invertible map ``g`` with ``__call__`` and ``inverse``, ``(*, n) → (*, D)``.
+    :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over ``{∅, z1, …, zn}`` when
+        ``None``.
+    :param float observation_scale: standard deviation of Gaussian observation noise.
+    :param settings: generator settings recorded in datasets (name, seeds, …).
+    """
+
+    def __init__(
+        self,
+        scm: AdditiveNoiseSCM,
+        mixing: Any,
+        *,
+        intervention_probs: np.ndarray | None = None,
+        observation_scale: float = 0.0,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.scm = scm
+        self.mixing = mixing
+        self.n = scm.n
+        self.dim_x = mixing.dim_x
+        if mixing.n != self.n:
+            raise ValueError(f"mixing takes {mixing.n} variables but the SCM has {self.n}")
+        probs = (
+            np.full(self.n + 1, 1.0 / (self.n + 1))
+            if intervention_probs is None
+            else np.asarray(intervention_probs, dtype=np.float64)
+        )
+        if probs.shape != (self.n + 1,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
+            raise ValueError(f"intervention_probs must be {self.n + 1} probabilities summing to 1")
+        self.intervention_probs = probs
+        if observation_scale < 0:
+            raise ValueError(f"observation_scale must be ≥ 0, got {observation_scale}")
+        self.observation_scale = float(observation_scale)
+        self.settings = dict(settings or {})
+
+    # -- distributions of each site -------------------------------------------------------
+    def noise_dist(self) -> dist.Distribution:
+        return dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
+
+    def target_dist(self) -> dist.Distribution:
+        return dist.Categorical(torch.as_tensor(self.intervention_probs, dtype=torch.float32))
+
+    def value_dist(self) -> dist.Distribution:
+        return dist.Normal(0.0, 1.0)
+
+    def x_dist(self, z: torch.Tensor) -> dist.Distribution:
+        """Observation likelihood ``p(x | z)``, event shape ``(D,)``."""
+        mean = self.mixing(z)
+        if self.observation_scale == 0:
+            return dist.Delta(mean, event_dim=1)
+        return dist.Normal(mean, self.observation_scale).to_event(1)
+
+    # -- programs -------------------------------------------------------------------------
+    def model(
+        self,
+        x: torch.Tensor | None = None,
+        x_tilde: torch.Tensor | None = None,
+        *,
+        size: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Weakly supervised pairs. Shapes: ``x, x_tilde (N, D)``; returns a dict of every
+        site's value as used downstream (interventions by ``do`` included)."""
+        size = _plate_size(size, x, x_tilde)
+        n = self.n
+        with pyro.plate(sites.PAIR_PLATE, size):
+            noise = pyro.sample(sites.NOISE, self.noise_dist())
+            target = pyro.sample(sites.TARGET, self.target_dist())
+            value = pyro.sample(sites.VALUE, self.value_dist())
+            noise = torch.broadcast_to(noise, (size, n))
+            target = torch.broadcast_to(torch.as_tensor(target), (size,))
+            value = torch.broadcast_to(torch.as_tensor(value, dtype=noise.dtype), (size,))
+            z = pyro.deterministic(sites.Z, self.scm.solve(noise), event_dim=1)
+            noise_tilde, z_tilde = self.scm.intervene(noise, target, value)
+            noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
+            z_tilde = pyro.deterministic(sites.Z_TILDE, z_tilde, event_dim=1)
+            x = pyro.sample(sites.X, self.x_dist(z), obs=x)
+            x_tilde = pyro.sample(sites.X_TILDE, self.x_dist(z_tilde), obs=x_tilde)
+        return {
+            sites.NOISE: noise,
+            sites.TARGET: target,
+            sites.VALUE: value,
+            sites.NOISE_TILDE: noise_tilde,
+            sites.Z: z,
+            sites.Z_TILDE: z_tilde,
+            sites.X: x,
+            sites.X_TILDE: x_tilde,
+        }
+
+    def world(
+        self, x: torch.Tensor | None = None, *, size: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """One world, with a deterministic site ``z1 … zn`` per mechanism (plate ``sample``).
+
+        Shapes: ``x (N, D)``; returns ``{"noise": (N, n), "z": (N, n), "x": (N, D)}``.
+        """
+        size = _plate_size(size, x)
+        with pyro.plate("sample", size):
+            noise = pyro.sample(sites.NOISE, self.noise_dist())
+            noise = torch.broadcast_to(noise, (size, self.n))
+            z = noise.new_zeros(size, self.n)
+            for k in self.scm.order:
+                z_k = self.scm.mechanism(k, z, noise[..., k])
+                z_k = pyro.deterministic(f"z{k + 1}", z_k, event_dim=0)
+                z[..., k] = torch.broadcast_to(torch.as_tensor(z_k, dtype=z.dtype), (size,))
+            z = pyro.deterministic(sites.Z, z, event_dim=1)
+            x = pyro.sample(sites.X, self.x_dist(z), obs=x)
+        return {sites.NOISE: noise, sites.Z: z, sites.X: x}
+
+    # -- exact inversion ------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact abduction of the noise from noise-free observations: ``e = s⁻¹(g⁻¹(x))``.
+
+        Shapes: ``(*, D) → (*, n)``.
+        """
+        return self.scm.abduct(self.mixing.inverse(x))
+
+    def ground_truth(self) -> dict[str, np.ndarray]:
+        """Graph-level truth: ``adjacency`` and, for linear SCMs and mixings, ``weights`` and
+        ``mixing`` matrices."""
+        truth = {"adjacency": self.scm.adjacency}
+        if isinstance(self.scm, LinearSCM):
+            truth["weights"] = self.scm.weights
+        if isinstance(self.mixing, Rotation):
+            truth["mixing"] = self.mixing.matrix
+        return truth
+
+
+def _plate_size(size: int | None, *observed: torch.Tensor | None) -> int:
+    sizes = {len(t) for t in observed if t is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"observations disagree on the number of pairs: {sorted(sizes)}")
+    if sizes:
+        (observed_size,) = sizes
+        if size is not None and size != observed_size:
+            raise ValueError(f"size={size} but the observations hold {observed_size} pairs")
+        return observed_size
+    if size is None or size < 1:
+        raise ValueError("give the number of pairs with size=N (N ≥ 1) or pass observations")
+    return int(size)
+
+
+def scaling_toy(n: int, graph_seed: int, *, edge_probability: float = 0.5) -> GroundTruthLCM:
+    """The scaling experiment of Brehmer et al. (2022): a linear SCM seen through a rotation.
+
+    From one NumPy generator seeded with ``graph_seed``, in this order: a random DAG over the
+    fixed order ``z1 < … < zn`` (each forward edge with ``edge_probability``), bimodal weights
+    ``w = sign(a)(1 + 0.3b)`` and a rotation ``R = exp(O) ∈ SO(n)``. Mechanisms are
+    ``z_j = e_j + Σ_i w_ij z_i``; observations ``x = R z`` (``D = n``), noise-free.
+    Interventions are uniform over ``{∅, z1, …, zn}`` and set ``z~_k ~ N(0, 1)``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    rng = np.random.default_rng(graph_seed)
+    adjacency = random_dag(n, edge_probability, rng)
+    weights = bimodal_weights(adjacency, rng)
+    rotation = random_rotation(n, rng)
+    settings = {
+        "simulator": "scaling",
+        "n": n,
+        "graph_seed": graph_seed,
+        "edge_probability": edge_probability,
+    }
+    return GroundTruthLCM(LinearSCM(weights), Rotation(rotation), settings=settings)
+
+
+def toy2d(
+    *, amplitude: float = 1.5, slope: float = 2.0, noise_scale: float = 0.5
+) -> GroundTruthLCM:
+    """A two-variable toy ``z1 → z2`` with a nonlinear mechanism and nonlinear mixing.
+
+    ``z1 = e1``, ``z2 = amplitude·tanh(slope·z1) + noise_scale·e2``, and
+    ``x = CouplingMixing2D()(z)`` (rotation by 45°, a parabolic bend, a tanh shear). It has no
+    random parameters, so it needs no graph seed; small enough to plot every learned map.
+    """
+    locs = [None, lambda z_pa: amplitude * torch.tanh(slope * z_pa[..., 0])]
+    scm = AdditiveNoiseSCM(np.array([[0, 1], [0, 0]]), locs, noise_scale=[1.0, noise_scale])
+    mixing = CouplingMixing2D()
+    settings = {
+        "simulator": "toy2d",
+        "n": 2,
+        "amplitude": amplitude,
+        "slope": slope,
+        "noise_scale": noise_scale,
+        "mixing_angle": mixing.angle,
+        "mixing_bend": mixing.bend,
+        "mixing_shear": mixing.shear,
+    }
+    return GroundTruthLCM(scm, mixing, settings=settings)

@@ -1,0 +1,28 @@
+"""Ground-truth simulators and the xarray dataset format of weakly supervised pairs."""
+
+from pyrocrl.data.dataset import (
+    FORMAT,
+    FORMAT_VERSION,
+    SCHEMA,
+    load,
+    pairs_dataset,
+    save,
+    validate,
+)
+from pyrocrl.data.simulators import SIMULATORS, make_simulator, simulate, simulate_pairs
+from pyrocrl.data.summary import describe
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SCHEMA",
+    "SIMULATORS",
+    "describe",
+    "load",
+    "make_simulator",
+    "pairs_dataset",
+    "save",
+    "simulate",
+    "simulate_pairs",
+    "validate",
+]

@@ -1,0 +1,238 @@
+"""The pyrocrl dataset format: weakly supervised pairs as an ``xarray.Dataset``.
+
+=============  ==============================  =========================================
+variable       dims                            meaning
+=============  ==============================  =========================================
+``x``          ``(pair, world, feature)``      observations; world 0 = before, 1 = after
+``target``     ``(pair,)``                     true intervention target, 0 = none (optional)
+``z``          ``(pair, world, latent)``       true causal variables (optional)
+``noise``      ``(pair, world, latent)``       true exogenous noise (optional)
+``adjacency``  ``(cause, effect)``             true graph, 1 for ``cause → effect`` (optional)
+``weights``    ``(cause, effect)``             true linear effects (optional)
+``mixing``     ``(feature, latent)``           true linear mixing matrix (optional)
+=============  ==============================  =========================================
+
+Only ``x`` is required: real weakly supervised data has no labels. Coordinates name the
+variables (``latent``, ``cause`` and ``effect`` are ``z1 … zn``; ``feature`` is ``x1 … xD``);
+``world`` is ``[0, 1]``. Generator settings live in ``attrs``. Files are NetCDF-4 written with
+h5netcdf; :func:`load` checks everything above and raises :class:`DatasetError` naming the
+problem.
+"""
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "SCHEMA", "load", "pairs_dataset", "save", "validate"]
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from pyrocrl._version import __version__
+from pyrocrl.errors import DatasetError
+from pyrocrl.sites import variable_names
+
+FORMAT = "pyrocrl.pairs"
+FORMAT_VERSION = 1
+
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "x": ("pair", "world", "feature"),
+    "target": ("pair",),
+    "z": ("pair", "world", "latent"),
+    "noise": ("pair", "world", "latent"),
+    "adjacency": ("cause", "effect"),
+    "weights": ("cause", "effect"),
+    "mixing": ("feature", "latent"),
+}
+"""Known variables and the dims each must have."""
+
+ENGINE = "h5netcdf"
+
+
+def _numpy(a: Any) -> np.ndarray:
+    if hasattr(a, "detach"):  # torch tensor
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _netcdf_attr(value: Any) -> Any:
+    """NetCDF attributes hold strings, numbers and 1-D arrays; map the rest onto those."""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, list | tuple | np.ndarray):
+        return np.asarray(value)
+    return value
+
+
+def pairs_dataset(
+    x: Any,
+    x_tilde: Any,
+    *,
+    z: Any = None,
+    z_tilde: Any = None,
+    noise: Any = None,
+    noise_tilde: Any = None,
+    target: Any = None,
+    adjacency: Any = None,
+    weights: Any = None,
+    mixing: Any = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Build and validate a dataset of weakly supervised pairs.
+
+    :param x: observations before the intervention, shape ``(N, D)`` (NumPy or torch).
+    :param x_tilde: observations after, ``(N, D)``.
+    :param z, z_tilde, noise, noise_tilde: optional truth, each ``(N, n)``; give both worlds.
+    :param target: optional true targets, ``(N,)`` integers in ``0 … n``.
+    :param adjacency, weights: optional true graph and linear effects, ``(n, n)``.
+    :param mixing: optional true linear mixing matrix, ``(D, n)``.
+    :param attrs: generator settings; ``None`` values are dropped, booleans stored as 0/1.
+    """
+    x, x_tilde = _numpy(x), _numpy(x_tilde)
+    if x.shape != x_tilde.shape or x.ndim != 2:
+        raise DatasetError(
+            f"x and x_tilde must both have shape (pairs, features), got {x.shape} and "
+            f"{x_tilde.shape}"
+        )
+    data_vars: dict[str, Any] = {"x": (SCHEMA["x"], np.stack([x, x_tilde], axis=1))}
+    for name, before, after in (("z", z, z_tilde), ("noise", noise, noise_tilde)):
+        if (before is None) != (after is None):
+            raise DatasetError(f"give {name} for both worlds or for neither")
+        if before is not None:
+            stacked = np.stack([_numpy(before), _numpy(after)], axis=1)
+            data_vars[name] = (SCHEMA[name], stacked)
+    for name, value in (
+        ("target", target),
+        ("adjacency", adjacency),
+        ("weights", weights),
+        ("mixing", mixing),
+    ):
+        if value is not None:
+            data_vars[name] = (SCHEMA[name], _numpy(value))
+    if "target" in data_vars:
+        data_vars["target"] = (SCHEMA["target"], data_vars["target"][1].astype(np.int64))
+    if "adjacency" in data_vars:
+        data_vars["adjacency"] = (SCHEMA["adjacency"], data_vars["adjacency"][1].astype(np.int8))
+
+    ds = xr.Dataset(data_vars)
+    coords: dict[str, Any] = {"world": [0, 1], "feature": variable_names(x.shape[1], "x")}
+    n = next((ds.sizes[d] for d in ("latent", "cause") if d in ds.sizes), None)
+    if n is not None:
+        names = variable_names(n)
+        coords.update({d: names for d in ("latent", "cause", "effect") if d in ds.sizes})
+    ds = ds.assign_coords(coords)
+    ds.attrs = {
+        "pyrocrl_format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "pyrocrl_version": __version__,
+    }
+    ds.attrs.update({k: _netcdf_attr(v) for k, v in (attrs or {}).items() if v is not None})
+    validate(ds)
+    return ds
+
+
+def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
+    """Check that ``ds`` is a well-formed pyrocrl dataset; return it unchanged.
+
+    :raises DatasetError: naming ``source`` and the first problem found.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise DatasetError(f"{source} is a {type(ds).__name__}, not an xarray.Dataset")
+    if ds.attrs.get("pyrocrl_format") != FORMAT:
+        raise DatasetError(
+            f"{source} is not a pyrocrl dataset (attribute 'pyrocrl_format' is "
+            f"{ds.attrs.get('pyrocrl_format')!r}, expected {FORMAT!r})"
+        )
+    version = int(ds.attrs.get("format_version", 0))
+    if version < 1 or version > FORMAT_VERSION:
+        raise DatasetError(
+            f"{source} has format version {version}; this pyrocrl (version {__version__}) "
+            f"reads versions 1 to {FORMAT_VERSION}"
+        )
+    if "x" not in ds:
+        raise DatasetError(f"{source} has no observations: variable 'x' is missing")
+    for name, dims in SCHEMA.items():
+        if name in ds and ds[name].dims != dims:
+            raise DatasetError(
+                f"{source}: variable {name!r} has dims {ds[name].dims}, expected {dims}"
+            )
+    if ds.sizes["world"] != 2:
+        raise DatasetError(f"{source}: dim 'world' has size {ds.sizes['world']}, expected 2")
+    if ds.sizes["pair"] == 0:
+        raise DatasetError(f"{source} holds no pairs")
+    n = ds.sizes.get("latent", ds.sizes.get("cause"))
+    for dim in ("latent", "cause", "effect"):
+        if dim in ds.sizes and ds.sizes[dim] != n:
+            raise DatasetError(
+                f"{source}: dim {dim!r} has size {ds.sizes[dim]} but the dataset has {n} "
+                "causal variables"
+            )
+    for name, var in ds.data_vars.items():
+        if np.issubdtype(var.dtype, np.floating):
+            values = var.values
+            n_nan = int(np.isnan(values).sum())
+            n_inf = int(np.isinf(values).sum())
+            if n_nan or n_inf:
+                raise DatasetError(
+                    f"{source}: variable {name!r} holds {n_nan} NaN and {n_inf} infinite values"
+                )
+    if "target" in ds:
+        target = ds["target"].values
+        if not np.issubdtype(target.dtype, np.integer):
+            raise DatasetError(f"{source}: 'target' must hold integers, got {target.dtype}")
+        upper = n if n is not None else np.inf
+        if target.min() < 0 or target.max() > upper:
+            raise DatasetError(
+                f"{source}: 'target' must lie in 0..{n} (0 = no intervention), found values "
+                f"in {target.min()}..{target.max()}"
+            )
+    if "adjacency" in ds and not np.isin(ds["adjacency"].values, (0, 1)).all():
+        raise DatasetError(f"{source}: 'adjacency' must hold only 0 and 1")
+    return ds
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Validate ``ds`` and write it to ``path`` as NetCDF-4.
+
+    The file is written next to its destination and renamed into place, so an interrupted
+    save never leaves a truncated file under ``path``.
+    """
+    validate(ds)
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise DatasetError(f"cannot write {path}: directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine=ENGINE)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates owner-only files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | os.PathLike) -> xr.Dataset:
+    """Read a dataset written by :func:`save` fully into memory and validate it.
+
+    :raises FileNotFoundError: if ``path`` does not exist.
+    :raises DatasetError: if the file is not NetCDF-4, is truncated, or is not a
+        well-formed pyrocrl dataset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no dataset file at {path}")
+    try:
+        with xr.open_dataset(path, engine=ENGINE, phony_dims="sort") as opened:
+            ds = opened.load()
+    except Exception as error:
+        raise DatasetError(
+            f"cannot read {path}: not a NetCDF-4 file, or truncated or corrupt "
+            f"({type(error).__name__}: {error})"
+        ) from error
+    return validate(ds, source=str(path))

@@ -1,0 +1,52 @@
+"""Plain-text summaries of pyrocrl datasets."""
+
+__all__ = ["describe"]
+
+import numpy as np
+import xarray as xr
+
+from pyrocrl.data.dataset import validate
+
+
+def describe(ds: xr.Dataset) -> str:
+    """A short report: sizes, settings, true graph, intervention targets and what changes."""
+    validate(ds)
+    pairs, dim_x = ds.sizes["pair"], ds.sizes["feature"]
+    lines = [f"{pairs} pairs of {dim_x}-dimensional observations"]
+    settings = {k: v for k, v in ds.attrs.items() if k not in ("pyrocrl_format",)}
+    lines.append("settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items()))
+    if "adjacency" in ds:
+        a = ds["adjacency"]
+        edges = [
+            f"{c}→{e}"
+            for c in a["cause"].values
+            for e in a["effect"].values
+            if a.sel(cause=c, effect=e)
+        ]
+        lines.append(f"true graph: {len(edges)} edges: " + (", ".join(edges) or "none"))
+    if "target" in ds:
+        n = ds.sizes.get("latent", ds.sizes.get("cause"))
+        counts = np.bincount(ds["target"].values, minlength=(n or 0) + 1)
+        labels = ["none"] + [f"z{k}" for k in range(1, len(counts))]
+        shares = ", ".join(f"{lab} {c / pairs:.1%}" for lab, c in zip(labels, counts, strict=True))
+        lines.append(f"intervention targets: {shares}")
+    if "z" in ds:
+        changed = (ds["z"].isel(world=0) != ds["z"].isel(world=1)).mean("pair").values
+        names = ds["latent"].values
+        lines.append(
+            "share of pairs where each variable changes: "
+            + ", ".join(f"{v} {c:.1%}" for v, c in zip(names, changed, strict=True))
+        )
+    x = ds["x"].values
+    lines.append(
+        f"x: mean {x.mean():+.3f}, std {x.std():.3f}, range [{x.min():.3f}, {x.max():.3f}]"
+    )
+    return "\n".join(lines)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, np.ndarray):
+        return "[" + ", ".join(f"{v:.4g}" for v in value.ravel()) + "]"
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,116 @@
+"""Pictures of weakly supervised pairs and causal graphs (matplotlib)."""
+
+__all__ = ["plot_graph", "plot_pairs"]
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.patches import FancyArrowPatch
+
+from pyrocrl.data.dataset import validate
+
+
+def plot_pairs(
+    ds: xr.Dataset,
+    *,
+    variable: str = "x",
+    dims: tuple[int, int] = (0, 1),
+    max_pairs: int = 300,
+    ax: Axes | None = None,
+) -> Axes:
+    """Each pair as a segment from its first world (dot) to its second (end), in 2-D.
+
+    Segments are coloured by the true intervention target when the dataset has one;
+    pairs without intervention are grey dots (both worlds coincide).
+
+    :param str variable: ``"x"`` (observations), or ``"z"`` / ``"noise"`` (ground truth).
+    :param dims: which two components to show.
+    :param int max_pairs: draw at most this many pairs (the first ones).
+    """
+    validate(ds)
+    if variable not in ds:
+        raise ValueError(f"the dataset has no variable {variable!r}")
+    values = ds[variable].values[:max_pairs]
+    if values.shape[-1] < 2:
+        raise ValueError(f"{variable!r} has a single component; nothing to plot in 2-D")
+    i, j = dims
+    before, after = values[:, 0], values[:, 1]
+    target = ds["target"].values[:max_pairs] if "target" in ds else np.ones(len(values), int)
+    n_targets = int(ds["target"].max()) + 1 if "target" in ds else 2
+    colors = plt.get_cmap("tab10")(np.arange(max(n_targets, 2)) % 10)
+    ax = ax or plt.figure(figsize=(5, 5)).gca()
+    coord = ds[variable].dims[-1]
+    names = [str(v) for v in ds[coord].values] if coord in ds.coords else None
+    for k in range(n_targets):
+        sel = target == k
+        if not sel.any():
+            continue
+        label = "no intervention" if k == 0 else f"do on z{k}"
+        if k == 0:
+            ax.scatter(before[sel, i], before[sel, j], s=6, color="0.6", label=label)
+            continue
+        ax.scatter(before[sel, i], before[sel, j], s=6, color=colors[k])
+        segments = np.stack([before[sel][:, [i, j]], after[sel][:, [i, j]]], axis=1)
+        ax.add_collection(LineCollection(segments, colors=[colors[k]], lw=0.6, alpha=0.7))
+        ax.plot([], [], color=colors[k], label=label)
+    ax.set_xlabel(names[i] if names else f"{variable}[{i}]")
+    ax.set_ylabel(names[j] if names else f"{variable}[{j}]")
+    ax.set_title(f"{variable}: before (dot) → after (line end)")
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+def plot_graph(
+    adjacency: np.ndarray,
+    *,
+    weights: np.ndarray | None = None,
+    names: Sequence[str] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """Draw a directed graph with nodes on a circle; edge labels show ``weights`` if given.
+
+    :param adjacency: ``(n, n)``, ``adjacency[i, j] != 0`` for an edge ``i → j``.
+    :param weights: optional ``(n, n)`` edge strengths; width and label follow ``|w|``.
+    """
+    a = np.asarray(adjacency)
+    n = len(a)
+    names = list(names) if names is not None else [f"z{k}" for k in range(1, n + 1)]
+    angles = np.pi / 2 - 2 * np.pi * np.arange(n) / n
+    pos = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    ax = ax or plt.figure(figsize=(4, 4)).gca()
+    for src, dst in zip(*np.nonzero(a), strict=True):
+        w = None if weights is None else float(weights[src, dst])
+        arrow = FancyArrowPatch(
+            pos[src],
+            pos[dst],
+            arrowstyle="-|>",
+            mutation_scale=14,
+            shrinkA=16,
+            shrinkB=16,
+            connectionstyle="arc3,rad=0.08",
+            lw=1.0 if w is None else 0.5 + 1.5 * min(abs(w), 2.0),
+            color="tab:blue" if w is None or w >= 0 else "tab:red",
+        )
+        ax.add_patch(arrow)
+        if w is not None:
+            mid = 0.5 * (pos[src] + pos[dst])
+            ax.annotate(
+                f"{w:+.2f}",
+                mid,
+                fontsize=8,
+                ha="center",
+                va="center",
+                bbox={"boxstyle": "round", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+    ax.scatter(pos[:, 0], pos[:, 1], s=700, color="white", edgecolor="black", zorder=3)
+    for p, name in zip(pos, names, strict=True):
+        ax.annotate(name, p, ha="center", va="center", zorder=4)
+    ax.set_xlim(-1.4, 1.4)
+    ax.set_ylim(-1.4, 1.4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax

@@ -1,0 +1,63 @@
+import subprocess
+import sys
+
+import pytest
+
+from pyrocrl.cli import main
+from pyrocrl.data import load
+
+
+def test_simulate_writes_a_readable_file(tmp_path, capsys):
+    out = tmp_path / "pairs.nc"
+    png = tmp_path / "pairs.png"
+    args = ["simulate", "scaling", "--n", "3", "--pairs", "200", "--seed", "5", "-o", str(out)]
+    assert main([*args, "--plot", str(png)]) == 0
+    ds = load(out)
+    assert ds.sizes["pair"] == 200 and ds.sizes["latent"] == 3
+    assert ds.attrs["sample_seed"] == 5 and ds.attrs["graph_seed"] == 5
+    assert png.stat().st_size > 10_000
+    assert "200 pairs" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert "true graph" in capsys.readouterr().out
+
+
+def test_graph_seed_option(tmp_path):
+    a, b = tmp_path / "a.nc", tmp_path / "b.nc"
+    main(["simulate", "--pairs", "50", "--seed", "1", "--graph-seed", "9", "-o", str(a)])
+    main(["simulate", "--pairs", "50", "--seed", "2", "--graph-seed", "9", "-o", str(b)])
+    assert (load(a)["mixing"] == load(b)["mixing"]).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["simulate", "--n", "0"], 2, "--n: must be at least 1"),
+        (["simulate", "--pairs", "many"], 2, "expected a whole number"),
+        (["simulate", "--seed", "-3"], 2, "non-negative"),
+        (["simulate", "cubes"], 2, "invalid choice"),
+        (["simulate", "toy2d", "--n", "3"], 1, "exactly 2 causal variables"),
+        (["info", "missing.nc"], 1, "no dataset file"),
+        ([], 2, "required"),
+    ],
+)
+def test_bad_arguments_give_one_line(argv, status, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = main(argv)
+    except SystemExit as exit_:
+        result = exit_.code
+    assert result == status
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_console_script_help():
+    run = subprocess.run(
+        [sys.executable, "-m", "pyrocrl.cli", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "example: pyrocrl simulate scaling" in run.stdout

@@ -1,0 +1,125 @@
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from pyrocrl.data import load, pairs_dataset, save, simulate_pairs, validate
+from pyrocrl.errors import DatasetError
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return simulate_pairs("scaling", 300, n=3, seed=4)
+
+
+def test_round_trip_is_exact(ds, tmp_path):
+    path = save(ds, tmp_path / "pairs.nc")
+    back = load(path)
+    xr.testing.assert_identical(ds, back)
+    for name in ds.variables:
+        assert back[name].dtype == ds[name].dtype, name
+
+
+def test_minimal_dataset_without_truth(tmp_path):
+    x = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+    ds = pairs_dataset(x, x + 1, attrs={"source": "lab", "calibrated": True, "note": None})
+    assert set(ds.data_vars) == {"x"}
+    assert ds.attrs["calibrated"] == 1 and "note" not in ds.attrs
+    xr.testing.assert_identical(load(save(ds, tmp_path / "m.nc")), ds)
+
+
+def _write(ds: xr.Dataset, path):
+    ds.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dataset file"):
+        load(tmp_path / "absent.nc")
+
+
+def test_not_netcdf(tmp_path):
+    path = tmp_path / "junk.nc"
+    path.write_bytes(b"not a netcdf file at all" * 10)
+    with pytest.raises(DatasetError, match="not a NetCDF-4 file"):
+        load(path)
+
+
+def test_truncated_file(ds, tmp_path):
+    path = save(ds, tmp_path / "full.nc")
+    blob = path.read_bytes()
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DatasetError, match="truncated"):
+        load(cut)
+
+
+def test_foreign_netcdf(tmp_path):
+    path = _write(xr.Dataset({"temperature": ("time", np.arange(3.0))}), tmp_path / "f.nc")
+    with pytest.raises(DatasetError, match="not a pyrocrl dataset"):
+        load(path)
+
+
+def test_hdf5_without_netcdf_structure(tmp_path):
+    path = tmp_path / "raw.h5"
+    with h5py.File(path, "w") as f:
+        f["weird"] = np.arange(3)
+    with pytest.raises(DatasetError, match="not a pyrocrl dataset"):
+        load(path)
+
+
+def test_wrong_dims(ds, tmp_path):
+    bad = ds.copy()
+    bad["z"] = (("pair", "latent", "world"), ds["z"].values.transpose(0, 2, 1))
+    with pytest.raises(DatasetError, match=r"'z' has dims \('pair', 'latent', 'world'\)"):
+        load(_write(bad, tmp_path / "dims.nc"))
+
+
+def test_wrong_world_size(ds, tmp_path):
+    bad = ds.isel(world=[0])
+    with pytest.raises(DatasetError, match="'world' has size 1"):
+        load(_write(bad, tmp_path / "world.nc"))
+
+
+@pytest.mark.parametrize(("value", "counts"), [(np.nan, "1 NaN and 0"), (np.inf, "0 NaN and 1")])
+def test_non_finite_values(ds, tmp_path, value, counts):
+    bad = ds.copy(deep=True)
+    bad["x"][5, 1, 0] = value
+    with pytest.raises(DatasetError, match=f"'x' holds {counts} infinite"):
+        load(_write(bad, tmp_path / "nan.nc"))
+    with pytest.raises(DatasetError, match="'x' holds"):
+        save(bad, tmp_path / "never.nc")
+    assert not (tmp_path / "never.nc").exists()
+
+
+def test_missing_observations(ds, tmp_path):
+    with pytest.raises(DatasetError, match="'x' is missing"):
+        load(_write(ds.drop_vars("x"), tmp_path / "nox.nc"))
+
+
+def test_target_out_of_range(ds, tmp_path):
+    bad = ds.copy(deep=True)
+    bad["target"][0] = 7
+    with pytest.raises(DatasetError, match=r"0\.\.3"):
+        load(_write(bad, tmp_path / "target.nc"))
+
+
+def test_newer_format(ds, tmp_path):
+    bad = ds.copy()
+    bad.attrs["format_version"] = 99
+    with pytest.raises(DatasetError, match="format version 99"):
+        load(_write(bad, tmp_path / "new.nc"))
+
+
+def test_pairs_dataset_checks_shapes():
+    with pytest.raises(DatasetError, match="must both have shape"):
+        pairs_dataset(np.zeros((4, 2)), np.zeros((4, 3)))
+    with pytest.raises(DatasetError, match="both worlds"):
+        pairs_dataset(np.zeros((4, 2)), np.zeros((4, 2)), z=np.zeros((4, 2)))
+    with pytest.raises(DatasetError, match=r"xarray\.Dataset"):
+        validate(np.zeros(3))
+
+
+def test_save_needs_an_existing_directory(ds, tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        save(ds, tmp_path / "missing" / "pairs.nc")
