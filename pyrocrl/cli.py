@@ -86,6 +86,29 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
 
+    fit = commands.add_parser(
+        "fit",
+        help="fit an ILCM to weakly supervised pairs (default: the scaling toy)",
+        description=(
+            "Fit an implicit latent causal model and report DCI scores, intervention "
+            "accuracy and the ELBO on held-out pairs. With no arguments: simulate the scaling "
+            f"toy (n=4, data seed {DEFAULT_DATA_SEED}, 100000 training pairs, 10000 test "
+            "pairs, 10000 pairs for the DCI regressors) and fit it with the 'fast' recipe. "
+            "An existing checkpoint in the output directory is resumed."
+        ),
+        epilog="example: pyrocrl fit --n 5 --data-seed 1 --recipe authors -o runs/n5",
+    )
+    fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
+    fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
+    fit.add_argument("--n", type=_positive_int, help="causal variables (default: 4)")
+    fit.add_argument("--data-seed", type=_seed, default=DEFAULT_DATA_SEED, help="toy seed")
+    fit.add_argument("--pairs", type=_positive_int, default=100_000, help="toy training pairs")
+    fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
+    fit.add_argument("--recipe", default="fast", help="training recipe: fast, authors")
+    fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
+    fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    fit.add_argument("--validate-every", type=_positive_int, metavar="STEPS")
+
     info = commands.add_parser("info", help="summarize a dataset file")
     info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
     return parser
@@ -129,6 +152,50 @@ def _plot_dataset(ds: "xr.Dataset", path: Path) -> None:
     plt.close(fig)
 
 
+def _fit(args: argparse.Namespace) -> None:
+    import torch
+
+    from pyrocrl.data import load, make_simulator, simulate_splits
+    from pyrocrl.inference.fit import fit_ilcm
+    from pyrocrl.inference.recipes import get_recipe
+
+    start = time.perf_counter()
+    recipe = get_recipe(args.recipe)
+    torch.set_num_threads(1)
+    dci_train = None
+    if args.data is not None:
+        train = load(args.data)
+        n = args.n or train.sizes.get("latent")
+        if n is None:
+            raise ValueError(f"{args.data} has no ground truth: give the number of variables --n")
+        if args.test is not None:
+            test = load(args.test)
+        else:
+            cut = int(0.9 * train.sizes["pair"])
+            train, test = train.isel(pair=slice(0, cut)), train.isel(pair=slice(cut, None))
+    else:
+        n = args.n or 4
+        lcm = make_simulator("scaling", n, args.data_seed)
+        splits = simulate_splits(
+            lcm, args.data_seed, {"train": args.pairs, "test": 10_000, "dci": 10_000}
+        )
+        train, test, dci_train = splits["train"], splits["test"], splits["dci"]
+    print(f"fitting an ILCM with {n} causal variables to {train.sizes['pair']} pairs ...")
+    _, _, report = fit_ilcm(
+        train,
+        n,
+        test=test,
+        dci_train=dci_train,
+        recipe=recipe,
+        seed=args.seed,
+        output=args.output,
+        resume=not args.fresh,
+        validate_every=args.validate_every,
+    )
+    report.total_time = time.perf_counter() - start
+    print(report.format())
+
+
 def _info(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, load
 
@@ -140,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyrocrl.errors import PyrocrlError
 
     args = _build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "info": _info}
+    handlers = {"simulate": _simulate, "fit": _fit, "info": _info}
     try:
         handlers[args.command](args)
     except (PyrocrlError, ValueError, OSError) as error:

@@ -9,7 +9,13 @@ from pyrocrl.data.dataset import (
     save,
     validate,
 )
-from pyrocrl.data.simulators import SIMULATORS, make_simulator, simulate, simulate_pairs
+from pyrocrl.data.simulators import (
+    SIMULATORS,
+    make_simulator,
+    simulate,
+    simulate_pairs,
+    simulate_splits,
+)
 from pyrocrl.data.summary import describe
 
 __all__ = [
@@ -24,5 +30,6 @@ __all__ = [
     "save",
     "simulate",
     "simulate_pairs",
+    "simulate_splits",
     "validate",
 ]

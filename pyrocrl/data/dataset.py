@@ -22,7 +22,6 @@ problem.
 __all__ = ["FORMAT", "FORMAT_VERSION", "SCHEMA", "load", "pairs_dataset", "save", "validate"]
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import xarray as xr
 
 from pyrocrl._version import __version__
 from pyrocrl.errors import DatasetError
+from pyrocrl.io import atomic_write
 from pyrocrl.sites import variable_names
 
 FORMAT = "pyrocrl.pairs"
@@ -203,18 +203,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise DatasetError(f"cannot write {path}: directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp, engine=ENGINE)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE))
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:

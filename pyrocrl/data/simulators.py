@@ -1,6 +1,6 @@
 """Sampling weakly supervised pairs from ground-truth models into the dataset format."""
 
-__all__ = ["SIMULATORS", "make_simulator", "simulate", "simulate_pairs"]
+__all__ = ["SIMULATORS", "make_simulator", "simulate", "simulate_pairs", "simulate_splits"]
 
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +47,8 @@ def make_simulator(name: str, n: int | None = None, graph_seed: int = 0) -> Grou
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0])
+    """A seed in ``[0, 2⁶³)`` derived from ``(seed, chunk)``, so it fits a signed attribute."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 def simulate(
@@ -103,3 +104,28 @@ def simulate_pairs(
     """
     lcm = make_simulator(name, n, seed if graph_seed is None else graph_seed)
     return simulate(lcm, pairs, seed, progress=progress)
+
+
+DEFAULT_SPLITS = {"train": 100_000, "test": 10_000, "dci": 10_000}
+"""Split sizes of :func:`simulate_splits`: training pairs, held-out test pairs, and pairs
+on which DCI regressors are fitted."""
+
+
+def simulate_splits(
+    lcm: GroundTruthLCM,
+    seed: int,
+    sizes: dict[str, int] | None = None,
+    *,
+    progress: bool | None = None,
+) -> dict[str, xr.Dataset]:
+    """Independent datasets from one ground-truth model, one per named split.
+
+    Split ``i`` (in the order of ``sizes``) draws with sample seed
+    ``SeedSequence([seed, i])``, so splits never share samples and each is reproducible.
+    """
+    sizes = dict(DEFAULT_SPLITS if sizes is None else sizes)
+    splits = {}
+    for i, (name, size) in enumerate(sizes.items()):
+        splits[name] = simulate(lcm, size, _chunk_seed(seed, 1_000_000 + i), progress=progress)
+        splits[name].attrs.update(split=name, split_seed=seed)
+    return splits

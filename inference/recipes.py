@@ -1,0 +1,220 @@
+"""Training recipes: every schedule of a training run as a function of the epoch.
+
+A :class:`Recipe` is a frozen description; :meth:`Recipe.at` turns a (fractional) epoch
+into the :class:`Phase` that a training step needs: which objective, the KL weight ``β``,
+whether the intervention prior is on, whether the intervention encoder is deterministic,
+regularizer weights and the learning rate. Everything is a pure function of the step, so a
+resumed run follows exactly the same schedule.
+"""
+
+__all__ = ["PRESETS", "Phase", "Recipe", "get_recipe"]
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The settings of one training step."""
+
+    pretrain: bool
+    beta: float
+    """KL weight (the pretraining β while pretraining)."""
+    intervention_prior: bool
+    deterministic: bool
+    lr: float
+    entropy_weight: float
+    consistency_weight: float
+    norm_weight: float
+    offset: float
+    sparsity_weight: float = 0.0
+    restart: bool = False
+    """This step starts a new learning-rate cycle (the optimizer state is reset)."""
+
+    @property
+    def name(self) -> str:
+        if self.pretrain:
+            return "pretrain"
+        return "deterministic" if self.deterministic else "soft"
+
+
+def _ramp(epoch: float, start: float, end: float, a: float, b: float) -> float:
+    """``a`` before ``start``, ``b`` after ``end``, linear in between."""
+    if epoch <= start:
+        return a
+    if epoch >= end:
+        return b
+    return a + (b - a) * (epoch - start) / (end - start)
+
+
+def _log_ramp(epoch: float, start: float, end: float, a: float, b: float) -> float:
+    """Like :func:`_ramp` but geometric (for quantities spanning orders of magnitude)."""
+    return math.exp(_ramp(epoch, start, end, math.log(a), math.log(b)))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training schedule, with times in epochs (passes over the training pairs).
+
+    :param epochs: length of the run.
+    :param batch_size: pairs per step.
+    :param lr: peak learning rate of Adam.
+    :param restart_every: period of the cosine learning-rate cycles (the optimizer state is
+        reset at each restart); ``None`` keeps the rate constant.
+    :param pretrain_epochs: epochs of a β-VAE on each view (no causal structure) first.
+    :param pretrain_beta: KL weight while pretraining.
+    :param beta_ramp: ``β`` rises linearly from 0 to 1 between these epochs.
+    :param intervention_prior_epoch: the prior on the intervened value switches on here
+        (before, the intervened noise has a flat prior and the solution function rests).
+    :param deterministic_epoch: from here only the most probable intervention hypothesis is
+        used (straight-through gradients).
+    :param grad_clip: maximal gradient norm.
+    :param entropy_weight: bonus on the entropy of the batch-averaged ``q(I | x, x~)``.
+    :param consistency_weight: weight of the per-view reconstruction error (mean squared).
+    :param norm_weight: weight of ``‖e‖²`` of the encodings, decaying to 0 over ``norm_decay``.
+    :param offset: ``(start, end)`` of the intervention-encoder offset, decaying
+        geometrically over ``offset_decay``.
+    :param sparsity_weight: weight of the change-sparsity penalty, decaying to 0 over
+        ``sparsity_decay`` (see :class:`~pyrocrl.inference.objectives.ILCMObjective`).
+    """
+
+    name: str
+    epochs: float
+    batch_size: int = 64
+    lr: float = 3e-4
+    restart_every: float | None = None
+    min_lr: float = 1e-8
+    pretrain_epochs: float = 0.0
+    pretrain_beta: float = 1e-3
+    beta_ramp: tuple[float, float] = (0.0, 0.0)
+    intervention_prior_epoch: float = 0.0
+    deterministic_epoch: float = math.inf
+    grad_clip: float = 10.0
+    entropy_weight: float = 1.0
+    consistency_weight: float = 0.0
+    norm_weight: float = 0.0
+    norm_decay: tuple[float, float] = (0.0, 0.0)
+    offset: tuple[float, float] = (1e-4, 1e-4)
+    offset_decay: tuple[float, float] = (0.0, 0.0)
+    sparsity_weight: float = 0.0
+    sparsity_decay: tuple[float, float] = (0.0, 0.0)
+    notes: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("a recipe needs epochs > 0, batch_size ≥ 1 and lr > 0")
+        if self.restart_every is not None and self.restart_every <= 0:
+            raise ValueError("restart_every must be positive or None")
+
+    def lr_at(self, epoch: float) -> float:
+        if self.restart_every is None:
+            return self.lr
+        t = (epoch % self.restart_every) / self.restart_every
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * t))
+
+    def cycle(self, epoch: float) -> int:
+        """Index of the learning-rate cycle at ``epoch``."""
+        return 0 if self.restart_every is None else int(epoch // self.restart_every)
+
+    def at(self, epoch: float, previous_epoch: float | None = None) -> Phase:
+        """The phase at ``epoch``; ``previous_epoch`` (the step before) detects restarts."""
+        restart = previous_epoch is not None and self.cycle(epoch) != self.cycle(previous_epoch)
+        pretrain = epoch < self.pretrain_epochs
+        if pretrain:
+            beta = self.pretrain_beta
+        else:
+            beta = _ramp(epoch, *self.beta_ramp, 0.0, 1.0) if self.beta_ramp[1] > 0 else 1.0
+        return Phase(
+            pretrain=pretrain,
+            beta=beta,
+            intervention_prior=epoch >= self.intervention_prior_epoch,
+            deterministic=epoch >= self.deterministic_epoch,
+            lr=self.lr_at(epoch),
+            entropy_weight=self.entropy_weight,
+            consistency_weight=self.consistency_weight,
+            norm_weight=_ramp(epoch, *self.norm_decay, self.norm_weight, 0.0),
+            offset=_log_ramp(epoch, *self.offset_decay, *self.offset),
+            sparsity_weight=_ramp(epoch, *self.sparsity_decay, self.sparsity_weight, 0.0),
+            restart=restart,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["deterministic_epoch"] = (
+            None if math.isinf(self.deterministic_epoch) else d["deterministic_epoch"]
+        )
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Recipe":
+        d = dict(d)
+        if d.get("deterministic_epoch") is None:
+            d["deterministic_epoch"] = math.inf
+        for key in ("beta_ramp", "norm_decay", "offset", "offset_decay", "sparsity_decay"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "Recipe":
+        return replace(self, **changes)
+
+
+AUTHORS = Recipe(
+    name="authors",
+    epochs=90,
+    batch_size=64,
+    lr=3e-4,
+    restart_every=30,
+    pretrain_epochs=10,
+    pretrain_beta=1e-3,
+    beta_ramp=(10, 19),
+    intervention_prior_epoch=30,
+    deterministic_epoch=60,
+    grad_clip=10.0,
+    entropy_weight=1.0,
+    consistency_weight=0.01,
+    norm_weight=0.01,
+    norm_decay=(10, 19),
+    offset=(0.025, 1e-4),
+    offset_decay=(10, 19),
+    notes="The scaling recipe of Brehmer et al. (2022), for 100k training pairs.",
+)
+
+FAST = Recipe(
+    name="fast",
+    epochs=4,
+    batch_size=64,
+    lr=1e-3,
+    restart_every=None,
+    pretrain_epochs=0.3,
+    pretrain_beta=1e-3,
+    beta_ramp=(0.3, 1.0),
+    intervention_prior_epoch=1.5,
+    deterministic_epoch=3,
+    grad_clip=10.0,
+    entropy_weight=1.0,
+    consistency_weight=0.01,
+    norm_weight=0.01,
+    norm_decay=(0.3, 1.0),
+    offset=(0.025, 1e-4),
+    offset_decay=(0.3, 1.0),
+    sparsity_weight=10.0,
+    sparsity_decay=(1.5, 2.0),
+    notes=(
+        "Our shorter schedule: a higher learning rate, compressed phases, and a penalty on "
+        "noise changes that involve more than one component early on. See "
+        "benchmarks/scaling_ilcm.py for its figures."
+    ),
+)
+
+PRESETS: dict[str, Recipe] = {r.name: r for r in (AUTHORS, FAST)}
+
+
+def get_recipe(recipe: str | Recipe) -> Recipe:
+    """A preset by name (``"authors"``, ``"fast"``) or a :class:`Recipe` unchanged."""
+    if isinstance(recipe, Recipe):
+        return recipe
+    if recipe not in PRESETS:
+        raise ValueError(f"unknown recipe {recipe!r}; presets: {sorted(PRESETS)}")
+    return PRESETS[recipe]

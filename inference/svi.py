@@ -1,0 +1,279 @@
+"""Stochastic variational inference for pair programs, following a :class:`Recipe`.
+
+The :class:`Trainer` owns nothing global: parameters live in the model and guide modules
+(no Pyro param store), randomness comes from a seed, and a training step is a function of
+``(model, guide, minibatch, phase)``. Checkpoints hold the modules, the optimizer, the
+random state and the history, so a killed run resumes to the same result as an
+uninterrupted one.
+"""
+
+__all__ = ["Trainer", "TrainingError", "TrainingResult", "pairs_tensor"]
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from pyrocrl.data.dataset import validate
+from pyrocrl.errors import PyrocrlError
+from pyrocrl.inference.elbo import NonFiniteError
+from pyrocrl.inference.recipes import Phase, Recipe, get_recipe
+from pyrocrl.io import load_checkpoint, save_checkpoint
+
+Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
+Validation = Callable[[int], dict[str, float]]
+
+
+class TrainingError(PyrocrlError, RuntimeError):
+    """Training cannot go on (a non-finite loss or gradient, or a bad checkpoint)."""
+
+
+@dataclass
+class TrainingResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    steps: int
+    epochs: float
+    wall_time: float
+    """Seconds spent in this call (a resumed run counts only its own part)."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None = None):
+    """Observations as a float tensor ``(N, 2, D)``, with checks.
+
+    Accepts a pyrocrl dataset, or an array whose second axis holds the two worlds.
+
+    :raises ValueError: on a wrong shape, a feature size other than ``dim_x``, or
+        non-finite values.
+    """
+    if isinstance(data, xr.Dataset):
+        validate(data)
+        data = data["x"].values
+    x = torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data)
+    x = x.to(torch.get_default_dtype())
+    if x.dim() != 3 or x.shape[1] != 2:
+        raise ValueError(f"pairs must have shape (pairs, 2, features), got {tuple(x.shape)}")
+    if dim_x is not None and x.shape[2] != dim_x:
+        raise ValueError(f"the model expects {dim_x} features per observation, got {x.shape[2]}")
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).any(-1).any(-1).sum())
+        raise ValueError(f"the observations hold NaN or infinite values in {bad} pairs")
+    return x
+
+
+def _module_config(module: nn.Module) -> dict[str, Any]:
+    return dict(getattr(module, "config", {}))
+
+
+class Trainer:
+    """Fit a model and guide to weakly supervised pairs.
+
+    :param model: the generative program's module (e.g. :class:`~pyrocrl.models.ILCM`).
+    :param guide: its guide module.
+    :param objective: ``(x, x_tilde, phase) → (loss, report)``.
+    :param recipe: a :class:`~pyrocrl.inference.recipes.Recipe` or a preset name.
+    :param int seed: seeds the minibatch order and every random draw of training.
+    :param checkpoint: path of the checkpoint file (written every ``checkpoint_every`` steps
+        and at the end); ``None`` keeps nothing on disk.
+    :param validation: called as ``validation(step)`` every ``validate_every`` steps and at
+        the end; its numbers join the history. It runs on a private random stream, so it
+        does not change the course of training.
+    :param progress: show a progress bar (``None``: when attached to a terminal).
+    :param log_every: steps between history entries (running means of the report).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        guide: nn.Module,
+        objective: Objective,
+        recipe: str | Recipe = "fast",
+        *,
+        seed: int = 0,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 2000,
+        validation: Validation | None = None,
+        validate_every: int | None = None,
+        progress: bool | None = None,
+        log_every: int = 100,
+    ) -> None:
+        self.model, self.guide, self.objective = model, guide, objective
+        self.recipe = get_recipe(recipe)
+        self.seed = seed
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.validation, self.validate_every = validation, validate_every
+        self.progress, self.log_every = progress, log_every
+        seen: set[int] = set()
+        self.params = [
+            p
+            for p in (*model.parameters(), *guide.parameters())
+            if id(p) not in seen and not seen.add(id(p))
+        ]
+        self.names = {
+            id(p): f"{role}.{name}"
+            for role, module in (("guide", guide), ("model", model))
+            for name, p in module.named_parameters()
+        }
+        self.optimizer = self._new_optimizer()
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.params, lr=self.recipe.lr, foreach=True)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state(self, step: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        return {
+            "step": step,
+            "seed": self.seed,
+            "recipe": self.recipe.to_dict(),
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            "model_config": _module_config(self.model),
+            "guide_config": _module_config(self.guide),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": torch.random.get_rng_state(),
+            "history": history,
+        }
+
+    def _restore(self, payload: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
+        if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written with another recipe or seed; "
+                "resume with the same settings or choose a new checkpoint path"
+            )
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.guide.load_state_dict(payload["guide"])
+        except RuntimeError as error:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} does not fit this model: {error}"
+            ) from error
+        self.optimizer.load_state_dict(payload["optimizer"])
+        torch.random.set_rng_state(payload["rng"])
+        return int(payload["step"]), list(payload["history"])
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self, pairs: xr.Dataset | torch.Tensor, *, resume: bool = True) -> TrainingResult:
+        """Train on ``pairs`` (``(N, 2, D)`` or a dataset) until the recipe ends.
+
+        With ``resume=True`` and an existing checkpoint file, training continues from it.
+        """
+        data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
+        batch = self.recipe.batch_size
+        if len(data) < batch:
+            raise ValueError(f"{len(data)} pairs are fewer than one batch of {batch}")
+        steps_per_epoch = len(data) // batch
+        total = max(1, math.ceil(self.recipe.epochs * steps_per_epoch))
+        start_time = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            step, history = 0, []
+            if resume and self.checkpoint is not None and self.checkpoint.exists():
+                step, history = self._restore(load_checkpoint(self.checkpoint))
+            self.model.train()
+            self.guide.train()
+            bar = tqdm(
+                total=total,
+                initial=step,
+                desc="fit",
+                unit="step",
+                disable=None if self.progress is None else not self.progress,
+            )
+            running: dict[str, float] = {}
+            order, order_epoch = None, -1
+            with bar:
+                while step < total:
+                    epoch_index = step // steps_per_epoch
+                    if epoch_index != order_epoch:
+                        generator = torch.Generator().manual_seed(
+                            int(
+                                np.random.SeedSequence([self.seed, epoch_index]).generate_state(1)[
+                                    0
+                                ]
+                            )
+                        )
+                        order, order_epoch = (
+                            torch.randperm(len(data), generator=generator),
+                            epoch_index,
+                        )
+                    i = step % steps_per_epoch
+                    rows = data[order[i * batch : (i + 1) * batch]]
+                    epoch = step / steps_per_epoch
+                    phase = self.recipe.at(epoch, (step - 1) / steps_per_epoch if step else None)
+                    report = self._step(rows[:, 0], rows[:, 1], phase, step)
+                    step += 1
+                    for key, value in report.items():
+                        running[key] = running.get(key, 0.0) + value
+                    if step % self.log_every == 0 or step == total:
+                        count = (
+                            self.log_every if step % self.log_every == 0 else step % self.log_every
+                        )
+                        entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phase.lr}
+                        entry.update({k: v / count for k, v in running.items()})
+                        entry["phase"] = phase.name
+                        history.append(entry)
+                        running = {}
+                        bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
+                    if self.validation is not None and (
+                        step == total or (self.validate_every and step % self.validate_every == 0)
+                    ):
+                        with torch.random.fork_rng(devices=[]):
+                            self.model.eval()
+                            self.guide.eval()
+                            metrics = self.validation(step)
+                            self.model.train()
+                            self.guide.train()
+                        history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
+                        bar.write(
+                            f"step {step}: "
+                            + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                        )
+                    if self.checkpoint is not None and (
+                        step == total or step % self.checkpoint_every == 0
+                    ):
+                        save_checkpoint(self.checkpoint, self.state(step, history))
+                    bar.update(1)
+        self.model.eval()
+        self.guide.eval()
+        return TrainingResult(
+            steps=total,
+            epochs=total / steps_per_epoch,
+            wall_time=time.perf_counter() - start_time,
+            history=history,
+            checkpoint=self.checkpoint,
+        )
+
+    def _step(self, x: torch.Tensor, x_tilde: torch.Tensor, phase: Phase, step: int):
+        if phase.restart:
+            self.optimizer = self._new_optimizer()
+        for group in self.optimizer.param_groups:
+            group["lr"] = phase.lr
+        try:
+            loss, report = self.objective(x, x_tilde, phase)
+        except NonFiniteError as error:
+            raise TrainingError(f"step {step} ({phase.name} phase): {error}") from error
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
+        if not torch.isfinite(norm):
+            bad = [
+                self.names.get(id(p), "?")
+                for p in self.params
+                if p.grad is not None and not torch.isfinite(p.grad).all()
+            ]
+            raise TrainingError(
+                f"step {step} ({phase.name} phase): non-finite gradient in {', '.join(bad)}"
+            )
+        self.optimizer.step()
+        report["grad_norm"] = float(norm)
+        return report

@@ -1,0 +1,192 @@
+"""Training: a short run learns, schedules follow the recipe, runs resume exactly, bad
+input and non-finite values stop with clear errors."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from pyrocrl.data import simulate_pairs
+from pyrocrl.inference.elbo import PairELBO
+from pyrocrl.inference.evaluate import elbo_per_pair
+from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.inference.objectives import ILCMObjective
+from pyrocrl.inference.queries import intervention_posterior
+from pyrocrl.inference.recipes import PRESETS, Recipe
+from pyrocrl.inference.svi import Trainer, TrainingError
+from pyrocrl.io import CheckpointError, load_checkpoint
+from pyrocrl.metrics import intervention_accuracy
+from pyrocrl.models.ilcm import ILCM
+
+SHORT = Recipe(
+    name="short",
+    epochs=3,
+    batch_size=64,
+    lr=3e-3,
+    pretrain_epochs=0.3,
+    beta_ramp=(0.3, 0.8),
+    intervention_prior_epoch=1.0,
+    deterministic_epoch=2.5,
+    consistency_weight=0.01,
+    norm_weight=0.01,
+    norm_decay=(0.3, 0.8),
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate_pairs("scaling", 3000, n=2, seed=11, graph_seed=3)
+
+
+def _setup(seed=0, dim_x=2, n=2):
+    torch.manual_seed(seed)
+    model = ILCM(dim_x, n, hidden=(32, 32))
+    guide = ILCMGuide(model, hidden=(32, 32))
+    return model, guide, ILCMObjective(model, guide)
+
+
+def test_short_run_learns_the_intervention_targets(data):
+    model, guide, objective = _setup()
+    x = torch.as_tensor(data["x"].values)
+    before = elbo_per_pair(model, guide, x[:500, 0], x[:500, 1])
+    trainer = Trainer(model, guide, objective, SHORT, seed=0, progress=False, log_every=5)
+    result = trainer.fit(data)
+    after = elbo_per_pair(model, guide, x[:500, 0], x[:500, 1])
+    assert after > before + 5
+    probs = intervention_posterior(guide, x[:, 0], x[:, 1])
+    accuracy = intervention_accuracy(probs.argmax(-1).numpy(), data["target"].values, 2)
+    assert accuracy > 0.7  # chance is 1/3
+    phases = {h["phase"] for h in result.history if "phase" in h}
+    assert phases == {"pretrain", "soft", "deterministic"}
+
+
+def test_recipe_schedules():
+    authors = PRESETS["authors"]
+    assert authors.at(5).pretrain and authors.at(5).beta == authors.pretrain_beta
+    assert authors.at(10).beta == 0 and authors.at(19).beta == 1
+    assert authors.at(14.5).beta == pytest.approx(0.5)
+    assert not authors.at(29.9).intervention_prior and authors.at(30).intervention_prior
+    assert not authors.at(59).deterministic and authors.at(60).deterministic
+    assert authors.at(0).lr == pytest.approx(3e-4) and authors.at(15).lr == pytest.approx(
+        1.5e-4, rel=1e-4
+    )
+    assert authors.at(30, 29.99).restart and not authors.at(31, 30.99).restart
+    assert authors.at(19).offset == pytest.approx(1e-4) and authors.at(5).offset == 0.025
+    assert authors.at(25).norm_weight == 0 and authors.at(5).norm_weight == 0.01
+    assert Recipe.from_dict(authors.to_dict()) == authors
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
+    recipe = SHORT.replace(epochs=1.2)
+    model, guide, objective = _setup()
+    Trainer(model, guide, objective, recipe, seed=4, progress=False).fit(data)
+    uninterrupted = {**model.state_dict(), **guide.state_dict()}
+
+    model, guide, objective = _setup()
+    calls = {"n": 0}
+
+    def crashing(x, x_tilde, phase):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise KeyboardInterrupt  # killed between checkpoints
+        return objective(x, x_tilde, phase)
+
+    path = tmp_path / "run.pt"
+    trainer = Trainer(model, guide, crashing, recipe, seed=4, checkpoint=path,
+                      checkpoint_every=25, progress=False)  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(data)
+    assert load_checkpoint(path)["step"] == 25
+
+    model, guide, objective = _setup(seed=123)  # fresh modules, other initial weights
+    Trainer(model, guide, objective, recipe, seed=4, checkpoint=path, progress=False).fit(data)
+    resumed = {**model.state_dict(), **guide.state_dict()}
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        assert torch.equal(resumed[key], value), key
+    assert load_checkpoint(path)["step"] == len(data["pair"]) // 64 * 1.2 // 1 + 1
+
+
+def test_resume_refuses_other_settings(data, tmp_path):
+    model, guide, objective = _setup()
+    path = tmp_path / "run.pt"
+    Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path,
+            progress=False).fit(data)  # fmt: skip
+    with pytest.raises(TrainingError, match="another recipe or seed"):
+        Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=2, checkpoint=path,
+                progress=False).fit(data)  # fmt: skip
+
+
+def test_checkpoint_round_trip_and_contents(data, tmp_path):
+    model, guide, objective = _setup()
+    path = tmp_path / "run.pt"
+    Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path,
+            progress=False).fit(data)  # fmt: skip
+    payload = load_checkpoint(path)
+    fresh_model, fresh_guide, _ = _setup(seed=9)
+    fresh_model.load_state_dict(payload["model"])
+    fresh_guide.load_state_dict(payload["guide"])
+    for a, b in zip(fresh_model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert payload["recipe"]["name"] == "short" and payload["history"]
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (exec, ("open('PWNED', 'w').write('x')",))
+
+
+def test_loading_a_checkpoint_executes_no_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"format": "pyrocrl.checkpoint", "payload": _Exploit()}))
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_checkpoint(path)
+    assert not (tmp_path / "PWNED").exists()
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_bad_training_data_is_refused_before_training(data):
+    model, guide, objective = _setup()
+    trainer = Trainer(model, guide, objective, SHORT, progress=False)
+    x = data["x"].values.copy()
+    with pytest.raises(ValueError, match="2 features"):
+        trainer.fit(np.concatenate([x, x], axis=-1))
+    with pytest.raises(ValueError, match=r"shape \(pairs, 2, features\)"):
+        trainer.fit(x[:, 0])
+    x[7, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 pairs"):
+        trainer.fit(x)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        trainer.fit(data["x"].values[:10])
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")  # Pyro's own validation warns first
+def test_non_finite_loss_names_the_step_and_the_term(data):
+    model, guide, objective = _setup()
+    original = model.likelihood.forward
+
+    def broken(e):
+        distribution = original(e)
+        if broken.calls > 3:
+            distribution.base_dist.loc[..., 0] = torch.nan
+        broken.calls += 1
+        return distribution
+
+    broken.calls = 0
+    model.likelihood.forward = broken
+    trainer = Trainer(model, guide, objective, SHORT, progress=False)
+    with pytest.raises(TrainingError, match=r"step 1 \(pretrain phase\).*site 'x_tilde'"):
+        trainer.fit(data)
+
+
+def test_elbo_of_a_pair_program_without_target_has_unit_weights(data):
+    model, guide, _ = _setup()
+    x = torch.as_tensor(data["x"].values[:8])
+    terms = PairELBO().terms(model.independent_model, guide.independent_guide, x[:, 0], x[:, 1])
+    assert set(terms) == {"kl_noise", "kl_noise_tilde", "log_likelihood", "elbo"}
