@@ -1,23 +1,29 @@
 """Fitting an ILCM end to end: build, train, evaluate, report, save; and loading it back."""
 
-__all__ = ["FitReport", "build_ilcm", "fit_ilcm", "load_ilcm"]
+__all__ = ["FitReport", "build_ilcm", "candidate_seed", "fit_ilcm", "load_ilcm"]
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import xarray as xr
+from torch import nn
 
-from pyrocrl.inference.evaluate import evaluate
+from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.recipes import Recipe, get_recipe
 from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import CheckpointError, load_checkpoint, write_json
 from pyrocrl.models.ilcm import ILCM
+
+SELECTION_PAIRS = 4096
+"""Training pairs on which candidates are compared."""
 
 
 @dataclass
@@ -35,6 +41,8 @@ class FitReport:
     metrics: dict[str, float] = field(default_factory=dict)
     dci_pairs: tuple[int, int] | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    selection: list[dict[str, float]] = field(default_factory=list)
+    """Candidates of the recipe: seed and training ELBO at the selection epoch."""
     files: list[str] = field(default_factory=list)
 
     def format(self) -> str:
@@ -42,6 +50,13 @@ class FitReport:
         lines = []
         source = ", ".join(f"{k}={v}" for k, v in self.data.items()) or "user data"
         lines.append(f"ILCM fitted with recipe {self.recipe!r}, model seed {self.seed} ({source})")
+        if self.selection:
+            best = max(self.selection, key=lambda c: c["elbo"])
+            scores = ", ".join(f"{c['elbo']:.2f}" for c in self.selection)
+            lines.append(
+                f"  {len(self.selection)} candidates, training ELBO per pair {scores}: "
+                f"kept candidate {best['candidate']:.0f}"
+            )
         lines.append(
             f"  training: {self.steps} steps = {self.epochs:.2f} epochs of {self.pairs} pairs "
             f"(batch {self.batch_size}) in {_duration(self.train_time)}"
@@ -67,6 +82,15 @@ class FitReport:
         if self.files:
             lines.append("  wrote " + ", ".join(self.files))
         return "\n".join(lines)
+
+
+def _save_history_plot(history: list[dict[str, Any]], path: Path) -> Path:
+    from matplotlib.figure import Figure  # no pyplot: the user's backend stays as it is
+
+    from pyrocrl.plots import plot_history
+
+    plot_history(history, figure=Figure()).savefig(path, dpi=110)
+    return path
 
 
 def _duration(seconds: float) -> str:
@@ -120,6 +144,17 @@ def load_ilcm(path: str | os.PathLike) -> tuple[ILCM, ILCMGuide]:
     return model, guide
 
 
+def candidate_seed(seed: int, candidate: int) -> int:
+    """Model seed of candidate ``candidate`` of a run with ``seed`` (candidate 0: ``seed``)."""
+    if candidate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, candidate]).generate_state(1)[0])
+
+
+ModelSpec = ILCM | Callable[[], ILCM] | None
+GuideSpec = ILCMGuide | Callable[[ILCM], ILCMGuide] | None
+
+
 def fit_ilcm(
     train: xr.Dataset,
     n: int,
@@ -134,23 +169,30 @@ def fit_ilcm(
     intervention_encoder: str = "heuristic",
     likelihood: str = "normal",
     validate_every: int | None = None,
+    validate_model: bool | None = None,
     progress: bool | None = None,
     dci_pairs: tuple[int, int] = (10_000, 5_000),
-    model: ILCM | None = None,
-    guide: ILCMGuide | None = None,
+    model: ModelSpec = None,
+    guide: GuideSpec = None,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit an ILCM with ``n`` causal variables to the pairs of ``train``.
 
     The model and guide are built from ``hidden``, ``likelihood`` and
-    ``intervention_encoder`` (seeded by ``seed``) unless given: pass your own ``model``
-    (e.g. a subclass with another prior) and, optionally, ``guide`` to fit an extended
-    generative model with the same recipe.
+    ``intervention_encoder`` (seeded by ``seed``) unless given. To fit an extended
+    generative model with the same recipe, pass ``model`` — a module, or a function that
+    builds one (needed when the recipe trains several candidates) — and optionally
+    ``guide``, a module or a function of the model.
+
+    With ``recipe.candidates > 1``, that many models (seeds derived from ``seed``) train
+    until ``recipe.select_epoch``; the one with the best ELBO on a fixed subset of the
+    training pairs — no test data, no ground truth — is trained to the end.
 
     :param test: held-out pairs; with ground truth, the report has DCI and intervention
         accuracy (DCI regressors are fitted on ``dci_train``, or on ``test``).
     :param output: a directory for ``checkpoint.pt`` (training resumes from it when
-        ``resume``) and ``results.json``.
+        ``resume``; so do unfinished candidates) and ``results.json``.
     :param validate_every: evaluate on (a part of) ``test`` every so many steps.
+    :param validate_model: Pyro validation while training (see :class:`Trainer`).
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
     """
     start = time.perf_counter()
@@ -158,45 +200,91 @@ def fit_ilcm(
     data = pairs_tensor(train)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):
+        raise ValueError(
+            f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
+            "build the model and guide, or use recipe.replace(candidates=1)"
+        )
     output = Path(output) if output is not None else None
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if model is None:
-            model = ILCM(data.shape[-1], n, hidden=hidden, likelihood=likelihood)
-        if guide is None:
-            guide = ILCMGuide(model, hidden=hidden, intervention_encoder=intervention_encoder)
-    if model.n != n or model.dim_x != data.shape[-1]:
-        raise ValueError(
-            f"the model has n={model.n}, dim_x={model.dim_x}; the data need n={n}, "
-            f"dim_x={data.shape[-1]}"
+
+    def build(model_seed: int) -> tuple[ILCM, ILCMGuide]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(model_seed)
+            if model is None:
+                m = ILCM(data.shape[-1], n, hidden=hidden, likelihood=likelihood)
+            else:
+                m = model if isinstance(model, nn.Module) else model()
+            if guide is None:
+                g = ILCMGuide(m, hidden=hidden, intervention_encoder=intervention_encoder)
+            else:
+                g = guide if isinstance(guide, nn.Module) else guide(m)
+        if m.n != n or m.dim_x != data.shape[-1]:
+            raise ValueError(
+                f"the model has n={m.n}, dim_x={m.dim_x}; the data need n={n}, "
+                f"dim_x={data.shape[-1]}"
+            )
+        return m, g
+
+    def make_trainer(m: ILCM, g: ILCMGuide, model_seed: int, path: Path | None) -> Trainer:
+        validation = None
+        if test is not None and validate_every:
+            small_test = test.isel(pair=slice(0, 2000))
+
+            def validation(step: int) -> dict[str, float]:
+                return evaluate(m, g, small_test, dci_train, seed=seed, dci_pairs=3000,
+                                dci_test_pairs=2000)  # fmt: skip
+
+        return Trainer(
+            m,
+            g,
+            ILCMObjective(m, g),
+            recipe,
+            seed=model_seed,
+            checkpoint=path,
+            validation=validation,
+            validate_every=validate_every,
+            progress=progress,
+            validate_model=validate_model,
         )
 
-    validation = None
-    if test is not None and validate_every:
-        small_test = test.isel(pair=slice(0, 2000))
-
-        def validation(step: int) -> dict[str, float]:
-            return evaluate(model, guide, small_test, dci_train, seed=seed, dci_pairs=3000,
-                            dci_test_pairs=2000)  # fmt: skip
-
-    trainer = Trainer(
-        model,
-        guide,
-        ILCMObjective(model, guide),
-        recipe,
-        seed=seed,
-        checkpoint=output / "checkpoint.pt" if output is not None else None,
-        validation=validation,
-        validate_every=validate_every,
-        progress=progress,
-    )
+    final = output / "checkpoint.pt" if output is not None else None
+    selection: list[dict[str, float]] = []
+    if resume and final is not None and final.exists():
+        chosen = int(load_checkpoint(final)["seed"])
+        model_, guide_ = build(chosen)
+        trainer = make_trainer(model_, guide_, chosen, final)
+    elif recipe.candidates == 1:
+        model_, guide_ = build(seed)
+        trainer = make_trainer(model_, guide_, seed, final)
+    else:
+        subset = data[:SELECTION_PAIRS]
+        best = None
+        for c in range(recipe.candidates):
+            c_seed = candidate_seed(seed, c)
+            m, g = build(c_seed)
+            path = output / f"candidate{c}.pt" if output is not None else None
+            t = make_trainer(m, g, c_seed, path)
+            t.fit(data, resume=resume, until_epoch=recipe.select_epoch)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                score = elbo_per_pair(m, g, subset[:, 0], subset[:, 1])
+            selection.append({"candidate": c, "seed": c_seed, "elbo": score})
+            if best is None or score > best[0]:
+                best = (score, m, g, t)
+        _, model_, guide_, trainer = best
+        trainer.checkpoint = final
     result = trainer.fit(data, resume=resume)
+    train_time = time.perf_counter() - start
+    if output is not None:
+        for leftover in output.glob("candidate*.pt"):
+            leftover.unlink()
+
     metrics: dict[str, float] = {}
     if test is not None:
         metrics = evaluate(
-            model, guide, test, dci_train, seed=seed, dci_pairs=dci_pairs[0],
+            model_, guide_, test, dci_train, seed=seed, dci_pairs=dci_pairs[0],
             dci_test_pairs=dci_pairs[1],
         )  # fmt: skip
         metrics["test_pairs"] = float(test.sizes["pair"])
@@ -207,18 +295,20 @@ def fit_ilcm(
         batch_size=recipe.batch_size,
         steps=result.steps,
         epochs=result.epochs,
-        train_time=result.wall_time,
+        train_time=train_time,
         total_time=time.perf_counter() - start,
         metrics=metrics,
         dci_pairs=dci_pairs if "dci_disentanglement" in metrics else None,
         data={k: train.attrs[k] for k in ("simulator", "n", "graph_seed") if k in train.attrs},
+        selection=selection,
     )
     if output is not None:
-        report.files = [str(output / "checkpoint.pt"), str(output / "results.json")]
+        report.files = [str(output / name) for name in ("checkpoint.pt", "results.json")]
+        report.files.append(str(_save_history_plot(result.history, output / "training.png")))
         results = {
             **asdict(report),
             "recipe_settings": recipe.to_dict(),
             "history": result.history,
         }
         write_json(output / "results.json", results)
-    return model, guide, report
+    return model_, guide_, report

@@ -80,6 +80,10 @@ class ILCMGuide(PyroModule):
     noise ``e~_I ~ N(μ~_I, σ~_I²)`` is passed through the model's solution function to the
     site ``value`` (an affine map, so still Gaussian).
 
+    The buffer ``posterior_power`` (default 1) flattens ``q(I | x, x~)`` to
+    ``q^power / Σ q^power``; any ``q`` gives a valid bound, and training recipes start
+    flat so that every hypothesis shapes the encoder before the posterior sharpens.
+
     With ``deterministic=True`` only the most probable hypothesis is kept (a ``Delta`` at
     the argmax whose weight carries a straight-through gradient to ``q(I | x, x~)``).
 
@@ -119,6 +123,7 @@ class ILCMGuide(PyroModule):
         if tie not in ("random", "mean"):
             raise ValueError(f"tie must be 'random' or 'mean', got {tie!r}")
         self.tie = tie
+        self.register_buffer("posterior_power", torch.tensor(1.0))
         self.config = {
             "hidden": list(hidden),
             "intervention_encoder": encoder_name,
@@ -141,7 +146,14 @@ class ILCMGuide(PyroModule):
     def intervention_probs(self, x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
         """``q(I | x, x~)``, shape ``(N, n + 1)``."""
         loc, _, loc_tilde, _ = self.encode(x, x_tilde)
-        return self.intervention_encoder(loc, loc_tilde)
+        return self._target_probs(loc, loc_tilde)
+
+    def _target_probs(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
+        probs = self.intervention_encoder(loc, loc_tilde)
+        if self.posterior_power != 1:
+            probs = probs.pow(self.posterior_power)
+            probs = probs / probs.sum(-1, keepdim=True)
+        return probs
 
     def guide(
         self,
@@ -164,7 +176,7 @@ class ILCMGuide(PyroModule):
             raise ValueError("the guide needs observed pairs x and x_tilde")
         size = plate_size(size, x, x_tilde, dim_x=self.dim_x)
         loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
-        probs = self.intervention_encoder(loc, loc_tilde)
+        probs = self._target_probs(loc, loc_tilde)
         with pyro.plate(sites.PAIR_PLATE, size):
             if deterministic:
                 best = probs.argmax(-1)

@@ -28,7 +28,12 @@ class ILCMObjective:
       component, as the model says it should, and up to ``√n`` when changes spread; it
       pushes the encoder towards the right axes before the intervention posterior has
       settled, which keeps short schedules out of local optima where two causal
-      variables share one component.
+      variables share one component;
+    - ``change_balance``: ``w·KL(s ‖ uniform)`` where ``s_j`` is the share of all changes
+      (each pair weighted by its size) that falls on component ``j``; interventions hit
+      every variable equally often under the uniform intervention prior, so every
+      component should change about as much as the others. Without it, two causal variables
+      can settle on one component and leave another unused.
 
     In the pretraining phase the ELBO is that of a VAE on each view (no causal structure).
     """
@@ -46,6 +51,7 @@ class ILCMObjective:
         """
         if hasattr(self.guide.intervention_encoder, "offset"):
             self.guide.intervention_encoder.offset.fill_(phase.offset)
+        self.guide.posterior_power.fill_(phase.posterior_power)
         if phase.pretrain:
             with scale_latents(scale=phase.beta):
                 traces = self.elbo.traces(
@@ -80,11 +86,20 @@ class ILCMObjective:
                 mean = self.model.x_dist(torch.cat([e, e_tilde])).mean
                 error = (mean - torch.cat([x, x_tilde])).pow(2).sum(-1).mean() * 2
                 regularizers["consistency"] = phase.consistency_weight * error
-        if phase.sparsity_weight:
+        if phase.sparsity_weight or phase.balance_weight:
             loc = torch.cat([encoded["loc"], encoded["loc_tilde"]])
             delta = (encoded["loc_tilde"] - encoded["loc"]) / loc.std(0).clamp_min(1e-6)
-            ratio = delta.abs().sum() / delta.norm(dim=-1).sum().clamp_min(1e-12)
-            regularizers["change_sparsity"] = phase.sparsity_weight * ratio
+            size = delta.norm(dim=-1)
+            if phase.sparsity_weight:
+                ratio = delta.abs().sum() / size.sum().clamp_min(1e-12)
+                regularizers["change_sparsity"] = phase.sparsity_weight * ratio
+            if phase.balance_weight:
+                # each pair spreads its size over components by energy; shares should be equal
+                spread = delta.pow(2) / size.pow(2).clamp_min(1e-12).unsqueeze(-1)
+                share = (spread * size.unsqueeze(-1)).sum(0)
+                share = share / share.sum().clamp_min(1e-12)
+                kl = (share * (share * share.numel()).clamp_min(1e-12).log()).sum()
+                regularizers["change_balance"] = phase.balance_weight * kl
         for name, value in {**terms, **regularizers}.items():
             if not torch.isfinite(value):
                 raise NonFiniteError(f"the term {name!r} is {value.item()}")

@@ -9,6 +9,7 @@ uninterrupted one.
 
 __all__ = ["Trainer", "TrainingError", "TrainingResult", "pairs_tensor"]
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyro
 import torch
 import xarray as xr
 from torch import nn
@@ -90,6 +92,9 @@ class Trainer:
         does not change the course of training.
     :param progress: show a progress bar (``None``: when attached to a terminal).
     :param log_every: steps between history entries (running means of the report).
+    :param validate_model: switch Pyro's validation of distributions and traces on or off
+        while training (``None`` keeps the global setting). Off saves about an eighth of
+        the time per step; non-finite values are still caught and named.
     """
 
     def __init__(
@@ -106,8 +111,11 @@ class Trainer:
         validate_every: int | None = None,
         progress: bool | None = None,
         log_every: int = 100,
+        validate_model: bool | None = None,
     ) -> None:
         self.model, self.guide, self.objective = model, guide, objective
+        self.validate_model = validate_model
+        self._progress: tuple[int, list[dict[str, float]], torch.Tensor] | None = None
         self.recipe = get_recipe(recipe)
         self.seed = seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -163,10 +171,21 @@ class Trainer:
         return int(payload["step"]), list(payload["history"])
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self, pairs: xr.Dataset | torch.Tensor, *, resume: bool = True) -> TrainingResult:
+    def fit(
+        self,
+        pairs: xr.Dataset | torch.Tensor,
+        *,
+        resume: bool = True,
+        until_epoch: float | None = None,
+    ) -> TrainingResult:
         """Train on ``pairs`` (``(N, 2, D)`` or a dataset) until the recipe ends.
 
-        With ``resume=True`` and an existing checkpoint file, training continues from it.
+        A trainer remembers where it stopped: calling :meth:`fit` again (e.g. after
+        ``until_epoch``) continues exactly where the last call left off. Otherwise, with
+        ``resume=True`` and an existing checkpoint file, training continues from the file.
+
+        :param until_epoch: stop at this epoch instead of the recipe's end (a checkpoint is
+            written there).
         """
         data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
         batch = self.recipe.batch_size
@@ -174,84 +193,107 @@ class Trainer:
             raise ValueError(f"{len(data)} pairs are fewer than one batch of {batch}")
         steps_per_epoch = len(data) // batch
         total = max(1, math.ceil(self.recipe.epochs * steps_per_epoch))
+        stop = (
+            total if until_epoch is None else min(total, math.ceil(until_epoch * steps_per_epoch))
+        )
         start_time = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            step, history = 0, []
-            if resume and self.checkpoint is not None and self.checkpoint.exists():
-                step, history = self._restore(load_checkpoint(self.checkpoint))
-            self.model.train()
-            self.guide.train()
-            bar = tqdm(
-                total=total,
-                initial=step,
-                desc="fit",
-                unit="step",
-                disable=None if self.progress is None else not self.progress,
-            )
-            running: dict[str, float] = {}
-            order, order_epoch = None, -1
-            with bar:
-                while step < total:
-                    epoch_index = step // steps_per_epoch
-                    if epoch_index != order_epoch:
-                        generator = torch.Generator().manual_seed(
-                            int(
-                                np.random.SeedSequence([self.seed, epoch_index]).generate_state(1)[
-                                    0
-                                ]
-                            )
-                        )
-                        order, order_epoch = (
-                            torch.randperm(len(data), generator=generator),
-                            epoch_index,
-                        )
-                    i = step % steps_per_epoch
-                    rows = data[order[i * batch : (i + 1) * batch]]
-                    epoch = step / steps_per_epoch
-                    phase = self.recipe.at(epoch, (step - 1) / steps_per_epoch if step else None)
-                    report = self._step(rows[:, 0], rows[:, 1], phase, step)
-                    step += 1
-                    for key, value in report.items():
-                        running[key] = running.get(key, 0.0) + value
-                    if step % self.log_every == 0 or step == total:
-                        count = (
-                            self.log_every if step % self.log_every == 0 else step % self.log_every
-                        )
-                        entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phase.lr}
-                        entry.update({k: v / count for k, v in running.items()})
-                        entry["phase"] = phase.name
-                        history.append(entry)
-                        running = {}
-                        bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
-                    if self.validation is not None and (
-                        step == total or (self.validate_every and step % self.validate_every == 0)
-                    ):
-                        with torch.random.fork_rng(devices=[]):
-                            self.model.eval()
-                            self.guide.eval()
-                            metrics = self.validation(step)
-                            self.model.train()
-                            self.guide.train()
-                        history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
-                        bar.write(
-                            f"step {step}: "
-                            + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                        )
-                    if self.checkpoint is not None and (
-                        step == total or step % self.checkpoint_every == 0
-                    ):
-                        save_checkpoint(self.checkpoint, self.state(step, history))
-                    bar.update(1)
+        validation_context = (
+            pyro.validation_enabled(self.validate_model)
+            if self.validate_model is not None
+            else contextlib.nullcontext()
+        )
+        with torch.random.fork_rng(devices=[]), validation_context:
+            if self._progress is not None:
+                step, history, rng = self._progress
+                torch.random.set_rng_state(rng)
+            else:
+                torch.manual_seed(self.seed)
+                step, history = 0, []
+                if resume and self.checkpoint is not None and self.checkpoint.exists():
+                    step, history = self._restore(load_checkpoint(self.checkpoint))
+            step, history = self._loop(data, step, stop, total, steps_per_epoch, history)
+            self._progress = (step, history, torch.random.get_rng_state())
         self.model.eval()
         self.guide.eval()
         return TrainingResult(
-            steps=total,
-            epochs=total / steps_per_epoch,
+            steps=step,
+            epochs=step / steps_per_epoch,
             wall_time=time.perf_counter() - start_time,
             history=history,
             checkpoint=self.checkpoint,
         )
+
+    def _loop(
+        self,
+        data: torch.Tensor,
+        step: int,
+        stop: int,
+        total: int,
+        steps_per_epoch: int,
+        history: list[dict[str, float]],
+    ) -> tuple[int, list[dict[str, float]]]:
+        batch = self.recipe.batch_size
+        self.model.train()
+        self.guide.train()
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc="fit",
+            unit="step",
+            disable=None if self.progress is None else not self.progress,
+        )
+        running: dict[str, float] = {}
+        order, order_epoch = None, -1
+        with bar:
+            while step < stop:
+                epoch_index = step // steps_per_epoch
+                if epoch_index != order_epoch:
+                    order, order_epoch = self._order(len(data), epoch_index), epoch_index
+                i = step % steps_per_epoch
+                rows = data[order[i * batch : (i + 1) * batch]]
+                epoch = step / steps_per_epoch
+                phase = self.recipe.at(epoch, (step - 1) / steps_per_epoch if step else None)
+                report = self._step(rows[:, 0], rows[:, 1], phase, step)
+                step += 1
+                for key, value in report.items():
+                    running[key] = running.get(key, 0.0) + value
+                if step % self.log_every == 0 or step == stop:
+                    count = (step - 1) % self.log_every + 1
+                    entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phase.lr}
+                    entry.update({k: v / count for k, v in running.items()})
+                    entry["phase"] = phase.name
+                    history.append(entry)
+                    running = {}
+                    bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
+                if self.validation is not None and (
+                    step == total or (self.validate_every and step % self.validate_every == 0)
+                ):
+                    metrics = self._validate(step)
+                    history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
+                    bar.write(
+                        f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                    )
+                if self.checkpoint is not None and (
+                    step == stop or step % self.checkpoint_every == 0
+                ):
+                    save_checkpoint(self.checkpoint, self.state(step, history))
+                bar.update(1)
+        return step, history
+
+    def _order(self, size: int, epoch_index: int) -> torch.Tensor:
+        """The shuffled order of the pairs in one epoch: a function of (seed, epoch)."""
+        seed = np.random.SeedSequence([self.seed, epoch_index]).generate_state(1)[0]
+        return torch.randperm(size, generator=torch.Generator().manual_seed(int(seed)))
+
+    def _validate(self, step: int) -> dict[str, float]:
+        with torch.random.fork_rng(devices=[]):
+            self.model.eval()
+            self.guide.eval()
+            try:
+                return self.validation(step)
+            finally:
+                self.model.train()
+                self.guide.train()
 
     def _step(self, x: torch.Tensor, x_tilde: torch.Tensor, phase: Phase, step: int):
         if phase.restart:

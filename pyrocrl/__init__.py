@@ -1,16 +1,27 @@
 """pyrocrl: causal representation learning from weakly supervised pairs, as Pyro programs."""
 
 from pyrocrl._version import __version__
-from pyrocrl.data import describe, load, save, simulate, simulate_pairs
+from pyrocrl.data import describe, load, save, simulate, simulate_pairs, simulate_splits
 from pyrocrl.errors import DatasetError, PyrocrlError
+from pyrocrl.inference.fit import fit_ilcm, load_ilcm
+from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.inference.queries import encode, intervention_posterior
+from pyrocrl.models.ilcm import ILCM
 
 __all__ = [
+    "ILCM",
     "DatasetError",
+    "ILCMGuide",
     "PyrocrlError",
     "__version__",
     "describe",
+    "encode",
+    "fit_ilcm",
+    "intervention_posterior",
     "load",
+    "load_ilcm",
     "save",
     "simulate",
     "simulate_pairs",
+    "simulate_splits",
 ]

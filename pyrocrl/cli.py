@@ -103,11 +103,23 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--n", type=_positive_int, help="causal variables (default: 4)")
     fit.add_argument("--data-seed", type=_seed, default=DEFAULT_DATA_SEED, help="toy seed")
     fit.add_argument("--pairs", type=_positive_int, default=100_000, help="toy training pairs")
+    fit.add_argument(
+        "--test-pairs", type=_positive_int, default=10_000, help="toy test and DCI pairs"
+    )
     fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
     fit.add_argument("--recipe", default="fast", help="training recipe: fast, authors")
     fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
     fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    fit.add_argument("--validate-every", type=_positive_int, metavar="STEPS")
+    fit.add_argument(
+        "--validate-every", type=_positive_int, metavar="STEPS", help="evaluate while training"
+    )
+    fit.add_argument(
+        "--pyro-validation",
+        dest="validate_model",
+        action="store_true",
+        default=False,
+        help="check distributions and traces while training (slower by about 1/8)",
+    )
 
     info = commands.add_parser("info", help="summarize a dataset file")
     info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
@@ -176,9 +188,8 @@ def _fit(args: argparse.Namespace) -> None:
     else:
         n = args.n or 4
         lcm = make_simulator("scaling", n, args.data_seed)
-        splits = simulate_splits(
-            lcm, args.data_seed, {"train": args.pairs, "test": 10_000, "dci": 10_000}
-        )
+        sizes = {"train": args.pairs, "test": args.test_pairs, "dci": args.test_pairs}
+        splits = simulate_splits(lcm, args.data_seed, sizes)
         train, test, dci_train = splits["train"], splits["test"], splits["dci"]
     print(f"fitting an ILCM with {n} causal variables to {train.sizes['pair']} pairs ...")
     _, _, report = fit_ilcm(
@@ -188,9 +199,11 @@ def _fit(args: argparse.Namespace) -> None:
         dci_train=dci_train,
         recipe=recipe,
         seed=args.seed,
+        dci_pairs=(min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
         output=args.output,
         resume=not args.fresh,
         validate_every=args.validate_every,
+        validate_model=args.validate_model,
     )
     report.total_time = time.perf_counter() - start
     print(report.format())

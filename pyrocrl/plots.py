@@ -1,6 +1,6 @@
 """Pictures of weakly supervised pairs and causal graphs (matplotlib)."""
 
-__all__ = ["plot_graph", "plot_pairs"]
+__all__ = ["plot_graph", "plot_history", "plot_pairs"]
 
 from collections.abc import Sequence
 
@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from pyrocrl.data.dataset import validate
@@ -114,3 +115,49 @@ def plot_graph(
     ax.set_aspect("equal")
     ax.axis("off")
     return ax
+
+
+def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Figure:
+    """Training curves from a trainer's history: the loss and the ELBO per phase, and
+    validation metrics when there are any.
+
+    :param history: entries with ``step`` and report values (``loss``, ``elbo``, …) or
+        validation metrics (``dci_disentanglement``, ``intervention_accuracy``, …).
+    :param figure: draw into this figure (default: a new pyplot figure).
+    """
+    train = [h for h in history if "loss" in h]
+    valid = [h for h in history if "loss" not in h and len(h) > 2]
+    columns = 2 if valid else 1
+    figure = figure or plt.figure(figsize=(5.5 * columns, 3.8))
+    figure.set_size_inches(5.5 * columns, 3.8)
+    axes = np.atleast_1d(figure.subplots(1, columns))
+    ax = axes[0]
+    steps = np.array([h["step"] for h in train])
+    for key in ("loss", "elbo"):
+        values = np.array([h.get(key, np.nan) for h in train])
+        sign = -1 if key == "elbo" else 1
+        ax.plot(
+            steps, sign * values, label="−ELBO (KL weighted by β)" if key == "elbo" else "loss"
+        )
+    for phase in ("soft", "deterministic"):
+        first = next((h["step"] for h in train if h.get("phase") == phase), None)
+        if first is not None:
+            ax.axvline(first, color="0.7", ls=":")
+            ax.annotate(phase, (first, 1), xycoords=("data", "axes fraction"), fontsize=8,
+                        ha="left", va="top")  # fmt: skip
+    ax.set_yscale("symlog")
+    ax.set_xlabel("step")
+    ax.set_title("training objective (per pair)")
+    ax.legend(fontsize="small")
+    if valid and len(axes) > 1:
+        ax = axes[1]
+        vsteps = [h["step"] for h in valid]
+        for key in ("dci_disentanglement", "dci_completeness", "intervention_accuracy"):
+            if key in valid[0]:
+                ax.plot(vsteps, [h[key] for h in valid], marker="o", ms=3, label=key)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("step")
+        ax.set_title("validation")
+        ax.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -190,3 +190,19 @@ def test_elbo_of_a_pair_program_without_target_has_unit_weights(data):
     x = torch.as_tensor(data["x"].values[:8])
     terms = PairELBO().terms(model.independent_model, guide.independent_guide, x[:, 0], x[:, 1])
     assert set(terms) == {"kl_noise", "kl_noise_tilde", "log_likelihood", "elbo"}
+
+
+def test_stopping_and_continuing_equals_one_call(data):
+    recipe = SHORT.replace(epochs=1.0)
+    model, guide, objective = _setup()
+    Trainer(model, guide, objective, recipe, seed=2, progress=False).fit(data)
+    once = [p.detach().clone() for p in model.parameters()]
+
+    model, guide, objective = _setup()
+    trainer = Trainer(model, guide, objective, recipe, seed=2, progress=False)
+    first = trainer.fit(data, until_epoch=0.4)
+    assert first.steps == 19  # ceil(0.4 * 46 steps per epoch)
+    second = trainer.fit(data)
+    assert second.steps == 46
+    for a, b in zip(once, model.parameters(), strict=True):
+        assert torch.equal(a, b)

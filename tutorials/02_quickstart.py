@@ -47,7 +47,8 @@ if smoke_test:  # a few hundred steps: enough to run every line, not to learn we
     recipe = recipe.replace(epochs=2.0, pretrain_epochs=0.2, beta_ramp=(0.2, 0.5),
                             intervention_prior_epoch=0.6, deterministic_epoch=1.6,
                             sparsity_decay=(0.6, 0.8), norm_decay=(0.2, 0.5),
-                            offset_decay=(0.2, 0.5))  # fmt: skip
+                            offset_decay=(0.2, 0.5), posterior_power_ramp=(0.2, 0.5),
+                            select_epoch=0.5)  # fmt: skip
 
 # %% [markdown]
 # ## Data
@@ -142,17 +143,16 @@ class LearnedPriorILCM(ILCM):
         return dist.Categorical(logits=self.prior_logits)
 
 
-torch.manual_seed(1)
-extended = LearnedPriorILCM(lcm.dim_x, n, likelihood="laplace")
-_, _, extended_report = fit_ilcm(
+# The fast recipe trains several candidates, so it takes functions that build the parts.
+extended, _, extended_report = fit_ilcm(
     splits["train"],
     n,
     test=test,
     dci_train=splits["dci"],
     recipe=recipe,
     seed=1,
-    model=extended,
-    guide=ILCMGuide(extended),
+    model=lambda: LearnedPriorILCM(lcm.dim_x, n, likelihood="laplace"),
+    guide=ILCMGuide,
 )
 print(extended_report.format())
 print("learned p(I):", extended.target_dist().probs.detach().numpy().round(3))
