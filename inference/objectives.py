@@ -1,6 +1,6 @@
 """Training objectives: the ELBO of a pair program plus the recipe's regularizers."""
 
-__all__ = ["ILCMObjective"]
+__all__ = ["ILCMObjective", "change_balance", "change_sparsity"]
 
 import torch
 from pyro.poutine.trace_struct import Trace
@@ -89,17 +89,10 @@ class ILCMObjective:
         if phase.sparsity_weight or phase.balance_weight:
             loc = torch.cat([encoded["loc"], encoded["loc_tilde"]])
             delta = (encoded["loc_tilde"] - encoded["loc"]) / loc.std(0).clamp_min(1e-6)
-            size = delta.norm(dim=-1)
             if phase.sparsity_weight:
-                ratio = delta.abs().sum() / size.sum().clamp_min(1e-12)
-                regularizers["change_sparsity"] = phase.sparsity_weight * ratio
+                regularizers["change_sparsity"] = phase.sparsity_weight * change_sparsity(delta)
             if phase.balance_weight:
-                # each pair spreads its size over components by energy; shares should be equal
-                spread = delta.pow(2) / size.pow(2).clamp_min(1e-12).unsqueeze(-1)
-                share = (spread * size.unsqueeze(-1)).sum(0)
-                share = share / share.sum().clamp_min(1e-12)
-                kl = (share * (share * share.numel()).clamp_min(1e-12).log()).sum()
-                regularizers["change_balance"] = phase.balance_weight * kl
+                regularizers["change_balance"] = phase.balance_weight * change_balance(delta)
         for name, value in {**terms, **regularizers}.items():
             if not torch.isfinite(value):
                 raise NonFiniteError(f"the term {name!r} is {value.item()}")
@@ -107,6 +100,25 @@ class ILCMObjective:
         report = {k: float(v.detach()) for k, v in {**terms, **regularizers}.items()}
         report["loss"] = float(loss.detach())
         return loss, report
+
+
+def change_sparsity(delta: torch.Tensor) -> torch.Tensor:
+    """``Σ_b ‖Δ_b‖₁ / Σ_b ‖Δ_b‖₂`` of changes ``Δ (B, n)``: 1 when every change is on one
+    component, ``√n`` when every change is spread evenly."""
+    return delta.abs().sum() / delta.norm(dim=-1).sum().clamp_min(1e-12)
+
+
+def change_balance(delta: torch.Tensor) -> torch.Tensor:
+    """``KL(s ‖ uniform)`` of the share ``s_j`` of the changes ``Δ (B, n)`` on component ``j``.
+
+    Each pair spreads its size ``‖Δ_b‖`` over components in proportion to ``Δ_bj²``; the
+    shares are summed over the batch. 0 when all components change equally, ``log n`` when
+    one carries everything.
+    """
+    size = delta.norm(dim=-1, keepdim=True)
+    share = (delta.pow(2) / size.clamp_min(1e-12)).sum(0)
+    share = share / share.sum().clamp_min(1e-12)
+    return (share * (share * share.numel()).clamp_min(1e-12).log()).sum()
 
 
 def _check_sites(model_trace: Trace, guide_trace: Trace) -> None:

@@ -215,3 +215,16 @@ def test_parameters_are_all_in_the_state_dicts():
     n_buffers = sum(b.numel() for m in (model, guide) for b in m.buffers())
     assert n_params == n_state - n_buffers
     assert pyro.get_param_store().keys() == set()  # no hidden global state
+
+
+def test_change_penalties_closed_forms():
+    from pyrocrl.inference.objectives import change_balance, change_sparsity
+
+    one_hot = torch.eye(4).repeat(5, 1) * torch.linspace(0.5, 2, 20).unsqueeze(-1)
+    assert torch.allclose(change_sparsity(one_hot), torch.tensor(1.0))
+    assert torch.allclose(change_balance(torch.eye(4).repeat(5, 1)), torch.tensor(0.0), atol=1e-6)
+    spread = torch.ones(3, 4)
+    assert torch.allclose(change_sparsity(spread), torch.tensor(2.0))  # √4
+    one_component = torch.zeros(6, 4)
+    one_component[:, 2] = 1.0
+    assert torch.allclose(change_balance(one_component), torch.tensor(4.0).log())
