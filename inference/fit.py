@@ -24,6 +24,8 @@ from pyrocrl.models.ilcm import ILCM
 
 SELECTION_PAIRS = 4096
 """Training pairs on which candidates are compared."""
+PRECONDITION_PAIRS = 20_000
+"""Training pairs whose statistics precondition the encoder."""
 
 
 @dataclass
@@ -225,6 +227,9 @@ def fit_ilcm(
                 f"the model has n={m.n}, dim_x={m.dim_x}; the data need n={n}, "
                 f"dim_x={data.shape[-1]}"
             )
+        if recipe.precondition:
+            sample = data[:PRECONDITION_PAIRS]
+            g.precondition(sample[:, 0], sample[:, 1])
         return m, g
 
     def make_trainer(m: ILCM, g: ILCMGuide, model_seed: int, path: Path | None) -> Trainer:

@@ -136,6 +136,39 @@ class ILCMGuide(PyroModule):
     def model(self) -> ILCM:
         return self._model
 
+    @torch.no_grad()
+    def precondition(self, x: torch.Tensor, x_tilde: torch.Tensor, ridge: float = 1e-6) -> None:
+        """Start the encoder from the linear solution of the pair statistics.
+
+        Solves ``Cov(x~ − x) v = λ Cov(x) v`` for the ``D`` directions ``v`` (normalized to
+        ``vᵀ Cov(x) v = 1``), feeds the encoder ``u = (x − mean) @ V``, and starts its mean
+        at ``μ(x) ≈ u_top + MLP(u)`` with the ``n`` directions of largest ``λ``. If the
+        noise reached the observations linearly, each intervention would move one noise
+        component, so with distinct ``λ`` these directions are the noise components up to
+        order and scale; otherwise they are a change-aware whitening that training refines.
+        The model class is unchanged: the map is an invertible linear layer.
+
+        :param x, x_tilde: training pairs ``(N, D)`` with ``N`` well above ``D``.
+        """
+        dim = self.dim_x
+        if len(x) <= 2 * dim:
+            raise ValueError(f"need more than {2 * dim} pairs to precondition, got {len(x)}")
+        x, x_tilde = x.double(), x_tilde.double()
+        static = torch.cov(x.T) + ridge * torch.eye(dim, dtype=x.dtype)
+        delta = x_tilde - x
+        change = delta.T @ delta / len(delta)
+        values, vectors = torch.linalg.eigh(static)
+        whiten = vectors / values.sqrt()
+        _, rotation = torch.linalg.eigh(whiten.T @ change @ whiten)
+        transform = (whiten @ rotation).flip(-1)  # largest change first
+        encoder = self.encoder
+        encoder.input_mean.copy_(x.mean(0))
+        encoder.input_transform.copy_(transform)
+        skip = torch.zeros_like(encoder.skip.weight)
+        top = min(dim, self.n)
+        skip[:top, :top] = torch.eye(top)
+        encoder.skip.weight.copy_(skip)
+
     def encode(
         self, x: torch.Tensor, x_tilde: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -84,6 +84,8 @@ class Recipe:
         rises linearly from this value to 1 over ``posterior_power_ramp``.
     :param candidates: train this many models (different seeds) until ``select_epoch``,
         keep the one with the best training ELBO and finish only that one.
+    :param precondition: start the encoder from the linear solution of the pair statistics
+        (:meth:`~pyrocrl.inference.guides.ILCMGuide.precondition`) before training.
     """
 
     name: str
@@ -111,6 +113,7 @@ class Recipe:
     posterior_power_ramp: tuple[float, float] = (0.0, 0.0)
     candidates: int = 1
     select_epoch: float = 0.0
+    precondition: bool = False
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -231,13 +234,12 @@ FAST = Recipe(
     sparsity_decay=(1.5, 2.0),
     posterior_power=0.05,
     posterior_power_ramp=(0.3, 1.0),
-    candidates=3,
-    select_epoch=1.3,
+    precondition=True,
     notes=(
-        "Our shorter schedule: a higher learning rate, compressed phases, a flattened "
-        "intervention posterior early on, penalties that favour noise changes on a single "
-        "component spread evenly over components, and three candidates of which the best "
-        "training ELBO is finished. See benchmarks/scaling_ilcm.py for its figures."
+        "Our shorter schedule: the encoder starts from the linear solution of the pair "
+        "statistics, a higher learning rate, compressed phases, a flattened intervention "
+        "posterior early on, and penalties that favour noise changes on a single component "
+        "spread evenly over components. See docs/training.md and benchmarks/scaling_ilcm.py."
     ),
 )
 

@@ -100,10 +100,17 @@ class GaussianEncoder(nn.Module):
         self.min_std = min_std
         nn.init.normal_(self.raw_scale.weight, std=1e-3)
         nn.init.constant_(self.raw_scale.bias, inverse_softplus(init_std - min_std))
+        # a fixed affine map of the inputs and a linear path to the mean, both inert
+        # (identity and zero) unless a preconditioner sets them
+        self.register_buffer("input_mean", torch.zeros(in_features))
+        self.register_buffer("input_transform", torch.eye(in_features))
+        self.skip = nn.Linear(in_features, out_features, bias=False)
+        nn.init.zeros_(self.skip.weight)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (x - self.input_mean) @ self.input_transform
         h = self.trunk(x)
-        return self.loc(h), F.softplus(self.raw_scale(h)) + self.min_std
+        return self.loc(h) + self.skip(x), F.softplus(self.raw_scale(h)) + self.min_std
 
 
 class NormalHead(GaussianEncoder):

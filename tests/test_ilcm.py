@@ -228,3 +228,25 @@ def test_change_penalties_closed_forms():
     one_component = torch.zeros(6, 4)
     one_component[:, 2] = 1.0
     assert torch.allclose(change_balance(one_component), torch.tensor(4.0).log())
+
+
+@pytest.mark.parametrize("graph_seed", [302, 304])
+def test_preconditioning_recovers_linear_noise(graph_seed):
+    """On a linear toy the generalized eigenvectors of the pair statistics are the noise."""
+    from pyrocrl.data import make_simulator, simulate
+
+    lcm = make_simulator("scaling", 4, graph_seed)
+    ds = simulate(lcm, 20_000, seed=1)
+    x = torch.as_tensor(ds["x"].values)
+    guide = ILCMGuide(ILCM(4, 4))
+    assert (guide.encoder.skip.weight == 0).all()  # inert until preconditioned
+    guide.precondition(x[:, 0], x[:, 1])
+    encoder = guide.encoder
+    u = (x[:, 0] - encoder.input_mean) @ encoder.input_transform
+    noise = torch.as_tensor(ds["noise"].values[:, 0])
+    corr = torch.corrcoef(torch.cat([u, noise], 1).T)[:4, 4:].abs()
+    assert (corr.max(dim=1).values > 0.98).all()
+    assert sorted(corr.argmax(dim=1).tolist()) == [0, 1, 2, 3]
+    assert torch.equal(encoder.skip.weight, torch.eye(4))
+    with pytest.raises(ValueError, match="more than 8 pairs"):
+        guide.precondition(x[:5, 0], x[:5, 1])

@@ -143,7 +143,8 @@ class LearnedPriorILCM(ILCM):
         return dist.Categorical(logits=self.prior_logits)
 
 
-# The fast recipe trains several candidates, so it takes functions that build the parts.
+# Functions that build the parts work with every recipe (a recipe with several candidates
+# builds one model per candidate); a ready-made module works when there is one candidate.
 extended, _, extended_report = fit_ilcm(
     splits["train"],
     n,
