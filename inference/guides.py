@@ -13,7 +13,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyrocrl import sites
-from pyrocrl.models.ilcm import ILCM, intervention_mask, plate_size, select
+from pyrocrl.models.ilcm import ILCM, intervention_mask, select
 from pyrocrl.nets import MLP, GaussianEncoder
 
 
@@ -207,7 +207,7 @@ class ILCMGuide(PyroModule):
         del intervention_prior
         if x is None or x_tilde is None:
             raise ValueError("the guide needs observed pairs x and x_tilde")
-        size = plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
         loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
         probs = self._target_probs(loc, loc_tilde)
         with pyro.plate(sites.PAIR_PLATE, size):
@@ -261,7 +261,7 @@ class ILCMGuide(PyroModule):
         """Guide of :meth:`ILCM.independent_model`: each view encoded on its own."""
         if x is None or x_tilde is None:
             raise ValueError("the guide needs observed pairs x and x_tilde")
-        size = plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
         loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
         with pyro.plate(sites.PAIR_PLATE, size):
             pyro.sample(sites.NOISE, dist.Normal(loc, scale).to_event(1))

@@ -144,7 +144,7 @@ class ILCM(PyroModule):
         :returns: the value of every site as used downstream.
         """
         del deterministic
-        size = plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
         with pyro.plate(sites.PAIR_PLATE, size):
             noise = pyro.sample(sites.NOISE, self.noise_dist())
             target = pyro.sample(sites.TARGET, self.target_dist())
@@ -162,16 +162,8 @@ class ILCM(PyroModule):
             z_tilde = pyro.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(noise), obs=x)
             x_tilde = pyro.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
-        return {
-            sites.NOISE: noise,
-            sites.TARGET: target,
-            sites.VALUE: value,
-            sites.NOISE_TILDE: noise_tilde,
-            sites.Z: z,
-            sites.Z_TILDE: z_tilde,
-            sites.X: x,
-            sites.X_TILDE: x_tilde,
-        }
+        values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
+        return dict(zip(sites.PAIR_SITES, values, strict=True))
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.model(*args, **kwargs)
@@ -188,7 +180,7 @@ class ILCM(PyroModule):
         Sites ``noise`` and ``noise_tilde`` are both latent here. Used to pretrain encoder
         and decoder before the causal structure is switched on.
         """
-        size = plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
         with pyro.plate(sites.PAIR_PLATE, size):
             noise = pyro.sample(sites.NOISE, self.noise_dist())
             noise_tilde = pyro.sample(sites.NOISE_TILDE, self.noise_dist())
@@ -209,23 +201,3 @@ def select(
     """The intervened component of ``values (*, n)``, or ``default`` where none is."""
     picked = (values * onehot).sum(-1)
     return torch.where(intervened, picked, torch.full_like(picked, default))
-
-
-def plate_size(
-    size: int | None, x: torch.Tensor | None, x_tilde: torch.Tensor | None, *, dim_x: int
-) -> int:
-    """Number of pairs from the observations or from ``size``, with shape checks."""
-    for name, value in ((sites.X, x), (sites.X_TILDE, x_tilde)):
-        if value is not None and (value.dim() != 2 or value.shape[-1] != dim_x):
-            raise ValueError(f"{name} must have shape (pairs, {dim_x}), got {tuple(value.shape)}")
-    if (x is None) != (x_tilde is None):
-        raise ValueError("give both x and x_tilde, or neither")
-    if x is not None:
-        if x.shape != x_tilde.shape:
-            raise ValueError(f"x {tuple(x.shape)} and x_tilde {tuple(x_tilde.shape)} differ")
-        if size is not None and size != len(x):
-            raise ValueError(f"size={size} but the observations hold {len(x)} pairs")
-        return len(x)
-    if size is None or size < 1:
-        raise ValueError("give observations x, x_tilde or the number of pairs size=N ≥ 1")
-    return int(size)

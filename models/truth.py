@@ -102,7 +102,7 @@ class GroundTruthLCM:
     ) -> dict[str, torch.Tensor]:
         """Weakly supervised pairs. Shapes: ``x, x_tilde (N, D)``; returns a dict of every
         site's value as used downstream (interventions by ``do`` included)."""
-        size = _plate_size(size, x, x_tilde)
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
         n = self.n
         with pyro.plate(sites.PAIR_PLATE, size):
             noise = pyro.sample(sites.NOISE, self.noise_dist())
@@ -117,16 +117,8 @@ class GroundTruthLCM:
             z_tilde = pyro.deterministic(sites.Z_TILDE, z_tilde, event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(z), obs=x)
             x_tilde = pyro.sample(sites.X_TILDE, self.x_dist(z_tilde), obs=x_tilde)
-        return {
-            sites.NOISE: noise,
-            sites.TARGET: target,
-            sites.VALUE: value,
-            sites.NOISE_TILDE: noise_tilde,
-            sites.Z: z,
-            sites.Z_TILDE: z_tilde,
-            sites.X: x,
-            sites.X_TILDE: x_tilde,
-        }
+        values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
+        return dict(zip(sites.PAIR_SITES, values, strict=True))
 
     def world(
         self, x: torch.Tensor | None = None, *, size: int | None = None
@@ -135,7 +127,7 @@ class GroundTruthLCM:
 
         Shapes: ``x (N, D)``; returns ``{"noise": (N, n), "z": (N, n), "x": (N, D)}``.
         """
-        size = _plate_size(size, x)
+        size = sites.plate_size(size, x, dim_x=self.dim_x)
         with pyro.plate("sample", size):
             noise = pyro.sample(sites.NOISE, self.noise_dist())
             noise = torch.broadcast_to(noise, (size, self.n))
@@ -165,20 +157,6 @@ class GroundTruthLCM:
         if isinstance(self.mixing, Rotation):
             truth["mixing"] = self.mixing.matrix
         return truth
-
-
-def _plate_size(size: int | None, *observed: torch.Tensor | None) -> int:
-    sizes = {len(t) for t in observed if t is not None}
-    if len(sizes) > 1:
-        raise ValueError(f"observations disagree on the number of pairs: {sorted(sizes)}")
-    if sizes:
-        (observed_size,) = sizes
-        if size is not None and size != observed_size:
-            raise ValueError(f"size={size} but the observations hold {observed_size} pairs")
-        return observed_size
-    if size is None or size < 1:
-        raise ValueError("give the number of pairs with size=N (N ≥ 1) or pass observations")
-    return int(size)
 
 
 def scaling_toy(n: int, graph_seed: int, *, edge_probability: float = 0.5) -> GroundTruthLCM:

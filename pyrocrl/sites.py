@@ -21,10 +21,16 @@ name their per-variable mechanism sites ``z1 … zn`` so that ``pyro.poutine.do`
 The plate over pairs is named ``pair``.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
     "NOISE",
     "NOISE_TILDE",
     "PAIR_PLATE",
+    "PAIR_SITES",
     "TARGET",
     "VALUE",
     "X_TILDE",
@@ -43,6 +49,38 @@ Z_TILDE = "z_tilde"
 X = "x"
 X_TILDE = "x_tilde"
 PAIR_PLATE = "pair"
+PAIR_SITES = (NOISE, TARGET, VALUE, NOISE_TILDE, Z, Z_TILDE, X, X_TILDE)
+"""The sites of a pair program in generative order; programs return their values in a dict
+keyed by these names."""
+
+
+def plate_size(
+    size: int | None, *observed: "torch.Tensor | None", dim_x: int | None = None
+) -> int:
+    """The number of pairs (or samples) of a program call, from its observations or ``size``.
+
+    Observations must be ``(N, D)`` tensors with one ``N``, and ``D = dim_x`` when given.
+
+    :raises ValueError: naming the inconsistency.
+    """
+    sizes = set()
+    for value in observed:
+        if value is None:
+            continue
+        if value.dim() != 2 or (dim_x is not None and value.shape[-1] != dim_x):
+            expected = f"(N, {dim_x})" if dim_x is not None else "(N, D)"
+            raise ValueError(f"observations must have shape {expected}, got {tuple(value.shape)}")
+        sizes.add(len(value))
+    if len(sizes) > 1:
+        raise ValueError(f"observations disagree on the number of pairs: {sorted(sizes)}")
+    if sizes:
+        (observed_size,) = sizes
+        if size is not None and size != observed_size:
+            raise ValueError(f"size={size} but the observations hold {observed_size} pairs")
+        return observed_size
+    if size is None or size < 1:
+        raise ValueError("give observations or the number of pairs size=N (N ≥ 1)")
+    return int(size)
 
 
 def variable_names(n: int, prefix: str = "z") -> list[str]:

@@ -186,18 +186,24 @@ def test_do_on_target_and_value():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((torch.randn(4, 3), torch.randn(5, 3)), "differ"),
-        ((torch.randn(4, 2), torch.randn(4, 2)), r"shape \(pairs, 3\)"),
-        ((torch.randn(4, 3), None), "both x and x_tilde"),
+        ((torch.randn(4, 3), torch.randn(5, 3)), "disagree on the number of pairs"),
+        ((torch.randn(4, 2), torch.randn(4, 2)), r"shape \(N, 3\)"),
     ],
 )
 def test_bad_observations(args, message):
     model = ILCM(3, 2)
     with pytest.raises(ValueError, match=message):
         model.model(*args)
-    if args[1] is not None:
-        with pytest.raises(ValueError, match=message):
-            ILCMGuide(model).guide(*args)
+    with pytest.raises(ValueError, match=message):
+        ILCMGuide(model).guide(*args)
+
+
+def test_guide_needs_both_views_and_model_accepts_one():
+    model = ILCM(3, 2)
+    with pytest.raises(ValueError, match="observed pairs x and x_tilde"):
+        ILCMGuide(model).guide(torch.randn(4, 3), None)
+    out = model.model(torch.randn(4, 3))  # condition on the first view, sample the second
+    assert out["x_tilde"].shape == (4, 3)
 
 
 def test_parameters_are_all_in_the_state_dicts():
