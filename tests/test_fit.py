@@ -9,8 +9,10 @@ from pyrocrl.cli import main
 from pyrocrl.data import make_simulator, simulate_splits
 from pyrocrl.inference.fit import fit_ilcm, load_ilcm
 from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.queries import encode
 from pyrocrl.inference.recipes import Recipe
+from pyrocrl.inference.svi import Trainer
 from pyrocrl.models.ilcm import ILCM
 
 TINY = Recipe(
@@ -53,9 +55,14 @@ def test_candidates_are_compared_and_the_best_is_finished(splits, tmp_path):
     assert results["recipe_settings"]["candidates"] == 2
     assert "kept candidate" in report.format()
 
-    _, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
+    loaded_model, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
     x = torch.as_tensor(splits["test"]["x"].values[:50, 0])
     assert torch.allclose(encode(loaded_guide, x)["z"], encode(guide, x)["z"])
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):  # wrong feature size
+        encode(loaded_guide, torch.zeros(3, 5))
+    trainer = Trainer(loaded_model, loaded_guide, ILCMObjective(loaded_model, loaded_guide), TINY)
+    with pytest.raises(ValueError, match="expects 2 features"):
+        trainer.fit(torch.zeros(100, 2, 5))
 
     # a finished run resumes to the same result without training again
     _, _, again = fit_ilcm(
