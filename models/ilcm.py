@@ -156,6 +156,11 @@ class ILCM(PyroModule):
                 value = pyro.sample(
                     sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
                 )
+            # an intervention by ``do`` may be a scalar: give it the batch shape
+            value = torch.broadcast_to(torch.as_tensor(value, dtype=shift_i.dtype), shift_i.shape)
+            target = torch.broadcast_to(
+                target, torch.broadcast_shapes(target.shape, shift_i.shape)
+            )
             noise_tilde = torch.where(onehot, (shift_i + scale_i * value).unsqueeze(-1), noise)
             noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
             z = pyro.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
@@ -191,6 +196,11 @@ class ILCM(PyroModule):
 def intervention_mask(target: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(onehot, intervened)``: ``onehot (*, n)`` marks the intervened variable (all False
     for no intervention); ``intervened (*,)`` is ``target ≥ 1``."""
+    if target.numel() and (target.min() < 0 or target.max() > n):
+        raise ValueError(
+            f"intervention target must lie in 0..{n} (0 = none), got values in "
+            f"{int(target.min())}..{int(target.max())}"
+        )
     onehot = F.one_hot(target, n + 1)[..., 1:].bool()
     return onehot, target > 0
 

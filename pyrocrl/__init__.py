@@ -5,7 +5,14 @@ from pyrocrl.data import describe, load, save, simulate, simulate_pairs, simulat
 from pyrocrl.errors import DatasetError, PyrocrlError
 from pyrocrl.inference.fit import fit_ilcm, load_ilcm
 from pyrocrl.inference.guides import ILCMGuide
-from pyrocrl.inference.queries import encode, intervention_posterior
+from pyrocrl.inference.queries import (
+    counterfactual,
+    do,
+    encode,
+    generate,
+    intervene,
+    intervention_posterior,
+)
 from pyrocrl.models.ilcm import ILCM
 
 __all__ = [
@@ -14,9 +21,13 @@ __all__ = [
     "ILCMGuide",
     "PyrocrlError",
     "__version__",
+    "counterfactual",
     "describe",
+    "do",
     "encode",
     "fit_ilcm",
+    "generate",
+    "intervene",
     "intervention_posterior",
     "load",
     "load_ilcm",

@@ -118,6 +118,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="check distributions and traces while training (slower by about 1/8)",
     )
 
+    query = commands.add_parser(
+        "query",
+        help="encode, infer interventions, intervene or take counterfactuals with a fitted model",
+        description=(
+            "Queries on an ILCM checkpoint (written by 'pyrocrl fit'); results are NetCDF. "
+            "Counterfactuals and encodings read the first world of each pair of --data."
+        ),
+        epilog="example: pyrocrl query runs/ilcm/checkpoint.pt --data pairs.nc "
+        "--counterfactual --do z2=0.5 -o counterfactual.nc",
+    )
+    query.add_argument("checkpoint", type=Path, help="a checkpoint written by 'pyrocrl fit'")
+    kinds = query.add_mutually_exclusive_group(required=True)
+    for kind, text in (
+        ("encode", "noise and causal variables of each observation"),
+        ("posterior", "intervention posterior q(I | x, x~) of each pair"),
+        ("counterfactual", "x~ had the intervention --do happened to each x"),
+        ("interventional", "--size new pairs under the intervention --do"),
+        ("observational", "--size new pairs without intervention"),
+        ("pairs", "--size new pairs with interventions from the model's prior"),
+    ):
+        kinds.add_argument(f"--{kind}", dest="kind", action="store_const", const=kind, help=text)
+    query.add_argument("--data", type=Path, help="a pyrocrl dataset (encode, posterior, cf.)")
+    query.add_argument("--do", metavar="zK=VALUE", help="the intervention, e.g. z2=0.5")
+    query.add_argument("--size", type=_positive_int, default=10_000, help="pairs to generate")
+    query.add_argument("--samples", type=_int_at_least(0, "must be ≥ 0"), default=0,
+                       help="counterfactual samples per pair besides the mean")  # fmt: skip
+    query.add_argument("--seed", type=_seed, default=0)
+    query.add_argument("-o", "--output", type=Path, required=True, help="NetCDF path")
+
     info = commands.add_parser("info", help="summarize a dataset file")
     info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
     return parser
@@ -206,6 +235,64 @@ def _fit(args: argparse.Namespace) -> None:
     print(report.format())
 
 
+def _parse_do(text: str | None) -> dict[str, float]:
+    if text is None:
+        raise ValueError("this query needs an intervention: --do zK=VALUE")
+    name, sep, value = text.partition("=")
+    try:
+        return {name.strip(): float(value)} if sep else {}
+    except ValueError:
+        raise ValueError(f"--do {text!r}: the value must be a number") from None
+
+
+def _query(args: argparse.Namespace) -> None:
+    import torch
+    import xarray as xr
+
+    from pyrocrl.data import load, save
+    from pyrocrl.inference import queries
+    from pyrocrl.inference.fit import load_ilcm
+
+    model, guide = load_ilcm(args.checkpoint)
+    needs_data = args.kind in ("encode", "posterior", "counterfactual")
+    if needs_data and args.data is None:
+        raise ValueError(f"--{args.kind} needs observations: --data FILE")
+    data = load(args.data) if needs_data else None
+    z = _parse_do(args.do) if args.kind in ("counterfactual", "interventional") else None
+    if z == {}:
+        raise ValueError(f"--do {args.do!r}: write it as zK=VALUE, e.g. z2=0.5")
+    if args.kind in ("encode", "posterior"):
+        x = torch.as_tensor(data["x"].values)
+        if args.kind == "encode":
+            out = queries.encode(guide, x[:, 0])
+            names = [f"z{k}" for k in range(1, model.n + 1)]
+            result = xr.Dataset(
+                {key: (("pair", "latent"), out[key].numpy()) for key in out},
+                coords={"latent": names},
+            )
+        else:
+            probs = queries.intervention_posterior(guide, x[:, 0], x[:, 1]).numpy()
+            hypotheses = ["none"] + [f"z{k}" for k in range(1, model.n + 1)]
+            result = xr.Dataset(
+                {
+                    "probs": (("pair", "hypothesis"), probs),
+                    "target": ("pair", probs.argmax(-1)),
+                },
+                coords={"hypothesis": hypotheses},
+            )
+        result.attrs = {"query": args.kind, "checkpoint": str(args.checkpoint)}
+        result.to_netcdf(args.output, engine="h5netcdf")
+    else:
+        x = data["x"].values[:, 0] if data is not None else None
+        with torch.no_grad():
+            result = queries.generate(
+                model, args.kind, size=args.size, x=x, z=z, guide=guide, seed=args.seed
+            )
+        result.attrs["checkpoint"] = str(args.checkpoint)
+        save(result, args.output)
+    print(f"wrote {args.output}: {args.kind} for {result.sizes['pair']} pairs")
+
+
 def _info(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, load
 
@@ -217,11 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyrocrl.errors import PyrocrlError
 
     args = _build_parser().parse_args(argv)
-    handlers = {"simulate": _simulate, "fit": _fit, "info": _info}
+    handlers = {"simulate": _simulate, "fit": _fit, "query": _query, "info": _info}
     try:
         handlers[args.command](args)
-    except (PyrocrlError, ValueError, OSError) as error:
-        print(f"pyrocrl {args.command}: error: {error}", file=sys.stderr)
+    except (PyrocrlError, ValueError, TypeError, OSError) as error:
+        # Pyro appends the shapes of the trace to errors raised inside a program: keep the
+        # first line, the message itself
+        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"pyrocrl {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"pyrocrl {args.command}: interrupted", file=sys.stderr)

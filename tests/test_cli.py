@@ -61,3 +61,35 @@ def test_console_script_help():
         check=True,
     )
     assert "example: pyrocrl simulate scaling" in run.stdout
+
+
+def test_query_smoke(tmp_path, capsys):
+    import torch
+    import xarray as xr
+
+    from pyrocrl.inference.fit import fit_ilcm
+    from pyrocrl.inference.recipes import Recipe
+
+    data = tmp_path / "pairs.nc"
+    assert main(["simulate", "--n", "2", "--pairs", "300", "-o", str(data)]) == 0
+    run = tmp_path / "run"
+    short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
+    fit_ilcm(load(data), 2, recipe=short, output=run, hidden=(8, 8), progress=False)
+    ckpt = str(run / "checkpoint.pt")
+    capsys.readouterr()
+    cf = tmp_path / "cf.nc"
+    assert main(["query", ckpt, "--data", str(data), "--counterfactual", "--do", "z2=0.5",
+                 "-o", str(cf)]) == 0  # fmt: skip
+    ds = load(cf)
+    assert (ds["target"].values == 2).all()
+    assert torch.allclose(torch.as_tensor(ds["z"].values[:, 1, 1]), torch.tensor(0.5))
+    post = tmp_path / "post.nc"
+    assert main(["query", ckpt, "--data", str(data), "--posterior", "-o", str(post)]) == 0
+    probs = xr.load_dataset(post, engine="h5netcdf")["probs"].values
+    assert probs.shape == (300, 3)
+    assert main(["query", ckpt, "--interventional", "--do", "z3=1", "-o", str(cf)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot intervene on z3: the model has z1 … z2" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(["query", ckpt, "--counterfactual", "--do", "z1=1", "-o", str(cf)]) == 1
+    assert "needs observations" in capsys.readouterr().err
