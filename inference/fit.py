@@ -76,9 +76,11 @@ class FitReport:
             if key in self.metrics:
                 lines.append(f"    {label:<28s}{self.metrics[key]:9.4f}")
         if self.dci_pairs is not None:
+            fitted, scored = self.dci_pairs
+            total = int(self.metrics.get("test_pairs", scored))
+            subset = f"{scored} of the {total}" if scored < total else f"all {total}"
             lines.append(
-                f"  DCI regressors fitted on a subset of {self.dci_pairs[0]} pairs and scored on "
-                f"{self.dci_pairs[1]} test pairs, to keep evaluation short"
+                f"  DCI regressors fitted on {fitted} pairs and scored on {subset} test pairs"
             )
         lines.append(f"  wall time: {_duration(self.total_time)} in all")
         if self.files:
@@ -93,6 +95,14 @@ def _save_history_plot(history: list[dict[str, Any]], path: Path) -> Path:
 
     plot_history(history, figure=Figure()).savefig(path, dpi=110)
     return path
+
+
+def _dci_sizes(
+    requested: tuple[int, int], dci_train: xr.Dataset | None, test: xr.Dataset
+) -> tuple[int, int]:
+    """Pairs the DCI regressors were actually fitted and scored on."""
+    train = dci_train if dci_train is not None else test
+    return min(requested[0], train.sizes["pair"]), min(requested[1], test.sizes["pair"])
 
 
 def _duration(seconds: float) -> str:
@@ -303,7 +313,9 @@ def fit_ilcm(
         train_time=train_time,
         total_time=time.perf_counter() - start,
         metrics=metrics,
-        dci_pairs=dci_pairs if "dci_disentanglement" in metrics else None,
+        dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
+        if "dci_disentanglement" in metrics
+        else None,
         data={k: train.attrs[k] for k in ("simulator", "n", "graph_seed") if k in train.attrs},
         selection=selection,
     )

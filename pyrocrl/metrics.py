@@ -7,9 +7,21 @@
   *informativeness* (how well the learned variables predict the true ones).
 - **Intervention accuracy**: accuracy of the inferred intervention targets after the best
   matching of learned to true variables (no intervention is always matched to itself).
+- **Graphs**: structural Hamming distance and edge precision/recall of a learned graph
+  against the true one, after a matching of learned to true variables (from intervention
+  labels or from the DCI importance matrix).
 """
 
-__all__ = ["DCIScores", "dci", "intervention_accuracy", "match_interventions"]
+__all__ = [
+    "DCIScores",
+    "GraphScores",
+    "dci",
+    "graph_scores",
+    "intervention_accuracy",
+    "match_importance",
+    "match_interventions",
+    "structural_hamming_distance",
+]
 
 from dataclasses import dataclass
 
@@ -112,3 +124,71 @@ def intervention_accuracy(predicted: np.ndarray, true: np.ndarray, n: int) -> fl
     """Share of pairs whose inferred target is right, under :func:`match_interventions`."""
     perm = match_interventions(predicted, true, n)
     return float(np.mean(perm[np.asarray(predicted)] == np.asarray(true)))
+
+
+def match_importance(importance: np.ndarray) -> np.ndarray:
+    """Matching from a DCI importance matrix ``(n learned, n true)``, Hungarian.
+
+    :returns: ``match`` of shape ``(n,)``: learned variable ``j`` (0-based) is true variable
+        ``match[j]``.
+    """
+    importance = np.asarray(importance, dtype=float)
+    if importance.ndim != 2 or importance.shape[0] != importance.shape[1]:
+        raise ValueError(f"need a square importance matrix, got shape {importance.shape}")
+    rows, cols = linear_sum_assignment(-importance)
+    match = np.empty(len(rows), dtype=np.int64)
+    match[rows] = cols
+    return match
+
+
+def structural_hamming_distance(learned: np.ndarray, true: np.ndarray) -> int:
+    """Edge insertions, deletions and reversals (a reversal counts once) that turn
+    ``learned`` into ``true``; both ``(n, n)`` 0/1 with ``A[i, j] = 1`` for ``i → j``."""
+    a, b = _binary_pair(learned, true)
+    differ = a != b
+    # each unordered pair {i, j} counts once if its edges differ in any way (missing,
+    # extra, or reversed)
+    return int(np.triu(differ | differ.T, k=1).sum() + np.diag(differ).sum())
+
+
+@dataclass(frozen=True)
+class GraphScores:
+    """A learned graph against the truth (after matching)."""
+
+    shd: int
+    precision: float
+    """Share of learned edges that are true edges (1 when nothing is learned)."""
+    recall: float
+    """Share of true edges that are learned (1 when there are none)."""
+
+
+def graph_scores(
+    learned: np.ndarray, true: np.ndarray, match: np.ndarray | None = None
+) -> GraphScores:
+    """SHD, precision and recall of ``learned`` against ``true``.
+
+    :param match: ``match[j]`` is the true variable of learned variable ``j`` (0-based); the
+        learned graph is relabelled with it first. ``None``: the labels already agree.
+    """
+    learned, true = _binary_pair(learned, true)
+    if match is not None:
+        match = np.asarray(match)
+        if sorted(match.tolist()) != list(range(len(true))):
+            raise ValueError(f"match must be a permutation of 0..{len(true) - 1}, got {match}")
+        relabelled = np.zeros_like(learned)
+        relabelled[np.ix_(match, match)] = learned
+        learned = relabelled
+    hits = int((learned & true).sum())
+    precision = hits / learned.sum() if learned.sum() else 1.0
+    recall = hits / true.sum() if true.sum() else 1.0
+    return GraphScores(structural_hamming_distance(learned, true), float(precision), float(recall))
+
+
+def _binary_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"need two square graphs of one size, got {a.shape} and {b.shape}")
+    for name, g in (("learned", a), ("true", b)):
+        if not np.isin(g, (0, 1)).all():
+            raise ValueError(f"the {name} graph must hold only 0 and 1")
+    return a.astype(bool), b.astype(bool)

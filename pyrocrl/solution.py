@@ -6,7 +6,7 @@ noise components. A perfect intervention that sets ``z_k`` to a value ``v`` keep
 other noise component and replaces ``e_k`` with ``s_k⁻¹(v; e_\\k)``.
 """
 
-__all__ = ["AffineSolution"]
+__all__ = ["AffineSolution", "SCMSolution"]
 
 from collections.abc import Sequence
 
@@ -15,6 +15,7 @@ from pyro.distributions import ConditionalTransformModule
 from pyro.distributions.transforms import AffineTransform
 
 from pyrocrl.nets import StackedMLP
+from pyrocrl.scm import AdditiveNoiseSCM
 
 
 class AffineSolution(ConditionalTransformModule):
@@ -81,3 +82,27 @@ class AffineSolution(ConditionalTransformModule):
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
         shift, scale = self.shift_scale(e)
         return (e - shift) / scale
+
+
+class SCMSolution:
+    """The solution function of an explicit additive-noise SCM, in the interface of
+    :class:`AffineSolution`.
+
+    With ``z_k = f_k(z_pa(k)) + σ_k e_k``: ``shift_k = −f_k(z_pa(k)) / σ_k`` and
+    ``scale_k = 1 / σ_k``, where the parents' values come from the other noise components.
+    Lets tools written for learned solution functions (such as graph discovery) run on a
+    known SCM.
+    """
+
+    def __init__(self, scm: AdditiveNoiseSCM) -> None:
+        self.scm = scm
+        self.n = scm.n
+
+    def shift_scale(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.scm.solve(e)
+        loc = torch.stack([self.scm.loc(k, z) for k in range(self.n)], dim=-1)
+        scale = (1.0 / self.scm.noise_scale).expand_as(loc)
+        return -loc * scale, scale
+
+    def __call__(self, e: torch.Tensor) -> torch.Tensor:
+        return self.scm.solve(e)

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -93,3 +94,21 @@ def test_query_smoke(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     assert main(["query", ckpt, "--counterfactual", "--do", "z1=1", "-o", str(cf)]) == 1
     assert "needs observations" in capsys.readouterr().err
+
+
+def test_graph_smoke(tmp_path, capsys):
+    from pyrocrl.inference.fit import fit_ilcm
+    from pyrocrl.inference.recipes import Recipe
+
+    data = tmp_path / "pairs.nc"
+    assert main(["simulate", "--n", "2", "--pairs", "300", "-o", str(data)]) == 0
+    run = tmp_path / "run"
+    short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
+    fit_ilcm(load(data), 2, recipe=short, output=run, hidden=(8, 8), progress=False)
+    out, png = tmp_path / "graph.json", tmp_path / "graph.png"
+    argv = ["graph", str(run / "checkpoint.pt"), "--data", str(data), "-o", str(out)]
+    assert main([*argv, "--plot", str(png)]) == 0
+    found = json.loads(out.read_text())
+    assert found["variables"] == ["z1", "z2"] and len(found["adjacency"]) == 2
+    assert png.stat().st_size > 5000
+    assert "adjacency (row = cause" in capsys.readouterr().out
