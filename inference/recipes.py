@@ -189,6 +189,37 @@ class Recipe:
     def replace(self, **changes: Any) -> "Recipe":
         return replace(self, **changes)
 
+    def scaled(self, factor: float) -> "Recipe":
+        """The same schedule with every time (in epochs) multiplied by ``factor``.
+
+        ``factor < 1`` gives a quicker, rougher version, e.g. for smoke tests.
+        """
+        if factor <= 0:
+            raise ValueError(f"factor must be positive, got {factor}")
+        changes: dict[str, Any] = {"name": f"{self.name}×{factor:g}"}
+        for key in _EPOCH_FIELDS:
+            value = getattr(self, key)
+            if isinstance(value, tuple):
+                changes[key] = tuple(v * factor for v in value)
+            elif value is not None and not math.isinf(value):
+                changes[key] = value * factor
+        return replace(self, **changes)
+
+
+_EPOCH_FIELDS = (
+    "epochs",
+    "restart_every",
+    "pretrain_epochs",
+    "beta_ramp",
+    "intervention_prior_epoch",
+    "deterministic_epoch",
+    "norm_decay",
+    "offset_decay",
+    "sparsity_decay",
+    "posterior_power_ramp",
+    "select_epoch",
+)
+"""The fields of a :class:`Recipe` that are times, in epochs."""
 
 AUTHORS = Recipe(
     name="authors",

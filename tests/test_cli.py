@@ -64,19 +64,25 @@ def test_console_script_help():
     assert "example: pyrocrl simulate scaling" in run.stdout
 
 
-def test_query_smoke(tmp_path, capsys):
-    import torch
-    import xarray as xr
-
+@pytest.fixture
+def tiny_run(tmp_path):
+    """A dataset of 300 pairs (n = 2) and a checkpoint of a briefly trained ILCM."""
     from pyrocrl.inference.fit import fit_ilcm
     from pyrocrl.inference.recipes import Recipe
 
     data = tmp_path / "pairs.nc"
     assert main(["simulate", "--n", "2", "--pairs", "300", "-o", str(data)]) == 0
-    run = tmp_path / "run"
     short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
-    fit_ilcm(load(data), 2, recipe=short, output=run, hidden=(8, 8), progress=False)
-    ckpt = str(run / "checkpoint.pt")
+    fit_ilcm(load(data), 2, recipe=short, output=tmp_path / "run", hidden=(8, 8), progress=False)
+    return data, tmp_path / "run" / "checkpoint.pt"
+
+
+def test_query_smoke(tiny_run, tmp_path, capsys):
+    import torch
+    import xarray as xr
+
+    data, checkpoint = tiny_run
+    ckpt = str(checkpoint)
     capsys.readouterr()
     cf = tmp_path / "cf.nc"
     assert main(["query", ckpt, "--data", str(data), "--counterfactual", "--do", "z2=0.5",
@@ -96,17 +102,10 @@ def test_query_smoke(tmp_path, capsys):
     assert "needs observations" in capsys.readouterr().err
 
 
-def test_graph_smoke(tmp_path, capsys):
-    from pyrocrl.inference.fit import fit_ilcm
-    from pyrocrl.inference.recipes import Recipe
-
-    data = tmp_path / "pairs.nc"
-    assert main(["simulate", "--n", "2", "--pairs", "300", "-o", str(data)]) == 0
-    run = tmp_path / "run"
-    short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
-    fit_ilcm(load(data), 2, recipe=short, output=run, hidden=(8, 8), progress=False)
+def test_graph_smoke(tiny_run, tmp_path, capsys):
+    data, checkpoint = tiny_run
     out, png = tmp_path / "graph.json", tmp_path / "graph.png"
-    argv = ["graph", str(run / "checkpoint.pt"), "--data", str(data), "-o", str(out)]
+    argv = ["graph", str(checkpoint), "--data", str(data), "-o", str(out)]
     assert main([*argv, "--plot", str(png)]) == 0
     found = json.loads(out.read_text())
     assert found["variables"] == ["z1", "z2"] and len(found["adjacency"]) == 2

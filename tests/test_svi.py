@@ -77,6 +77,12 @@ def test_recipe_schedules():
     assert authors.at(19).offset == pytest.approx(1e-4) and authors.at(5).offset == 0.025
     assert authors.at(25).norm_weight == 0 and authors.at(5).norm_weight == 0.01
     assert Recipe.from_dict(authors.to_dict()) == authors
+    half = authors.scaled(0.5)
+    assert half.epochs == 45 and half.beta_ramp == (5, 9.5) and half.restart_every == 15
+    assert half.at(15).intervention_prior and not half.at(14.9).intervention_prior
+    assert (
+        PRESETS["fast"].scaled(0.5).deterministic_epoch == PRESETS["fast"].deterministic_epoch / 2
+    )
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):

@@ -44,11 +44,7 @@ n = 3
 sizes = {"train": 3_000, "test": 1_000, "dci": 1_000} if smoke_test else None
 recipe = get_recipe("fast")
 if smoke_test:  # a few hundred steps: enough to run every line, not to learn well
-    recipe = recipe.replace(epochs=2.0, pretrain_epochs=0.2, beta_ramp=(0.2, 0.5),
-                            intervention_prior_epoch=0.6, deterministic_epoch=1.6,
-                            sparsity_decay=(0.6, 0.8), norm_decay=(0.2, 0.5),
-                            offset_decay=(0.2, 0.5), posterior_power_ramp=(0.2, 0.5),
-                            select_epoch=0.5)  # fmt: skip
+    recipe = recipe.scaled(0.3)
 
 # %% [markdown]
 # ## Data

@@ -49,10 +49,7 @@ sizes = {"train": 3_000, "test": 1_000, "dci": 500} if smoke_test else None
 splits = simulate_splits(truth, seed=302, sizes=sizes)
 recipe = get_recipe("fast")
 if smoke_test:
-    recipe = recipe.replace(epochs=1.0, pretrain_epochs=0.2, beta_ramp=(0.2, 0.4),
-                            intervention_prior_epoch=0.4, deterministic_epoch=0.8,
-                            sparsity_decay=(0.4, 0.6), norm_decay=(0.2, 0.4),
-                            offset_decay=(0.2, 0.4), posterior_power_ramp=(0.2, 0.4))  # fmt: skip
+    recipe = recipe.scaled(0.3)
 model, guide, report = pyrocrl.fit_ilcm(
     splits["train"], n, test=splits["test"], dci_train=splits["dci"], recipe=recipe
 )
