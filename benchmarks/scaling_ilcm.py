@@ -1,12 +1,14 @@
-"""ILCM on the scaling toy: DCI, intervention accuracy, steps and wall time per run.
+"""ILCM (or ELCM) on the scaling toy: DCI, intervention accuracy, steps and wall time per run.
 
 Targets (issue: ILCM core): mean DCI disentanglement ≥ 0.95 at n = 4 and ≥ 0.90 at n = 5;
 intervention accuracy ≥ 0.95 at n = 4; each n = 4 fit within 5 minutes of wall time.
 
     python benchmarks/scaling_ilcm.py [--n 4 5] [--data-seeds 302 303 304] [--jobs 2]
+                                      [--model ilcm|elcm]
 
 Each run is ``pyrocrl fit`` in its own process (one torch thread), writing to
-``runs/benchmarks/scaling_ilcm/<recipe>/n<n>_data<seed>_model<seed>``; finished runs are
+``runs/benchmarks/scaling_ilcm/<recipe>/n<n>_data<seed>_model<seed>`` (``elcm_<recipe>``
+for the ELCM); finished runs are
 read back instead of rerun. Wall times are measured with ``--jobs`` runs side by side, so
 with two jobs on a two-core machine they include some contention.
 """
@@ -24,14 +26,22 @@ import numpy as np
 TARGETS = {4: 0.95, 5: 0.90}
 
 
-def run(n: int, data_seed: int, model_seed: int, recipe: str, root: Path) -> dict:
-    out = root / recipe / f"n{n}_data{data_seed}_model{model_seed}"
+def run_dir(n: int, data_seed: int, model_seed: int, recipe: str, root: Path,
+            model: str = "ilcm") -> Path:  # fmt: skip
+    folder = recipe if model == "ilcm" else f"{model}_{recipe}"
+    return root / folder / f"n{n}_data{data_seed}_model{model_seed}"
+
+
+def run(n: int, data_seed: int, model_seed: int, recipe: str, root: Path,
+        model: str = "ilcm") -> dict:  # fmt: skip
+    """Fit (unless already done) and return ``results.json`` with the grid coordinates."""
+    out = run_dir(n, data_seed, model_seed, recipe, root, model)
     results = out / "results.json"
     if not results.exists():
         command = [
             sys.executable, "-m", "pyrocrl.cli", "fit", "--n", str(n),
             "--data-seed", str(data_seed), "--seed", str(model_seed),
-            "--recipe", recipe, "-o", str(out),
+            "--recipe", recipe, "--model", model, "-o", str(out),
         ]  # fmt: skip
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
@@ -50,13 +60,19 @@ def main() -> None:
     parser.add_argument("--data-seeds", type=int, nargs="+", default=[302, 303, 304])
     parser.add_argument("--model-seed", type=int, default=0)
     parser.add_argument("--recipe", default="fast")
+    parser.add_argument("--model", choices=("ilcm", "elcm"), default="ilcm")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--root", type=Path, default=Path("runs/benchmarks/scaling_ilcm"))
     args = parser.parse_args()
     grid = [(n, s) for n in args.n for s in args.data_seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda c: run(*c, args.model_seed, args.recipe, args.root), grid))
-    print(f"recipe {args.recipe!r}, model seed {args.model_seed}, {args.jobs} runs at a time\n")
+        rows = list(
+            pool.map(lambda c: run(*c, args.model_seed, args.recipe, args.root, args.model), grid)
+        )
+    print(
+        f"{args.model.upper()}, recipe {args.recipe!r}, model seed {args.model_seed}, "
+        f"{args.jobs} runs at a time\n"
+    )
     print(
         "| n | data seed | DCI D | DCI C | interv. acc. | ELBO | steps | train (s) | total (s) |"
     )

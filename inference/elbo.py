@@ -72,7 +72,10 @@ class PairELBO:
 
     - ``elbo``: the bound itself;
     - ``log_likelihood``: ``E_q[log p(x, x~ | …)]`` (all observed sites);
-    - ``kl_<site>``: ``E_q[log q − log p]`` of each latent site, ``kl_target`` included.
+    - ``kl_<site>``: ``E_q[log q − log p]`` of each latent site, ``kl_target`` included;
+    - ``log_<site>``: the expected value of each factor site (``pyro.factor``, e.g. the
+      prior of a learned graph), counted in the bound. Put factors inside the pair plate:
+      a factor outside it would be counted once per pair here, once per batch by Pyro.
 
     Sites scaled by :func:`scale_latents` enter with their scale, so with ``β ≠ 1`` the
     ``elbo`` term is the β-weighted objective. Without a ``target`` site in the guide every
@@ -124,6 +127,9 @@ class PairELBO:
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site or _is_deterministic(site):
                 continue
+            if site["infer"].get("is_auxiliary"):  # a pyro.factor
+                terms[f"log_{name}"] = expect(site["log_prob"])
+                continue
             if site["is_observed"]:
                 log_likelihood = log_likelihood + site["log_prob"]
                 continue
@@ -132,7 +138,10 @@ class PairELBO:
             terms[f"kl_{name}"] = expect(log_q - site["log_prob"])
         terms["log_likelihood"] = expect(log_likelihood)
         kl = sum(v for k, v in terms.items() if k.startswith("kl_"))
-        terms["elbo"] = terms["log_likelihood"] - kl
+        factors = sum(
+            v for k, v in terms.items() if k.startswith("log_") and k != "log_likelihood"
+        )
+        terms["elbo"] = terms["log_likelihood"] + factors - kl
         return terms
 
     def differentiable_loss(

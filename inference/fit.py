@@ -1,6 +1,6 @@
 """Fitting an ILCM end to end: build, train, evaluate, report, save; and loading it back."""
 
-__all__ = ["FitReport", "build_ilcm", "candidate_seed", "fit_ilcm", "load_ilcm"]
+__all__ = ["MODELS", "FitReport", "build_ilcm", "candidate_seed", "fit_ilcm", "load_ilcm"]
 
 import os
 import time
@@ -20,6 +20,7 @@ from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.recipes import Recipe, get_recipe
 from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import CheckpointError, load_checkpoint, write_json
+from pyrocrl.models.elcm import ELCM
 from pyrocrl.models.ilcm import ILCM
 
 SELECTION_PAIRS = 4096
@@ -46,12 +47,19 @@ class FitReport:
     selection: list[dict[str, float]] = field(default_factory=list)
     """Candidates of the recipe: seed and training ELBO at the selection epoch."""
     files: list[str] = field(default_factory=list)
+    model: str = "ILCM"
+    """Class name of the fitted model."""
+    backend: str = "torch"
 
     def format(self) -> str:
         """The report printed by ``pyrocrl fit``."""
         lines = []
         source = ", ".join(f"{k}={v}" for k, v in self.data.items()) or "user data"
-        lines.append(f"ILCM fitted with recipe {self.recipe!r}, model seed {self.seed} ({source})")
+        backend = " (JAX backend)" if self.backend == "jax" else ""
+        lines.append(
+            f"{self.model} fitted with recipe {self.recipe!r}{backend}, model seed {self.seed} "
+            f"({source})"
+        )
         if self.selection:
             best = max(self.selection, key=lambda c: c["elbo"])
             scores = ", ".join(f"{c['elbo']:.2f}" for c in self.selection)
@@ -110,6 +118,10 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{sec:04.1f}s" if minutes else f"{sec:.1f}s"
 
 
+MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM}
+"""The built-in latent causal models by name."""
+
+
 def build_ilcm(
     dim_x: int,
     n: int,
@@ -117,22 +129,23 @@ def build_ilcm(
     model_config: dict[str, Any] | None = None,
     guide_config: dict[str, Any] | None = None,
 ) -> tuple[ILCM, ILCMGuide]:
-    """An ILCM and its guide from (checkpoint) configurations of the built-in parts."""
+    """A latent causal model and its guide from (checkpoint) configurations of the built-in
+    parts. ``model_config["model"]`` names the model (``"ilcm"``, the default, or
+    ``"elcm"``)."""
     model_config = {"dim_x": dim_x, "n": n, **(model_config or {})}
-    if (
-        model_config.pop("solution", "affine") != "affine"
-        or model_config.get("likelihood", "normal") is None
+    kind = model_config.pop("model", "ilcm")
+    if kind not in MODELS:
+        raise CheckpointError(f"unknown model {kind!r}; built-in models: {sorted(MODELS)}")
+    solution = model_config.pop("solution", "affine")
+    if solution != {"ilcm": "affine", "elcm": "graph"}[kind] or (
+        model_config.get("likelihood", "normal") is None
     ):
         raise CheckpointError(
             "this model was built with custom parts; construct it yourself and load the "
             "checkpoint's state dicts into it"
         )
-    model = ILCM(
-        model_config["dim_x"],
-        model_config["n"],
-        hidden=tuple(model_config.get("hidden", (64, 64))),
-        likelihood=model_config.get("likelihood", "normal"),
-    )
+    model_config["hidden"] = tuple(model_config.get("hidden", (64, 64)))
+    model = MODELS[kind](model_config.pop("dim_x"), model_config.pop("n"), **model_config)
     guide_config = dict(guide_config or {})
     if guide_config.get("intervention_encoder", "heuristic") is None:
         raise CheckpointError("this guide has a custom intervention encoder; build it yourself")
@@ -163,7 +176,7 @@ def candidate_seed(seed: int, candidate: int) -> int:
     return int(np.random.SeedSequence([seed, candidate]).generate_state(1)[0])
 
 
-ModelSpec = ILCM | Callable[[], ILCM] | None
+ModelSpec = str | ILCM | Callable[[], ILCM] | None
 GuideSpec = ILCMGuide | Callable[[ILCM], ILCMGuide] | None
 
 
@@ -186,14 +199,16 @@ def fit_ilcm(
     dci_pairs: tuple[int, int] = (10_000, 5_000),
     model: ModelSpec = None,
     guide: GuideSpec = None,
+    backend: str = "torch",
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
-    """Fit an ILCM with ``n`` causal variables to the pairs of ``train``.
+    """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
-    The model and guide are built from ``hidden``, ``likelihood`` and
-    ``intervention_encoder`` (seeded by ``seed``) unless given. To fit an extended
-    generative model with the same recipe, pass ``model`` — a module, or a function that
-    builds one (needed when the recipe trains several candidates) — and optionally
-    ``guide``, a module or a function of the model.
+    By default the model is an ILCM; ``model="elcm"`` fits the explicit model
+    (:class:`~pyrocrl.models.elcm.ELCM`) instead. Built-in models and their guide are built
+    from ``hidden``, ``likelihood`` and ``intervention_encoder`` (seeded by ``seed``). To fit
+    an extended generative model with the same recipe, pass ``model`` — a module, or a
+    function that builds one (needed when the recipe trains several candidates) — and
+    optionally ``guide``, a module or a function of the model.
 
     With ``recipe.candidates > 1``, that many models (seeds derived from ``seed``) train
     until ``recipe.select_epoch``; the one with the best ELBO on a fixed subset of the
@@ -206,12 +221,23 @@ def fit_ilcm(
     :param validate_every: evaluate on (a part of) ``test`` every so many steps.
     :param validate_model: Pyro validation while training (see :class:`Trainer`).
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
+    :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
+        trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
+        the result copied back, so the returned model, the report and the checkpoint are
+        the same as with Pyro. Needs the ``jax`` extra; the built-in ILCM parts only, and
+        no ``validate_every``.
     """
     start = time.perf_counter()
     recipe = get_recipe(recipe)
     data = pairs_tensor(train)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if isinstance(model, str) and model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
+    if backend not in ("torch", "jax"):
+        raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
+    if backend == "jax" and validate_every:
+        raise ValueError("the JAX backend does not validate while training: drop validate_every")
     if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):
         raise ValueError(
             f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
@@ -224,8 +250,10 @@ def fit_ilcm(
     def build(model_seed: int) -> tuple[ILCM, ILCMGuide]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(model_seed)
-            if model is None:
-                m = ILCM(data.shape[-1], n, hidden=hidden, likelihood=likelihood)
+            if model is None or isinstance(model, str):
+                m = MODELS[model or "ilcm"](
+                    data.shape[-1], n, hidden=hidden, likelihood=likelihood
+                )
             else:
                 m = model if isinstance(model, nn.Module) else model()
             if guide is None:
@@ -243,6 +271,10 @@ def fit_ilcm(
         return m, g
 
     def make_trainer(m: ILCM, g: ILCMGuide, model_seed: int, path: Path | None) -> Trainer:
+        if backend == "jax":
+            from pyrocrl.inference.svi_jax import TwinTrainer
+
+            return TwinTrainer(m, g, recipe, seed=model_seed, checkpoint=path, progress=progress)
         validation = None
         if test is not None and validate_every:
             small_test = test.isel(pair=slice(0, 2000))
@@ -293,7 +325,7 @@ def fit_ilcm(
     result = trainer.fit(data, resume=resume)
     train_time = time.perf_counter() - start
     if output is not None:
-        for leftover in output.glob("candidate*.pt"):
+        for leftover in output.glob("candidate*"):
             leftover.unlink()
 
     metrics: dict[str, float] = {}
@@ -318,6 +350,8 @@ def fit_ilcm(
         else None,
         data={k: train.attrs[k] for k in ("simulator", "n", "graph_seed") if k in train.attrs},
         selection=selection,
+        model=type(model_).__name__,
+        backend=backend,
     )
     if output is not None:
         report.files = [str(output / name) for name in ("checkpoint.pt", "results.json")]

@@ -3,6 +3,7 @@
 - :func:`ilcm_h` reads the graph off an implicit model's solution function: which noise
   each causal variable depends on gives a topological order, and the direct effects
   through the masked mechanisms give the edges (Brehmer et al., 2022, "ILCM-H").
+- :func:`explicit_graph` reads the graph parameter of an explicit model (ELCM).
 - :func:`enco` fits the graph to encoded pairs ``(z, z~)`` and their inferred intervention
   targets (Lippe et al., 2022, "ENCO"; "ILCM-E" when run on an ILCM's variables).
 
@@ -10,7 +11,15 @@ Both return a :class:`LearnedGraph` over the *learned* variables; compare it wit
 graph through :func:`pyrocrl.metrics.graph_scores` and a matching of variables.
 """
 
-__all__ = ["METHODS", "LearnedGraph", "dependence", "enco", "ilcm_h", "learn_graph"]
+__all__ = [
+    "METHODS",
+    "LearnedGraph",
+    "dependence",
+    "enco",
+    "explicit_graph",
+    "ilcm_h",
+    "learn_graph",
+]
 
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -315,7 +324,21 @@ def enco(
     )  # fmt: skip
 
 
-METHODS = ("ilcm-h", "enco")
+def explicit_graph(solution: Any) -> LearnedGraph:
+    """The graph an explicit model learned (:class:`~pyrocrl.solution.GraphSolution`):
+    its hard graph, with the soft adjacency as strengths."""
+    if not hasattr(solution, "graph"):
+        raise ValueError(
+            "this model has no explicit graph (an ILCM keeps it implicit): use method "
+            "'ilcm-h' or 'enco', or fit an ELCM"
+        )
+    with torch.no_grad():
+        strength = solution.edge_probs().cpu().numpy().astype(np.float64)
+    adjacency = solution.graph().cpu().numpy().astype(np.int8)
+    return LearnedGraph(adjacency, strength, topological_order(adjacency), "elcm", 0.5)
+
+
+METHODS = ("ilcm-h", "enco", "elcm")
 
 
 def learn_graph(
@@ -332,8 +355,9 @@ def learn_graph(
     """The causal graph of a fitted ILCM over its learned variables.
 
     :param x, x_tilde: observed pairs ``(N, D)`` (ILCM-H uses only ``x``).
-    :param method: ``"ilcm-h"`` (read off the solution function) or ``"enco"`` (fit to
-        the encoded pairs and their most probable intervention targets).
+    :param method: ``"ilcm-h"`` (read off the solution function), ``"enco"`` (fit to
+        the encoded pairs and their most probable intervention targets) or ``"elcm"`` (the
+        graph parameter of an explicit model; needs no data).
     :param max_pairs: use at most this many pairs.
     :param options: passed to :func:`ilcm_h` or :func:`enco`.
     """
@@ -341,6 +365,8 @@ def learn_graph(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "elcm":
+        return explicit_graph(model.solution)
     x = torch.as_tensor(np.asarray(x)[:max_pairs], dtype=torch.get_default_dtype())
     if method == "ilcm-h":
         return ilcm_h(model.solution, encode(guide, x)["noise"], seed=seed, **options)

@@ -7,7 +7,7 @@ random state and the history, so a killed run resumes to the same result as an
 uninterrupted one.
 """
 
-__all__ = ["Trainer", "TrainingError", "TrainingResult", "pairs_tensor"]
+__all__ = ["Trainer", "TrainingError", "TrainingResult", "pairs_tensor", "run_length"]
 
 import contextlib
 import math
@@ -71,6 +71,18 @@ def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None
         bad = int((~torch.isfinite(x)).any(-1).any(-1).sum())
         raise ValueError(f"the observations hold NaN or infinite values in {bad} pairs")
     return x
+
+
+def run_length(pairs: int, recipe: Recipe, until_epoch: float | None) -> tuple[int, int, int]:
+    """``(steps per epoch, steps of the recipe, step to stop at)`` for ``pairs`` training
+    pairs; ``until_epoch`` stops early."""
+    if pairs < recipe.batch_size:
+        raise ValueError(f"{pairs} pairs are fewer than one batch of {recipe.batch_size}")
+    steps_per_epoch = pairs // recipe.batch_size
+    total = max(1, math.ceil(recipe.epochs * steps_per_epoch))
+    if until_epoch is None:
+        return steps_per_epoch, total, total
+    return steps_per_epoch, total, min(total, math.ceil(until_epoch * steps_per_epoch))
 
 
 def _module_config(module: nn.Module) -> dict[str, Any]:
@@ -154,6 +166,11 @@ class Trainer:
         }
 
     def _restore(self, payload: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
+        if payload.get("backend") == "jax":
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written by the JAX backend; resume with "
+                "backend='jax' (its own state sits beside it, *.jax.pkl)"
+            )
         if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was written with another recipe or seed; "
@@ -188,14 +205,7 @@ class Trainer:
             written there).
         """
         data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
-        batch = self.recipe.batch_size
-        if len(data) < batch:
-            raise ValueError(f"{len(data)} pairs are fewer than one batch of {batch}")
-        steps_per_epoch = len(data) // batch
-        total = max(1, math.ceil(self.recipe.epochs * steps_per_epoch))
-        stop = (
-            total if until_epoch is None else min(total, math.ceil(until_epoch * steps_per_epoch))
-        )
+        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
         start_time = time.perf_counter()
         validation_context = (
             pyro.validation_enabled(self.validate_model)

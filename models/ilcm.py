@@ -128,6 +128,10 @@ class ILCM(PyroModule):
         """Observation likelihood ``p(x | e)``, event shape ``(D,)``."""
         return self.likelihood(e)
 
+    def pair_factors(self, size: int) -> None:
+        """Extra log-density terms of each pair (``pyro.factor`` sites), called inside the
+        pair plate at the end of :meth:`model`; none here. ``size`` is the plate size."""
+
     # -- the program -----------------------------------------------------------------------
     def model(
         self,
@@ -167,6 +171,7 @@ class ILCM(PyroModule):
             z_tilde = pyro.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(noise), obs=x)
             x_tilde = pyro.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
+            self.pair_factors(size)
         values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
         return dict(zip(sites.PAIR_SITES, values, strict=True))
 

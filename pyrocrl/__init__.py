@@ -13,9 +13,11 @@ from pyrocrl.inference.queries import (
     intervene,
     intervention_posterior,
 )
+from pyrocrl.models.elcm import ELCM
 from pyrocrl.models.ilcm import ILCM
 
 __all__ = [
+    "ELCM",
     "ILCM",
     "DatasetError",
     "ILCMGuide",

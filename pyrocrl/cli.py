@@ -91,9 +91,17 @@ def _build_parser() -> argparse.ArgumentParser:
             "accuracy and the ELBO on held-out pairs. With no arguments: simulate the scaling "
             f"toy (n=4, data seed {DEFAULT_DATA_SEED}, 100000 training pairs, 10000 test "
             "pairs, 10000 pairs for the DCI regressors) and fit it with the 'fast' recipe. "
-            "An existing checkpoint in the output directory is resumed."
+            "An existing checkpoint in the output directory is resumed. --model elcm fits the "
+            "explicit model, whose causal graph is a learned parameter."
         ),
         epilog="example: pyrocrl fit --n 5 --data-seed 1 --recipe authors -o runs/n5",
+    )
+    fit.add_argument("--model", choices=("ilcm", "elcm"), default="ilcm", help="default: ilcm")
+    fit.add_argument(
+        "--backend",
+        choices=("torch", "jax"),
+        default="torch",
+        help="train with Pyro (default) or with the compiled NumPyro twin (ILCM only)",
     )
     fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
     fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
@@ -159,7 +167,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("checkpoint", type=Path, help="a checkpoint written by 'pyrocrl fit'")
     graph.add_argument("--data", type=Path, required=True, help="a pyrocrl dataset of pairs")
-    graph.add_argument("--method", choices=("ilcm-h", "enco"), default="ilcm-h")
+    graph.add_argument(
+        "--method",
+        choices=("ilcm-h", "enco", "elcm"),
+        default="ilcm-h",
+        help="elcm: the graph an ELCM learned (needs a model fitted with --model elcm)",
+    )
     graph.add_argument("--seed", type=_seed, default=0)
     graph.add_argument("-o", "--output", type=Path, required=True, help="JSON path")
     graph.add_argument("--plot", type=Path, metavar="PNG", help="draw the graph")
@@ -234,7 +247,8 @@ def _fit(args: argparse.Namespace) -> None:
         sizes = {"train": args.pairs, "test": args.test_pairs, "dci": args.test_pairs}
         splits = simulate_splits(lcm, args.data_seed, sizes)
         train, test, dci_train = splits["train"], splits["test"], splits["dci"]
-    print(f"fitting an ILCM with {n} causal variables to {train.sizes['pair']} pairs ...")
+    name = args.model.upper()
+    print(f"fitting an {name} with {n} causal variables to {train.sizes['pair']} pairs ...")
     _, _, report = fit_ilcm(
         train,
         n,
@@ -247,6 +261,8 @@ def _fit(args: argparse.Namespace) -> None:
         resume=not args.fresh,
         validate_every=args.validate_every,
         validate_model=args.validate_model,
+        model=args.model,
+        backend=args.backend,
     )
     report.total_time = time.perf_counter() - start
     print(report.format())

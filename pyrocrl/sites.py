@@ -13,6 +13,7 @@ site               kind           shape        meaning
 ``z_tilde``        deterministic  ``(*, n)``   causal variables after, ``s(e~)``
 ``x``              observed       ``(*, D)``   observation before the intervention
 ``x_tilde``        observed       ``(*, D)``   observation after the intervention
+``graph``          factor         ``()``       log prior of a learned graph (explicit models)
 =================  =============  ===========  ==============================================
 
 Causal variables are numbered from 1 in names (``z1 … zn``), matching ``target = k`` for an
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "GRAPH",
     "NOISE",
     "NOISE_TILDE",
     "PAIR_PLATE",
@@ -48,6 +50,7 @@ Z = "z"
 Z_TILDE = "z_tilde"
 X = "x"
 X_TILDE = "x_tilde"
+GRAPH = "graph"
 PAIR_PLATE = "pair"
 PAIR_SITES = (NOISE, TARGET, VALUE, NOISE_TILDE, Z, Z_TILDE, X, X_TILDE)
 """The sites of a pair program in generative order; programs return their values in a dict
@@ -59,7 +62,8 @@ def plate_size(
 ) -> int:
     """The number of pairs (or samples) of a program call, from its observations or ``size``.
 
-    Observations must be ``(N, D)`` tensors with one ``N``, and ``D = dim_x`` when given.
+    Observations must be ``(N, D)`` arrays (torch, JAX or NumPy) with one ``N``, and
+    ``D = dim_x`` when given.
 
     :raises ValueError: naming the inconsistency.
     """
@@ -67,10 +71,10 @@ def plate_size(
     for value in observed:
         if value is None:
             continue
-        if value.dim() != 2 or (dim_x is not None and value.shape[-1] != dim_x):
+        if value.ndim != 2 or (dim_x is not None and value.shape[-1] != dim_x):
             expected = f"(N, {dim_x})" if dim_x is not None else "(N, D)"
             raise ValueError(f"observations must have shape {expected}, got {tuple(value.shape)}")
-        sizes.add(len(value))
+        sizes.add(int(value.shape[0]))
     if len(sizes) > 1:
         raise ValueError(f"observations disagree on the number of pairs: {sorted(sizes)}")
     if sizes:

@@ -1,0 +1,345 @@
+"""A jitted training loop for the NumPyro ILCM: the JAX twin of
+:class:`pyrocrl.inference.svi.Trainer`.
+
+Steps run in compiled chunks (``lax.scan`` over ``chunk`` steps); the recipe's settings
+enter as per-step arrays, so one compilation serves a whole run, phases included.
+Parameters live in a dict keyed by their NumPyro names; Adam with gradient-norm clipping
+matches PyTorch's (bias-corrected, ``eps = 1e-8``). Randomness is ``fold_in(key, step)``
+and the minibatch order a function of ``(seed, epoch)``, so a resumed run is exactly the
+uninterrupted one. Checkpoints are pickles of NumPy arrays; parameters are stored under
+the names of the Pyro modules' ``state_dict``.
+"""
+
+__all__ = ["JAXTrainer"]
+
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from pyrocrl.inference.elbo_jax import Schedule, ilcm_loss
+from pyrocrl.inference.guides_jax import NumPyroILCMGuide
+from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.inference.svi import TrainingError, TrainingResult, run_length
+from pyrocrl.models.ilcm_jax import NumPyroILCM
+
+NETWORKS = (
+    ("model", "likelihood"),
+    ("model", "solution"),
+    ("guide", "encoder"),
+    ("guide", "intervention_encoder"),
+)
+"""``(owner, attribute)`` of every trained network; its NumPyro name is ``attribute$params``."""
+
+
+class JAXTrainer:
+    """Fit a :class:`~pyrocrl.models.ilcm_jax.NumPyroILCM` and its guide to pairs.
+
+    :param model, guide: the NumPyro programs (their networks hold the initial values and
+        receive the trained ones).
+    :param recipe: a :class:`~pyrocrl.inference.recipes.Recipe` or a preset name.
+    :param seed: seeds the minibatch order and every random draw.
+    :param checkpoint: a file written every ``checkpoint_every`` steps and at the end.
+    :param chunk: steps per compiled call.
+    """
+
+    def __init__(
+        self,
+        model: NumPyroILCM,
+        guide: NumPyroILCMGuide,
+        recipe: str | Recipe = "fast",
+        *,
+        seed: int = 0,
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 2000,
+        progress: bool | None = None,
+        log_every: int = 100,
+        chunk: int = 100,
+    ) -> None:
+        self.model, self.guide = model, guide
+        self.recipe = get_recipe(recipe)
+        self.seed = seed
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        if checkpoint_every % chunk or (log_every % chunk and chunk % log_every):
+            raise ValueError(
+                "checkpoint_every must be a multiple of chunk, and log_every "
+                "a multiple or a divisor of it"
+            )
+        self.checkpoint_every, self.progress = checkpoint_every, progress
+        self.log_every, self.chunk = log_every, chunk
+        self.static = {}
+        self.params = {}
+        for owner, attribute in NETWORKS:
+            module = getattr(getattr(self, owner), attribute)
+            params, self.static[attribute] = eqx.partition(module, eqx.is_inexact_array)
+            self.params[f"{attribute}$params"] = params
+        self.adam = optax.scale_by_adam()
+        self._progress: tuple[int, list[dict[str, Any]]] | None = None
+        self.offset = self.recipe.at(0.0).offset
+        self.opt_state = self.adam.init(self.params)
+        self._run = jax.jit(self._chunk, donate_argnums=(0, 1))
+
+    # -- the compiled chunk -------------------------------------------------------------------
+    def _chunk(self, params, opt_state, data, rows, schedule, steps, active, key):
+        grad = jax.value_and_grad(ilcm_loss, has_aux=True)
+        clip = self.recipe.grad_clip
+
+        def body(carry, inputs):
+            params, opt_state = carry
+            index, phase, step, on = inputs
+            batch = data[index]
+            (_, report), grads = grad(
+                params,
+                self.model,
+                self.guide,
+                batch[:, 0],
+                batch[:, 1],
+                jax.random.fold_in(key, step),
+                phase,
+            )
+            norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
+
+            def update(_):
+                clipped = jax.tree.map(lambda g: g * jnp.minimum(1.0, clip / (norm + 1e-6)), grads)
+                updates, new_state = self.adam.update(clipped, opt_state)
+                return jax.tree.map(lambda p, u: p - phase.lr * u, params, updates), new_state
+
+            carry = jax.lax.cond(on, update, lambda _: (params, opt_state), None)
+            return carry, {**report, "grad_norm": norm}
+
+        (params, opt_state), reports = jax.lax.scan(
+            body, (params, opt_state), (rows, schedule, steps, active)
+        )
+        return params, opt_state, reports
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(
+        self, pairs: np.ndarray, *, resume: bool = True, until_epoch: float | None = None
+    ) -> TrainingResult:
+        """Train on pairs ``(N, 2, D)`` until the recipe ends (or ``until_epoch``); returns
+        what the Pyro trainer returns, with ``history`` in the same format. Calling it
+        again continues where the last call stopped."""
+        data = jnp.asarray(np.asarray(pairs, dtype=np.float32))
+        if data.ndim != 3 or data.shape[1] != 2 or data.shape[2] != self.model.dim_x:
+            raise ValueError(f"pairs must have shape (N, 2, {self.model.dim_x}), got {data.shape}")
+        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
+        start_time = time.perf_counter()
+        if self._progress is not None:
+            step, history = self._progress
+        else:
+            step, history = 0, []
+            if resume and self.checkpoint is not None and self.checkpoint.exists():
+                step, history = self._restore()
+                self.offset = self.recipe.at(step / steps_per_epoch).offset
+        key = jax.random.PRNGKey(self.seed)
+        bar = tqdm(
+            total=total,
+            initial=step,
+            desc="fit (jax)",
+            unit="step",
+            disable=None if self.progress is None else not self.progress,
+        )
+        running: dict[str, float] = {}
+        with bar:
+            while step < stop:
+                size = min(self.chunk, stop - step)
+                steps = np.arange(step, step + self.chunk)
+                phases = [
+                    self.recipe.at(s / steps_per_epoch, (s - 1) / steps_per_epoch if s else None)
+                    for s in steps
+                ]
+                restarts = [i for i, p in enumerate(phases[:size]) if p.restart and i]
+                if restarts:  # a new learning-rate cycle starts inside: stop the chunk there
+                    size = restarts[0]
+                if phases[0].restart:
+                    self.opt_state = self.adam.init(self.params)
+                rows = np.stack([self._rows(s, steps_per_epoch, len(data)) for s in steps])
+                active = np.arange(self.chunk) < size
+                self.params, self.opt_state, reports = self._run(
+                    self.params,
+                    self.opt_state,
+                    data,
+                    jnp.asarray(rows),
+                    Schedule.from_phases(phases),
+                    jnp.asarray(steps),
+                    jnp.asarray(active),
+                    key,
+                )
+                reports = {k: np.asarray(v)[:size] for k, v in reports.items()}
+                self._check(reports, step, phases)
+                for i in range(size):
+                    step += 1
+                    for k, v in reports.items():
+                        running[k] = running.get(k, 0.0) + float(v[i])
+                    if step % self.log_every == 0 or step == stop:
+                        count = (step - 1) % self.log_every + 1
+                        entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phases[i].lr}
+                        entry.update({k: v / count for k, v in running.items()})
+                        entry["phase"] = phases[i].name
+                        history.append(entry)
+                        running = {}
+                        bar.set_postfix(phase=phases[i].name, loss=f"{entry['loss']:.3g}")
+                bar.update(size)
+                self.offset = phases[size - 1].offset
+                if self.checkpoint is not None and (
+                    step == stop or step % self.checkpoint_every == 0
+                ):
+                    self._save(step, history, self.offset)
+        self._progress = (step, history)
+        self._write_back()
+        return TrainingResult(
+            steps=step,
+            epochs=step / steps_per_epoch,
+            wall_time=time.perf_counter() - start_time,
+            history=history,
+            checkpoint=self.checkpoint,
+        )
+
+    def _rows(self, step: int, steps_per_epoch: int, size: int) -> np.ndarray:
+        """Indices of the minibatch of ``step``: the epoch's order is a function of
+        ``(seed, epoch)``."""
+        epoch, i = divmod(step, steps_per_epoch)
+        if getattr(self, "_order_epoch", None) != epoch:
+            seed = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
+            self._order, self._order_epoch = np.random.default_rng(seed).permutation(size), epoch
+        batch = self.recipe.batch_size
+        return self._order[i * batch : (i + 1) * batch]
+
+    def _check(self, reports: dict[str, np.ndarray], step: int, phases: list[Any]) -> None:
+        """Raise naming the first step and term that is not finite."""
+        for i in range(len(reports["loss"])):
+            bad = [k for k, v in reports.items() if not np.isfinite(v[i])]
+            if bad:
+                raise TrainingError(
+                    f"step {step + i} ({phases[i].name} phase): the term {bad[0]!r} is "
+                    f"{reports[bad[0]][i]}; the last checkpoint holds the work before it"
+                )
+
+    def _write_back(self) -> None:
+        """Put the trained parameters into the model's and guide's networks."""
+        for owner, attribute in NETWORKS:
+            module = eqx.combine(self.params[f"{attribute}$params"], self.static[attribute])
+            setattr(getattr(self, owner), attribute, module)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _save(self, step: int, history: list[dict[str, Any]], offset: float) -> None:
+        self._write_back()
+        payload = {
+            "step": step,
+            "seed": self.seed,
+            "recipe": self.recipe.to_dict(),
+            "backend": "jax",
+            "history": history,
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(offset),
+            "model_config": self.model.config,
+            "guide_config": self.guide.config,
+            "opt_state": jax.tree.map(np.asarray, self.opt_state),
+        }
+        partial = self.checkpoint.with_suffix(self.checkpoint.suffix + ".partial")
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as f:
+            pickle.dump(payload, f)
+        partial.replace(self.checkpoint)
+
+    def _restore(self) -> tuple[int, list[dict[str, Any]]]:
+        try:
+            with open(self.checkpoint, "rb") as f:
+                payload = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            raise TrainingError(f"cannot read checkpoint {self.checkpoint}: {error}") from error
+        if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written with another recipe or seed; "
+                "resume with the same settings or choose a new checkpoint path"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.guide.load_state_dict(payload["guide"])
+        for owner, attribute in NETWORKS:
+            module = getattr(getattr(self, owner), attribute)
+            self.params[f"{attribute}$params"] = eqx.partition(module, eqx.is_inexact_array)[0]
+        self.opt_state = jax.tree.map(jnp.asarray, payload["opt_state"])
+        return int(payload["step"]), list(payload["history"])
+
+
+class TwinTrainer:
+    """Train Pyro modules (an :class:`~pyrocrl.models.ilcm.ILCM` with built-in parts and
+    its :class:`~pyrocrl.inference.guides.ILCMGuide`) with the JAX backend.
+
+    The modules are copied into their NumPyro twins, trained by :class:`JAXTrainer`, and
+    the trained parameters copied back, so everything downstream (evaluation, queries,
+    graphs) uses the Pyro model. The interface is that of the Pyro trainer's ``fit``.
+    ``checkpoint`` names the PyTorch checkpoint written at the end (readable by
+    :func:`~pyrocrl.inference.fit.load_ilcm`); the JAX trainer's own file for resuming sits
+    beside it with the suffix ``.jax.pkl``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        guide: Any,
+        recipe: str | Recipe = "fast",
+        *,
+        seed: int = 0,
+        checkpoint: str | Path | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.model, self.guide = model, guide
+        self.recipe, self.seed, self.progress = get_recipe(recipe), seed, progress
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self._twins = None
+
+    def fit(
+        self, pairs: Any, *, resume: bool = True, until_epoch: float | None = None
+    ) -> TrainingResult:
+        import torch
+
+        from pyrocrl.inference.svi import pairs_tensor
+        from pyrocrl.io import save_checkpoint
+
+        data = pairs_tensor(pairs, self.model.dim_x).numpy()
+        if self._twins is None:
+            twin = NumPyroILCM.from_torch(self.model)
+            self._twins = JAXTrainer(
+                twin,
+                NumPyroILCMGuide.from_torch(self.guide, twin),
+                self.recipe,
+                seed=self.seed,
+                progress=self.progress,
+            )
+        trainer = self._twins
+        trainer.checkpoint = (
+            self.checkpoint.with_suffix(".jax.pkl") if self.checkpoint is not None else None
+        )
+        result = trainer.fit(data, resume=resume, until_epoch=until_epoch)
+        as_tensors = lambda d: {k: torch.as_tensor(np.array(v)) for k, v in d.items()}  # noqa: E731
+        self.model.load_state_dict(as_tensors(trainer.model.state_dict()))
+        guide_state = self.guide.state_dict()
+        guide_state.update(as_tensors(trainer.guide.state_dict(trainer.offset)))
+        self.guide.load_state_dict(guide_state)
+        self.model.eval()
+        self.guide.eval()
+        if self.checkpoint is not None:
+            save_checkpoint(
+                self.checkpoint,
+                {
+                    "step": result.steps,
+                    "seed": self.seed,
+                    "recipe": self.recipe.to_dict(),
+                    "backend": "jax",
+                    "history": result.history,
+                    "model": self.model.state_dict(),
+                    "guide": self.guide.state_dict(),
+                    "model_config": dict(self.model.config),
+                    "guide_config": dict(self.guide.config),
+                },
+            )
+        result.checkpoint = self.checkpoint
+        return result
