@@ -236,6 +236,16 @@ def fit_ilcm(
         raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
+    if backend == "jax":
+        import importlib
+
+        try:
+            for name in ("jax", "numpyro", "equinox", "optax"):
+                importlib.import_module(name)
+        except ImportError as error:
+            raise ImportError(
+                f"backend='jax' needs JAX ({error.name} is missing): pip install 'pyrocrl[jax]'"
+            ) from error
     if backend == "jax" and validate_every:
         raise ValueError("the JAX backend does not validate while training: drop validate_every")
     if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):

@@ -326,14 +326,14 @@ def enco(
 
 def explicit_graph(solution: Any) -> LearnedGraph:
     """The graph an explicit model learned (:class:`~pyrocrl.solution.GraphSolution`):
-    its hard graph, with the soft adjacency as strengths."""
+    its hard graph, with the edge probabilities its learned order allows as strengths."""
     if not hasattr(solution, "graph"):
         raise ValueError(
             "this model has no explicit graph (an ILCM keeps it implicit): use method "
             "'ilcm-h' or 'enco', or fit an ELCM"
         )
     with torch.no_grad():
-        strength = solution.edge_probs().cpu().numpy().astype(np.float64)
+        strength = solution.ordered_edge_probs().cpu().numpy().astype(np.float64)
     adjacency = solution.graph().cpu().numpy().astype(np.int8)
     return LearnedGraph(adjacency, strength, topological_order(adjacency), "elcm", 0.5)
 

@@ -169,7 +169,7 @@ class Trainer:
         if payload.get("backend") == "jax":
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was written by the JAX backend; resume with "
-                "backend='jax' (its own state sits beside it, *.jax.pkl)"
+                "backend='jax' (its own state sits beside it, *.jax.npz)"
             )
         if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
             raise TrainingError(

@@ -6,13 +6,13 @@ enter as per-step arrays, so one compilation serves a whole run, phases included
 Parameters live in a dict keyed by their NumPyro names; Adam with gradient-norm clipping
 matches PyTorch's (bias-corrected, ``eps = 1e-8``). Randomness is ``fold_in(key, step)``
 and the minibatch order a function of ``(seed, epoch)``, so a resumed run is exactly the
-uninterrupted one. Checkpoints are pickles of NumPy arrays; parameters are stored under
-the names of the Pyro modules' ``state_dict``.
+uninterrupted one. Checkpoints are ``.npz`` files (no pickles); parameters are stored
+under the names of the Pyro modules' ``state_dict``.
 """
 
-__all__ = ["JAXTrainer"]
+__all__ = ["NETWORKS", "JAXTrainer", "TwinTrainer"]
 
-import pickle
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,7 @@ class JAXTrainer:
             disable=None if self.progress is None else not self.progress,
         )
         running: dict[str, float] = {}
+        bar.set_postfix_str("compiling (once per process, ~15 s)")
         with bar:
             while step < stop:
                 size = min(self.chunk, stop - step)
@@ -230,43 +231,51 @@ class JAXTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, step: int, history: list[dict[str, Any]], offset: float) -> None:
+        """An ``.npz`` file (no pickles): parameters under ``model/…`` and ``guide/…`` with
+        their Pyro names, the optimizer's arrays under ``adam/<i>``, the rest as JSON."""
         self._write_back()
-        payload = {
-            "step": step,
-            "seed": self.seed,
-            "recipe": self.recipe.to_dict(),
-            "backend": "jax",
-            "history": history,
-            "model": self.model.state_dict(),
-            "guide": self.guide.state_dict(offset),
-            "model_config": self.model.config,
-            "guide_config": self.guide.config,
-            "opt_state": jax.tree.map(np.asarray, self.opt_state),
-        }
+        meta = {
+            "step": step, "seed": self.seed, "recipe": self.recipe.to_dict(),
+            "backend": "jax", "history": history,
+            "model_config": self.model.config, "guide_config": self.guide.config,
+        }  # fmt: skip
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        arrays.update({f"guide/{k}": v for k, v in self.guide.state_dict(offset).items()})
+        for i, leaf in enumerate(jax.tree.leaves(self.opt_state)):
+            arrays[f"adam/{i}"] = np.asarray(leaf)
         partial = self.checkpoint.with_suffix(self.checkpoint.suffix + ".partial")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as f:
-            pickle.dump(payload, f)
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
         partial.replace(self.checkpoint)
 
     def _restore(self) -> tuple[int, list[dict[str, Any]]]:
         try:
-            with open(self.checkpoint, "rb") as f:
-                payload = pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            with np.load(self.checkpoint, allow_pickle=False) as stored:
+                meta = json.loads(str(stored["meta"]))
+                arrays = {k: stored[k] for k in stored.files if k != "meta"}
+        except (OSError, ValueError, KeyError) as error:
             raise TrainingError(f"cannot read checkpoint {self.checkpoint}: {error}") from error
-        if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
+        if Recipe.from_dict(meta["recipe"]) != self.recipe or meta["seed"] != self.seed:
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was written with another recipe or seed; "
                 "resume with the same settings or choose a new checkpoint path"
             )
-        self.model.load_state_dict(payload["model"])
-        self.guide.load_state_dict(payload["guide"])
+        part = lambda prefix: {k[len(prefix) :]: v for k, v in arrays.items()  # noqa: E731
+                               if k.startswith(prefix)}  # fmt: skip
+        self.model.load_state_dict(part("model/"))
+        self.guide.load_state_dict(part("guide/"))
         for owner, attribute in NETWORKS:
             module = getattr(getattr(self, owner), attribute)
             self.params[f"{attribute}$params"] = eqx.partition(module, eqx.is_inexact_array)[0]
-        self.opt_state = jax.tree.map(jnp.asarray, payload["opt_state"])
-        return int(payload["step"]), list(payload["history"])
+        leaves, treedef = jax.tree.flatten(self.opt_state)
+        adam = part("adam/")
+        if len(adam) != len(leaves):
+            raise TrainingError(f"checkpoint {self.checkpoint} does not fit this model")
+        self.opt_state = jax.tree.unflatten(
+            treedef, [jnp.asarray(adam[str(i)]) for i in range(len(leaves))]
+        )
+        return int(meta["step"]), list(meta["history"])
 
 
 class TwinTrainer:
@@ -278,7 +287,7 @@ class TwinTrainer:
     graphs) uses the Pyro model. The interface is that of the Pyro trainer's ``fit``.
     ``checkpoint`` names the PyTorch checkpoint written at the end (readable by
     :func:`~pyrocrl.inference.fit.load_ilcm`); the JAX trainer's own file for resuming sits
-    beside it with the suffix ``.jax.pkl``.
+    beside it with the suffix ``.jax.npz``.
     """
 
     def __init__(
@@ -316,7 +325,7 @@ class TwinTrainer:
             )
         trainer = self._twins
         trainer.checkpoint = (
-            self.checkpoint.with_suffix(".jax.pkl") if self.checkpoint is not None else None
+            self.checkpoint.with_suffix(".jax.npz") if self.checkpoint is not None else None
         )
         result = trainer.fit(data, resume=resume, until_epoch=until_epoch)
         as_tensors = lambda d: {k: torch.as_tensor(np.array(v)) for k, v in d.items()}  # noqa: E731

@@ -113,6 +113,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
     fit.add_argument("--recipe", default="fast", help="training recipe: fast, authors")
+    fit.add_argument(
+        "--recipe-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every time of the recipe by F (e.g. 0.2: a 5× shorter run)",
+    )
     fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
     fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     fit.add_argument(
@@ -229,7 +236,11 @@ def _fit(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     recipe = get_recipe(args.recipe)
+    if args.recipe_scale != 1.0:
+        recipe = recipe.scaled(args.recipe_scale)
     torch.set_num_threads(1)
+    if args.backend == "jax":
+        _compilation_cache()
     dci_train = None
     if args.data is not None:
         train = load(args.data)
@@ -266,6 +277,20 @@ def _fit(args: argparse.Namespace) -> None:
     )
     report.total_time = time.perf_counter() - start
     print(report.format())
+
+
+def _compilation_cache() -> None:
+    """Keep compiled JAX programs on disk (``$XDG_CACHE_HOME/pyrocrl/xla``), so that later
+    runs of the same model skip compilation; a cache the user configured is left alone."""
+    import os
+
+    try:
+        import jax
+    except ImportError:
+        raise ValueError("--backend jax needs JAX: pip install 'pyrocrl[jax]'") from None
+    if not jax.config.jax_compilation_cache_dir:
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        jax.config.update("jax_compilation_cache_dir", str(root / "pyrocrl" / "xla"))
 
 
 def _parse_do(text: str | None) -> dict[str, float]:

@@ -171,11 +171,16 @@ class GraphSolution(_AffineMechanisms):
         hard = (torch.sigmoid(self.edge_logits) > 0.5).to(probs) * before
         return hard + probs - probs.detach()
 
-    def graph(self) -> torch.Tensor:
-        """The learned DAG as a 0/1 tensor ``(n, n)``, no gradient."""
+    def ordered_edge_probs(self) -> torch.Tensor:
+        """``σ(γ_ij)`` where ``i`` comes before ``j`` in the learned order, else 0;
+        ``(n, n)``, no gradient: the probabilities of the edges the order allows."""
         with torch.no_grad():
             before, _ = self._before()
-            return (torch.sigmoid(self.edge_logits) > 0.5).to(before) * before
+            return torch.sigmoid(self.edge_logits) * before
+
+    def graph(self) -> torch.Tensor:
+        """The learned DAG as a 0/1 tensor ``(n, n)``, no gradient."""
+        return (self.ordered_edge_probs() > 0.5).to(self.edge_logits.dtype)
 
     def solve(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(z, shift, scale)``, each ``(*, n)``, at the solution ``z = s(e)``."""

@@ -20,6 +20,7 @@ from pyrocrl.inference.guides import ILCMGuide  # noqa: E402
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide  # noqa: E402
 from pyrocrl.inference.queries import predict_targets  # noqa: E402
 from pyrocrl.inference.recipes import Recipe, get_recipe  # noqa: E402
+from pyrocrl.inference.svi import TrainingError  # noqa: E402
 from pyrocrl.inference.svi_jax import NETWORKS, JAXTrainer  # noqa: E402
 from pyrocrl.metrics import intervention_accuracy  # noqa: E402
 from pyrocrl.models.elcm import ELCM  # noqa: E402
@@ -227,7 +228,7 @@ def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path):
     targets = predict_targets(loaded_guide, x[:, 0], x[:, 1]).numpy()
     accuracy = intervention_accuracy(targets, toy["test"]["target"].values, 2)
     assert accuracy == pytest.approx(report.metrics["intervention_accuracy"])
-    assert (tmp_path / "checkpoint.jax.pkl").exists()
+    assert (tmp_path / "checkpoint.jax.npz").exists()
     with pytest.raises(ValueError, match="validate_every"):
         fit_ilcm(toy["train"], 2, backend="jax", validate_every=10)
 
@@ -247,11 +248,36 @@ def test_resume_is_exact(toy, tmp_path):
 
     whole = trainer()
     whole.fit(data)
-    first = trainer(tmp_path / "run.pkl")
+    first = trainer(tmp_path / "run.npz")
     first.fit(data, until_epoch=0.5)  # stops after a checkpoint at step 10
-    second = trainer(tmp_path / "run.pkl")
+    second = trainer(tmp_path / "run.npz")
     result = second.fit(data)
     assert result.steps == whole._progress[0] == 40
     for name, value in whole.model.state_dict().items():
         np.testing.assert_array_equal(second.model.state_dict()[name], value, err_msg=name)
     assert [h["loss"] for h in result.history] == [h["loss"] for h in whole._progress[1]]
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrainingError, match="cannot read checkpoint"):
+        trainer(tmp_path / "bad.npz").fit(data)
+
+
+def test_queries_match_pyro():
+    from pyrocrl.inference import queries, queries_jax
+
+    model, guide, twin, guide_twin = _twins()
+    x = torch.randn(12, 4)
+    values = torch.linspace(-1, 1, 12)
+    ours = queries_jax.counterfactual(twin, guide_twin, x.numpy(), 2, values.numpy())
+    pyros = queries.counterfactual(model, x, {2: values}, guide=guide)
+    for name in ("x_tilde", "z", "z_tilde", "noise", "noise_tilde"):
+        np.testing.assert_allclose(ours[name], pyros[name].numpy(), atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(ours["z_tilde"][:, 1], values.numpy(), atol=1e-5)
+    posterior = queries_jax.intervention_posterior(guide_twin, x.numpy(), x.numpy() + 0.1)
+    expected = queries.intervention_posterior(guide, x, x + 0.1).numpy()
+    np.testing.assert_allclose(posterior, expected, atol=1e-6)
+    encoded = queries_jax.encode(guide_twin, x.numpy())
+    np.testing.assert_allclose(encoded["z"], queries.encode(guide, x)["z"].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot intervene on z4"):
+        queries_jax.counterfactual(twin, guide_twin, x.numpy(), 4, 0.0)
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        queries_jax.encode(guide_twin, np.zeros((3, 5)))
