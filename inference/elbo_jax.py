@@ -6,14 +6,16 @@ hypotheses substituted at ``target`` (shape ``(n + 1, 1)``, as parallel enumerat
 give them), the model replays it, and every per-hypothesis term is weighted by
 ``q(I | x, x~)``. In the deterministic phase the weight is a one-hot of the most probable
 hypothesis carrying a straight-through gradient, as in the Pyro guide. All switches of a
-recipe (pretraining, the intervention prior, the deterministic phase) are traced values,
-so one compiled step serves a whole run.
+recipe (pretraining, the intervention prior, the deterministic phase) are traced values
+(the phases are the branches of one ``lax.switch``), so one compiled step serves a whole
+run.
 """
 
 __all__ = ["Schedule", "ilcm_loss", "pair_terms", "pretrain_terms"]
 
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from numpyro import handlers
@@ -21,6 +23,7 @@ from numpyro import handlers
 from pyrocrl import sites
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.models.ilcm_jax import NumPyroILCM
+from pyrocrl.nets_jax import shared_calls
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -59,10 +62,11 @@ def _traces(
     guide_kwargs: dict,
 ):
     guide = handlers.seed(handlers.substitute(guide_fn, data={**params, **substitutes}), key)
-    with handlers.trace() as guide_trace:
-        encoded = guide(*args, **guide_kwargs)
-    model = handlers.replay(handlers.substitute(model_fn, data=params), trace=guide_trace)
-    model_trace = handlers.trace(model).get_trace(*args, **model_kwargs)
+    with shared_calls():  # guide and model read the solution on the same noise: once
+        with handlers.trace() as guide_trace:
+            encoded = guide(*args, **guide_kwargs)
+        model = handlers.replay(handlers.substitute(model_fn, data=params), trace=guide_trace)
+        model_trace = handlers.trace(model).get_trace(*args, **model_kwargs)
     return model_trace, guide_trace, encoded
 
 
@@ -84,15 +88,28 @@ def pair_terms(
     key: Array,
     schedule: Schedule,
     substitutes: dict[str, Array] | None = None,
+    *,
+    deterministic: bool = False,
 ) -> tuple[dict[str, Array], dict]:
     """Per-pair terms ``(N,)`` of the β-weighted ELBO — ``elbo``, ``log_likelihood`` and
     ``kl_<site>`` (β included) — and the guide's return value.
 
     :param params: the networks' parameters by NumPyro name (``"encoder$params"``, …).
     :param substitutes: fixed values for guide sites (e.g. ``noise`` and ``value`` for
-        a comparison with the Pyro backend); the target is always all hypotheses.
+        a comparison with the Pyro backend).
+    :param deterministic: keep the most probable hypothesis only (its weight carries a
+        straight-through gradient, as the Pyro guide's), instead of all ``n + 1``.
     """
-    hypotheses = jnp.arange(model.n + 1)[:, None]
+    if deterministic:  # the argmax of q(I | x, x~), from the guide's own networks
+        encoder = _module(params, "encoder", guide.encoder)
+        loc, _, loc_tilde, _ = guide.encode(encoder, x, x_tilde)
+        probs = guide.target_probs(
+            _module(params, "intervention_encoder", guide.intervention_encoder),
+            loc, loc_tilde, schedule.offset, schedule.posterior_power,
+        )  # fmt: skip
+        hypotheses = jnp.argmax(probs, -1)  # (N,)
+    else:
+        hypotheses = jnp.arange(model.n + 1)[:, None]  # (n + 1, 1), as enumeration gives
     model_trace, guide_trace, encoded = _traces(
         model.model,
         guide.guide,
@@ -105,13 +122,15 @@ def pair_terms(
     )
     q = _log_probs(guide_trace)
     p = _log_probs(model_trace)
-    probs = jnp.exp(q[sites.TARGET][0])  # (n + 1, N)
-    best = jax.nn.one_hot(jnp.argmax(probs, 0), model.n + 1, axis=0)
-    straight_through = 1.0 + probs - sg(probs)
-    weight = jnp.where(schedule.deterministic, best * straight_through, probs)
-    log_q_target = jnp.where(
-        schedule.deterministic, best * jnp.log(straight_through), q[sites.TARGET][0]
-    )
+    if deterministic:
+        chosen = jnp.exp(q[sites.TARGET][0])  # (N,)
+        weight = 1.0 + chosen - sg(chosen)
+        log_q_target = jnp.log(weight)
+        expect = lambda v: weight * v  # noqa: E731
+    else:
+        weight = jnp.exp(q[sites.TARGET][0])  # (n + 1, N)
+        log_q_target = q[sites.TARGET][0]
+        expect = lambda v: jnp.sum(weight * v, 0)  # noqa: E731
     terms: dict[str, Array] = {}
     log_likelihood = 0.0
     for name, (log_p, observed) in p.items():
@@ -119,8 +138,8 @@ def pair_terms(
             log_likelihood = log_likelihood + log_p
             continue
         log_q = log_q_target if name == sites.TARGET else q[name][0]
-        terms[f"kl_{name}"] = schedule.beta * jnp.sum(weight * (log_q - log_p), 0)
-    terms["log_likelihood"] = jnp.sum(weight * log_likelihood, 0)
+        terms[f"kl_{name}"] = schedule.beta * expect(log_q - log_p)
+    terms["log_likelihood"] = expect(log_likelihood)
     terms["elbo"] = terms["log_likelihood"] - sum(v for k, v in terms.items() if k[:3] == "kl_")
     return terms, encoded
 
@@ -196,17 +215,22 @@ def ilcm_loss(
     ``loss``."""
     k_elbo, k_reg = jax.random.split(key)
 
-    def causal(_):
-        terms, encoded = pair_terms(model, guide, params, x, x_tilde, k_elbo, schedule)
-        aggregate = encoded["probs"].mean(0)
-        entropy = -(aggregate * jnp.log(jnp.maximum(aggregate, 1e-30))).sum()
-        return _complete(terms), encoded_views(encoded), entropy
+    def causal(deterministic: bool):
+        def branch(_):
+            terms, encoded = pair_terms(model, guide, params, x, x_tilde, k_elbo, schedule,
+                                        deterministic=deterministic)  # fmt: skip
+            aggregate = encoded["probs"].mean(0)
+            entropy = -(aggregate * jnp.log(jnp.maximum(aggregate, 1e-30))).sum()
+            return _complete(terms), encoded_views(encoded), entropy
+
+        return branch
 
     def pretrain(_):
         terms, encoded = pretrain_terms(model, guide, params, x, x_tilde, k_elbo, schedule)
         return _complete(terms), encoded_views(encoded), jnp.zeros(())
 
-    terms, views, entropy = jax.lax.cond(schedule.pretrain, pretrain, causal, None)
+    branch = jnp.where(schedule.pretrain, 0, jnp.where(schedule.deterministic, 2, 1))
+    terms, views, entropy = jax.lax.switch(branch, [pretrain, causal(False), causal(True)], None)
     loc, scale, loc_tilde, scale_tilde = views
     report = {k: v.mean() for k, v in terms.items()}
     regularizers = {"intervention_entropy": -schedule.entropy_weight * entropy}
@@ -214,7 +238,7 @@ def ilcm_loss(
     e_tilde = loc_tilde + scale_tilde * jax.random.normal(jax.random.fold_in(k_reg, 1), loc.shape)
     norm = ((e**2).sum(-1) + (e_tilde**2).sum(-1)).mean()
     regularizers["noise_norm"] = schedule.norm_weight * norm
-    likelihood = eqx_params_module(params, "likelihood$params", model.likelihood)
+    likelihood = _module(params, "likelihood", model.likelihood)
     mean, _ = likelihood(jnp.concatenate([e, e_tilde]))
     error = ((mean - jnp.concatenate([x, x_tilde])) ** 2).sum(-1).mean() * 2
     regularizers["consistency"] = schedule.consistency_weight * error
@@ -236,9 +260,8 @@ def _complete(terms: dict[str, Array]) -> dict[str, Array]:
     return {k: terms.get(k, jnp.zeros(size)) for k in TERMS}
 
 
-def eqx_params_module(params: dict[str, Any], name: str, module: Any) -> Any:
-    """``module`` with the trainable arrays of ``params[name]`` (as ``eqx_module`` does)."""
-    import equinox as eqx
-
+def _module(params: dict[str, Any], name: str, module: Any) -> Any:
+    """``module`` with the trainable arrays of ``params[name + "$params"]``, as
+    :func:`numpyro.contrib.module.eqx_module` assembles it."""
     _, static = eqx.partition(module, eqx.is_inexact_array)
-    return eqx.combine(params[name], static)
+    return eqx.combine(params[f"{name}$params"], static)

@@ -18,11 +18,13 @@ __all__ = [
     "StackedMLP",
     "build",
     "from_state_dict",
+    "shared_calls",
     "state_dict",
 ]
 
+import contextlib
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import equinox as eqx
@@ -154,6 +156,23 @@ class StackedMLP(eqx.Module):
         return jnp.swapaxes(h, 0, 1).reshape(*batch, k, -1)
 
 
+_SHARED: dict[tuple[int, ...], Any] | None = None
+
+
+@contextlib.contextmanager
+def shared_calls() -> Iterator[None]:
+    """Within the block, :meth:`AffineSolution.shift_scale` evaluates each (input,
+    parameters) once: a common-subexpression elimination at trace time. Used while
+    tracing an ELBO, where the guide and the model read the solution function on the same
+    noise; without it, XLA merges the two forward passes but not their gradients."""
+    global _SHARED
+    previous, _SHARED = _SHARED, {}
+    try:
+        yield
+    finally:
+        _SHARED = previous
+
+
 class AffineSolution(eqx.Module):
     """The implicit solution function of :class:`pyrocrl.solution.AffineSolution`:
     ``e_k = shift_k(c_k) + scale_k(c_k) z_k`` with ``c_k = [e ⊙ m_k, m_k]``."""
@@ -183,10 +202,20 @@ class AffineSolution(eqx.Module):
         self.n, self.min_scale = n, min_scale
 
     def shift_scale(self, e: Array) -> tuple[Array, Array]:
-        """``(shift, scale)``, each ``(*, n)``, from the noise ``(*, n)``."""
+        """``(shift, scale)``, each ``(*, n)``, from the noise ``(*, n)``.
+
+        Inside :func:`shared_calls`, a second call on the same arrays returns the first
+        call's result, so that a guide and a model that both evaluate the solution on the
+        same noise share one evaluation — and one backward pass."""
+        key = (id(e), *map(id, jax.tree.leaves(self)))
+        if _SHARED is not None and key in _SHARED:
+            return _SHARED[key][1]
         masks = jnp.broadcast_to(sg(self.masks), (*e.shape[:-1], self.n, self.n))
         out = self.net(jnp.concatenate([e[..., None, :] * masks, masks], axis=-1))
-        return out[..., 0], jnp.exp(out[..., 1]) + self.min_scale
+        result = out[..., 0], jnp.exp(out[..., 1]) + self.min_scale
+        if _SHARED is not None:  # keep the inputs alive, so that their ids stay theirs
+            _SHARED[key] = ((e, self), result)
+        return result
 
     def __call__(self, e: Array) -> Array:
         """Causal variables ``z = s(e)``."""

@@ -156,10 +156,12 @@ def test_elbo_terms_match_pyro(deterministic, intervention_prior):
     schedule = _schedule(3.0 if deterministic else 2.0, beta=1.0, offset=1e-4,
                          posterior_power=1.0, deterministic=deterministic,
                          intervention_prior=intervention_prior)  # fmt: skip
-    terms_fn = jax.jit(lambda *args: pair_terms(twin, guide_twin, *args)[0])
+    terms_fn = jax.jit(
+        lambda *args: pair_terms(twin, guide_twin, *args, deterministic=deterministic)[0]
+    )
     twin_terms = terms_fn(_params(twin, guide_twin), _np(x), _np(x_tilde),
                           jax.random.PRNGKey(0), schedule,
-                          {"noise": _np(noise), "value": _np(value)})  # fmt: skip
+                          {k: _np(v) for k, v in fixed.items()})  # fmt: skip
     assert set(terms) <= set(twin_terms)
     for name, value in terms.items():
         np.testing.assert_allclose(twin_terms[name], value.detach().numpy(), rtol=RTOL,
