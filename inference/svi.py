@@ -7,7 +7,15 @@ random state and the history, so a killed run resumes to the same result as an
 uninterrupted one.
 """
 
-__all__ = ["Trainer", "TrainingError", "TrainingResult", "pairs_tensor", "run_length"]
+__all__ = [
+    "RunningLog",
+    "Trainer",
+    "TrainingError",
+    "TrainingResult",
+    "pairs_tensor",
+    "progress_bar",
+    "run_length",
+]
 
 import contextlib
 import math
@@ -83,6 +91,41 @@ def run_length(pairs: int, recipe: Recipe, until_epoch: float | None) -> tuple[i
     if until_epoch is None:
         return steps_per_epoch, total, total
     return steps_per_epoch, total, min(total, math.ceil(until_epoch * steps_per_epoch))
+
+
+def progress_bar(total: int, initial: int, desc: str, progress: bool | None) -> tqdm:
+    """The training progress bar (``progress=None``: shown when attached to a terminal)."""
+    disable = None if progress is None else not progress
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=disable)
+
+
+class RunningLog:
+    """Running means of the step reports, appended to ``history`` every ``log_every``
+    steps and at ``stop``, each entry with its step, epoch, learning rate and phase."""
+
+    def __init__(self, history: list[dict[str, Any]], log_every: int, stop: int,
+                 steps_per_epoch: int, bar: tqdm) -> None:  # fmt: skip
+        self.history, self.log_every, self.stop = history, log_every, stop
+        self.steps_per_epoch, self.bar = steps_per_epoch, bar
+        self.running: dict[str, float] = {}
+
+    def add(self, step: int, phase: Phase, report: dict[str, float]) -> None:
+        """Count the report of the step that ends at ``step``."""
+        for key, value in report.items():
+            self.running[key] = self.running.get(key, 0.0) + float(value)
+        if step % self.log_every and step != self.stop:
+            return
+        count = (step - 1) % self.log_every + 1
+        entry: dict[str, Any] = {
+            "step": step,
+            "epoch": step / self.steps_per_epoch,
+            "lr": phase.lr,
+        }
+        entry.update({k: v / count for k, v in self.running.items()})
+        entry["phase"] = phase.name
+        self.history.append(entry)
+        self.running = {}
+        self.bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
 
 
 def _module_config(module: nn.Module) -> dict[str, Any]:
@@ -245,14 +288,8 @@ class Trainer:
         batch = self.recipe.batch_size
         self.model.train()
         self.guide.train()
-        bar = tqdm(
-            total=total,
-            initial=step,
-            desc="fit",
-            unit="step",
-            disable=None if self.progress is None else not self.progress,
-        )
-        running: dict[str, float] = {}
+        bar = progress_bar(total, step, "fit", self.progress)
+        log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
         order, order_epoch = None, -1
         with bar:
             while step < stop:
@@ -265,16 +302,7 @@ class Trainer:
                 phase = self.recipe.at(epoch, (step - 1) / steps_per_epoch if step else None)
                 report = self._step(rows[:, 0], rows[:, 1], phase, step)
                 step += 1
-                for key, value in report.items():
-                    running[key] = running.get(key, 0.0) + value
-                if step % self.log_every == 0 or step == stop:
-                    count = (step - 1) % self.log_every + 1
-                    entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phase.lr}
-                    entry.update({k: v / count for k, v in running.items()})
-                    entry["phase"] = phase.name
-                    history.append(entry)
-                    running = {}
-                    bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
+                log.add(step, phase, report)
                 if self.validation is not None and (
                     step == total or (self.validate_every and step % self.validate_every == 0)
                 ):

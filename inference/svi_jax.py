@@ -22,12 +22,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from pyrocrl.inference.elbo_jax import Schedule, ilcm_loss
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.inference.recipes import Recipe, get_recipe
-from pyrocrl.inference.svi import TrainingError, TrainingResult, run_length
+from pyrocrl.inference.svi import (
+    RunningLog,
+    TrainingError,
+    TrainingResult,
+    progress_bar,
+    run_length,
+)
 from pyrocrl.models.ilcm_jax import NumPyroILCM
 
 NETWORKS = (
@@ -139,14 +144,8 @@ class JAXTrainer:
                 step, history = self._restore()
                 self.offset = self.recipe.at(step / steps_per_epoch).offset
         key = jax.random.PRNGKey(self.seed)
-        bar = tqdm(
-            total=total,
-            initial=step,
-            desc="fit (jax)",
-            unit="step",
-            disable=None if self.progress is None else not self.progress,
-        )
-        running: dict[str, float] = {}
+        bar = progress_bar(total, step, "fit (jax)", self.progress)
+        log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
         bar.set_postfix_str("compiling (once per process, ~15 s)")
         with bar:
             while step < stop:
@@ -177,16 +176,7 @@ class JAXTrainer:
                 self._check(reports, step, phases)
                 for i in range(size):
                     step += 1
-                    for k, v in reports.items():
-                        running[k] = running.get(k, 0.0) + float(v[i])
-                    if step % self.log_every == 0 or step == stop:
-                        count = (step - 1) % self.log_every + 1
-                        entry = {"step": step, "epoch": step / steps_per_epoch, "lr": phases[i].lr}
-                        entry.update({k: v / count for k, v in running.items()})
-                        entry["phase"] = phases[i].name
-                        history.append(entry)
-                        running = {}
-                        bar.set_postfix(phase=phases[i].name, loss=f"{entry['loss']:.3g}")
+                    log.add(step, phases[i], {k: v[i] for k, v in reports.items()})
                 bar.update(size)
                 self.offset = phases[size - 1].offset
                 if self.checkpoint is not None and (
