@@ -117,9 +117,11 @@ class GraphSolution(_AffineMechanisms):
 
     The adjacency used by the mechanisms is hard, with the gradient of its soft version
     (``σ(γ_ij)`` times the orientation) passed straight through; ``hard=False`` uses the
-    soft version itself. ``s(e)`` is solved by ``n`` sweeps of all mechanisms: after sweep
-    ``t`` the first ``t`` variables in the order are exact, so ``n`` sweeps give the exact
-    solution for any graph.
+    soft version itself — with a learned order, both orientations of a pair then carry some
+    weight, and ``n`` sweeps are a fixed-point approximation rather than the exact solution.
+    ``s(e)`` is solved by ``n`` sweeps of all mechanisms: after sweep ``t`` the first ``t``
+    variables in the order are exact, so ``n`` sweeps give the exact solution for any hard
+    graph.
 
     The interface is that of :class:`AffineSolution`: an intervention on ``z_k`` changes
     ``e_k`` only, and since ``k``'s parents come before it, ``shift_k`` and ``scale_k`` are
