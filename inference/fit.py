@@ -20,6 +20,7 @@ from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.recipes import Recipe, get_recipe
 from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import CheckpointError, load_checkpoint, write_json
+from pyrocrl.models.baselines import DVAE
 from pyrocrl.models.elcm import ELCM
 from pyrocrl.models.ilcm import ILCM
 
@@ -118,7 +119,7 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{sec:04.1f}s" if minutes else f"{sec:.1f}s"
 
 
-MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM}
+MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM, "dvae": DVAE}
 """The built-in latent causal models by name."""
 
 
@@ -130,14 +131,14 @@ def build_ilcm(
     guide_config: dict[str, Any] | None = None,
 ) -> tuple[ILCM, ILCMGuide]:
     """A latent causal model and its guide from (checkpoint) configurations of the built-in
-    parts. ``model_config["model"]`` names the model (``"ilcm"``, the default, or
-    ``"elcm"``)."""
+    parts. ``model_config["model"]`` names the model (``"ilcm"``, the default, ``"elcm"``
+    or ``"dvae"``)."""
     model_config = {"dim_x": dim_x, "n": n, **(model_config or {})}
     kind = model_config.pop("model", "ilcm")
     if kind not in MODELS:
         raise CheckpointError(f"unknown model {kind!r}; built-in models: {sorted(MODELS)}")
     solution = model_config.pop("solution", "affine")
-    if solution != {"ilcm": "affine", "elcm": "graph"}[kind] or (
+    if solution != {"ilcm": "affine", "elcm": "graph", "dvae": "affine-empty"}[kind] or (
         model_config.get("likelihood", "normal") is None
     ):
         raise CheckpointError(
@@ -204,7 +205,8 @@ def fit_ilcm(
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
     By default the model is an ILCM; ``model="elcm"`` fits the explicit model
-    (:class:`~pyrocrl.models.elcm.ELCM`) instead. Built-in models and their guide are built
+    (:class:`~pyrocrl.models.elcm.ELCM`) and ``model="dvae"`` the baseline
+    :class:`~pyrocrl.models.baselines.DVAE` instead. Built-in models and their guide are built
     from ``hidden``, ``likelihood`` and ``intervention_encoder`` (seeded by ``seed``). To fit
     an extended generative model with the same recipe, pass ``model`` — a module, or a
     function that builds one (needed when the recipe trains several candidates) — and

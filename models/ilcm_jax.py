@@ -62,7 +62,8 @@ def select(values: Array, onehot: Array, intervened: Array, default: float) -> A
 class NumPyroILCM:
     """The implicit latent causal model as a NumPyro program (see
     :class:`pyrocrl.models.ilcm.ILCM` for the generative story; sites and shapes are the
-    same). The built-in parts only: a Normal likelihood and the affine solution function.
+    same). The built-in parts only: a Normal likelihood and the affine solution function
+    (with full context, or empty for the dVAE baseline: its masks are zeros).
 
     :param dim_x: observation size ``D``.
     :param n: number of causal variables.
@@ -158,13 +159,15 @@ class NumPyroILCM:
     def from_torch(cls, model: Any) -> "NumPyroILCM":
         """The twin of a Pyro :class:`~pyrocrl.models.ilcm.ILCM` with built-in parts."""
         config = getattr(model, "config", {})
-        if config.get("likelihood") != "normal" or config.get("solution") != "affine":
+        solution = config.get("solution")
+        if config.get("likelihood") != "normal" or solution not in ("affine", "affine-empty"):
             raise ValueError(
                 "only ILCMs with the built-in parts (a Normal likelihood and the affine "
-                "solution function) have a JAX twin"
+                "solution function) and dVAEs have a JAX twin"
             )
         twin = cls(model.dim_x, model.n, hidden=config["hidden"], key=None)
-        twin.load_state_dict(model.state_dict())
+        twin.load_state_dict(model.state_dict())  # an empty context is all-zero masks
+        twin.config["solution"] = solution
         return twin
 
     def load_state_dict(self, tensors: dict[str, Any]) -> None:

@@ -96,12 +96,14 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
         epilog="example: pyrocrl fit --n 5 --data-seed 1 --recipe authors -o runs/n5",
     )
-    fit.add_argument("--model", choices=("ilcm", "elcm"), default="ilcm", help="default: ilcm")
+    fit.add_argument(
+        "--model", choices=("ilcm", "elcm", "dvae"), default="ilcm", help="default: ilcm"
+    )
     fit.add_argument(
         "--backend",
         choices=("torch", "jax"),
         default="torch",
-        help="train with Pyro (default) or with the compiled NumPyro twin (ILCM only)",
+        help="train with Pyro (default) or with the compiled NumPyro twin (ILCM, dVAE)",
     )
     fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
     fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
