@@ -4,14 +4,21 @@
 The intervention target is summed out exactly: the guide is run once with all ``n + 1``
 hypotheses substituted at ``target`` (shape ``(n + 1, 1)``, as parallel enumeration would
 give them), the model replays it, and every per-hypothesis term is weighted by
-``q(I | x, x~)``. In the deterministic phase the weight is a one-hot of the most probable
-hypothesis carrying a straight-through gradient, as in the Pyro guide. All switches of a
-recipe (pretraining, the intervention prior, the deterministic phase) are traced values
-(the phases are the branches of one ``lax.switch``), so one compiled step serves a whole
-run.
+``q(I | x, x~)``. In the deterministic phase only the most probable hypothesis is
+substituted, its weight carrying a straight-through gradient, as in the Pyro guide. All
+switches of a recipe (pretraining, the intervention prior, the deterministic phase) are
+traced values (the phases are the branches of one ``lax.switch``), so one compiled step
+serves a whole run.
 """
 
-__all__ = ["Schedule", "ilcm_loss", "pair_terms", "pretrain_terms"]
+__all__ = [
+    "Schedule",
+    "change_balance",
+    "change_sparsity",
+    "ilcm_loss",
+    "pair_terms",
+    "pretrain_terms",
+]
 
 from typing import Any, NamedTuple
 
