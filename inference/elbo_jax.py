@@ -138,17 +138,7 @@ def pair_terms(
         weight = jnp.exp(q[sites.TARGET][0])  # (n + 1, N)
         log_q_target = q[sites.TARGET][0]
         expect = lambda v: jnp.sum(weight * v, 0)  # noqa: E731
-    terms: dict[str, Array] = {}
-    log_likelihood = 0.0
-    for name, (log_p, observed) in p.items():
-        if observed:
-            log_likelihood = log_likelihood + log_p
-            continue
-        log_q = log_q_target if name == sites.TARGET else q[name][0]
-        terms[f"kl_{name}"] = schedule.beta * expect(log_q - log_p)
-    terms["log_likelihood"] = expect(log_likelihood)
-    terms["elbo"] = terms["log_likelihood"] - sum(v for k, v in terms.items() if k[:3] == "kl_")
-    return terms, encoded
+    return _bound(p, q, schedule.beta, expect, log_q_target), encoded
 
 
 def pretrain_terms(
@@ -164,15 +154,30 @@ def pretrain_terms(
     model_trace, guide_trace, encoded = _traces(
         model.independent_model, guide.independent_guide, params, key, {}, (x, x_tilde), {}, {}
     )
-    q, p = _log_probs(guide_trace), _log_probs(model_trace)
-    terms = {
-        f"kl_{name}": schedule.beta * (q[name][0] - log_p)
-        for name, (log_p, observed) in p.items()
-        if not observed
-    }
-    terms["log_likelihood"] = sum(log_p for log_p, observed in p.values() if observed)
+    return _bound(_log_probs(model_trace), _log_probs(guide_trace), schedule.beta), encoded
+
+
+def _bound(
+    p: dict[str, tuple[Array, bool]],
+    q: dict[str, tuple[Array, bool]],
+    beta: Array,
+    expect: Any = lambda v: v,
+    log_q_target: Array | None = None,
+) -> dict[str, Array]:
+    """``log_likelihood``, ``kl_<site>`` (weighted by ``β``) and ``elbo`` from the model's
+    and the guide's log-densities; ``expect`` sums over hypotheses, ``log_q_target``
+    replaces the guide's density of the target."""
+    terms: dict[str, Array] = {}
+    log_likelihood = 0.0
+    for name, (log_p, observed) in p.items():
+        if observed:
+            log_likelihood = log_likelihood + log_p
+            continue
+        log_q = log_q_target if name == sites.TARGET else q[name][0]
+        terms[f"kl_{name}"] = beta * expect(log_q - log_p)
+    terms["log_likelihood"] = expect(log_likelihood)
     terms["elbo"] = terms["log_likelihood"] - sum(v for k, v in terms.items() if k[:3] == "kl_")
-    return terms, encoded
+    return terms
 
 
 def _norm(delta: Array) -> Array:

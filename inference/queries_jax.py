@@ -34,6 +34,8 @@ def _observations(x: Any, dim_x: int, name: str) -> Array:
     x = jnp.asarray(np.asarray(x, dtype=np.float32))
     if x.ndim != 2 or x.shape[1] != dim_x:
         raise ValueError(f"{name} must have shape (N, {dim_x}), got {tuple(x.shape)}")
+    if not jnp.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
     return x
 
 

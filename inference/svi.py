@@ -12,6 +12,7 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "TrainingResult",
+    "check_same_run",
     "pairs_tensor",
     "progress_bar",
     "run_length",
@@ -128,6 +129,15 @@ class RunningLog:
         self.bar.set_postfix(phase=phase.name, loss=f"{entry['loss']:.3g}")
 
 
+def check_same_run(saved: dict[str, Any], recipe: Recipe, seed: int, path: Path | None) -> None:
+    """Refuse to resume from a checkpoint written with another recipe or seed."""
+    if Recipe.from_dict(saved["recipe"]) != recipe or saved["seed"] != seed:
+        raise TrainingError(
+            f"checkpoint {path} was written with another recipe or seed; "
+            "resume with the same settings or choose a new checkpoint path"
+        )
+
+
 def _module_config(module: nn.Module) -> dict[str, Any]:
     return dict(getattr(module, "config", {}))
 
@@ -214,11 +224,7 @@ class Trainer:
                 f"checkpoint {self.checkpoint} was written by the JAX backend; resume with "
                 "backend='jax' (its own state sits beside it, *.jax.npz)"
             )
-        if Recipe.from_dict(payload["recipe"]) != self.recipe or payload["seed"] != self.seed:
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} was written with another recipe or seed; "
-                "resume with the same settings or choose a new checkpoint path"
-            )
+        check_same_run(payload, self.recipe, self.seed, self.checkpoint)
         try:
             self.model.load_state_dict(payload["model"])
             self.guide.load_state_dict(payload["guide"])

@@ -30,6 +30,8 @@ from pyrocrl.inference.svi import (
     RunningLog,
     TrainingError,
     TrainingResult,
+    check_same_run,
+    pairs_tensor,
     progress_bar,
     run_length,
 )
@@ -131,9 +133,7 @@ class JAXTrainer:
         """Train on pairs ``(N, 2, D)`` until the recipe ends (or ``until_epoch``); returns
         what the Pyro trainer returns, with ``history`` in the same format. Calling it
         again continues where the last call stopped."""
-        data = jnp.asarray(np.asarray(pairs, dtype=np.float32))
-        if data.ndim != 3 or data.shape[1] != 2 or data.shape[2] != self.model.dim_x:
-            raise ValueError(f"pairs must have shape (N, 2, {self.model.dim_x}), got {data.shape}")
+        data = jnp.asarray(pairs_tensor(pairs, self.model.dim_x).numpy())  # checks shape, NaN
         steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
         start_time = time.perf_counter()
         if self._progress is not None:
@@ -246,11 +246,7 @@ class JAXTrainer:
                 arrays = {k: stored[k] for k in stored.files if k != "meta"}
         except (OSError, ValueError, KeyError) as error:
             raise TrainingError(f"cannot read checkpoint {self.checkpoint}: {error}") from error
-        if Recipe.from_dict(meta["recipe"]) != self.recipe or meta["seed"] != self.seed:
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} was written with another recipe or seed; "
-                "resume with the same settings or choose a new checkpoint path"
-            )
+        check_same_run(meta, self.recipe, self.seed, self.checkpoint)
         part = lambda prefix: {k[len(prefix) :]: v for k, v in arrays.items()  # noqa: E731
                                if k.startswith(prefix)}  # fmt: skip
         self.model.load_state_dict(part("model/"))
@@ -300,7 +296,6 @@ class TwinTrainer:
     ) -> TrainingResult:
         import torch
 
-        from pyrocrl.inference.svi import pairs_tensor
         from pyrocrl.io import save_checkpoint
 
         data = pairs_tensor(pairs, self.model.dim_x).numpy()

@@ -283,3 +283,5 @@ def test_queries_match_pyro():
         queries_jax.counterfactual(twin, guide_twin, x.numpy(), 4, 0.0)
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
         queries_jax.encode(guide_twin, np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        queries_jax.encode(guide_twin, np.full((3, 4), np.nan))
