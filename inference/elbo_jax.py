@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 from numpyro import handlers
 
 from pyrocrl import sites
@@ -77,13 +78,18 @@ def _traces(
     return model_trace, guide_trace, encoded
 
 
-def _log_probs(trace: Any) -> dict[str, tuple[Array, bool]]:
-    """``name → (log-density, observed)`` of every sample site."""
-    return {
-        name: (site["fn"].log_prob(site["value"]), site["is_observed"])
-        for name, site in trace.items()
-        if site["type"] == "sample"
-    }
+def _log_probs(trace: Any) -> dict[str, tuple[Array, str]]:
+    """``name → (log-density, role)`` of every sample site; the role is ``"latent"``,
+    ``"observed"`` or ``"factor"`` (a ``numpyro.factor``)."""
+    out = {}
+    for name, site in trace.items():
+        if site["type"] != "sample":
+            continue
+        role = "observed" if site["is_observed"] else "latent"
+        if isinstance(site["fn"], dist.Unit):
+            role = "factor"
+        out[name] = (site["fn"].log_prob(site["value"]), role)
+    return out
 
 
 def pair_terms(
@@ -158,25 +164,29 @@ def pretrain_terms(
 
 
 def _bound(
-    p: dict[str, tuple[Array, bool]],
-    q: dict[str, tuple[Array, bool]],
+    p: dict[str, tuple[Array, str]],
+    q: dict[str, tuple[Array, str]],
     beta: Array,
     expect: Any = lambda v: v,
     log_q_target: Array | None = None,
 ) -> dict[str, Array]:
-    """``log_likelihood``, ``kl_<site>`` (weighted by ``β``) and ``elbo`` from the model's
-    and the guide's log-densities; ``expect`` sums over hypotheses, ``log_q_target``
-    replaces the guide's density of the target."""
+    """``log_likelihood``, ``log_<factor>``, ``kl_<site>`` (weighted by ``β``) and ``elbo``
+    from the model's and the guide's log-densities; ``expect`` sums over hypotheses,
+    ``log_q_target`` replaces the guide's density of the target."""
     terms: dict[str, Array] = {}
     log_likelihood = 0.0
-    for name, (log_p, observed) in p.items():
-        if observed:
+    for name, (log_p, role) in p.items():
+        if role == "observed":
             log_likelihood = log_likelihood + log_p
-            continue
-        log_q = log_q_target if name == sites.TARGET else q[name][0]
-        terms[f"kl_{name}"] = beta * expect(log_q - log_p)
+        elif role == "factor":
+            terms[f"log_{name}"] = expect(log_p)
+        else:
+            log_q = log_q_target if name == sites.TARGET else q[name][0]
+            terms[f"kl_{name}"] = beta * expect(log_q - log_p)
     terms["log_likelihood"] = expect(log_likelihood)
-    terms["elbo"] = terms["log_likelihood"] - sum(v for k, v in terms.items() if k[:3] == "kl_")
+    factors = sum(v for k, v in terms.items() if k[:4] == "log_" and k != "log_likelihood")
+    kl = sum(v for k, v in terms.items() if k[:3] == "kl_")
+    terms["elbo"] = terms["log_likelihood"] + factors - kl
     return terms
 
 
@@ -202,7 +212,15 @@ def change_balance(delta: Array) -> Array:
     return (share * jnp.log(jnp.maximum(share * share.size, 1e-12))).sum()
 
 
-TERMS = ("elbo", "log_likelihood", "kl_noise", "kl_noise_tilde", "kl_target", "kl_value")
+TERMS = (
+    "elbo",
+    "log_likelihood",
+    "log_graph",
+    "kl_noise",
+    "kl_noise_tilde",
+    "kl_target",
+    "kl_value",
+)
 REGULARIZERS = (
     "intervention_entropy",
     "consistency",

@@ -17,11 +17,17 @@ from pyrocrl.models.ilcm import ILCM
 def elbo_per_pair(
     model: ILCM, guide: ILCMGuide, x: torch.Tensor, x_tilde: torch.Tensor, batch: int = 4096
 ) -> float:
-    """Mean ELBO per pair (β = 1, target summed over all hypotheses, one sample each)."""
+    """Mean ELBO per pair (β = 1, target summed over all hypotheses, one sample each); of
+    the independent program for models of independent views."""
     elbo = PairELBO()
+    programs = (
+        (model.independent_model, guide.independent_guide)
+        if model.independent_views
+        else (model.model, guide.guide)
+    )
     total = 0.0
     for a, b in zip(x.split(batch), x_tilde.split(batch), strict=True):
-        total += float(elbo.terms(model.model, guide.guide, a, b)["elbo"].sum())
+        total += float(elbo.terms(*programs, a, b)["elbo"].sum())
     return total / len(x)
 
 
@@ -43,13 +49,13 @@ def evaluate(
 
     :returns: ``elbo``, ``dci_disentanglement``, ``dci_completeness``,
         ``dci_informativeness`` (mean R²) and ``intervention_accuracy`` where the truth has
-        what they need.
+        what they need (and the model infers interventions).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         x = torch.as_tensor(test["x"].values)
         results = {"elbo": elbo_per_pair(model, guide, x[:, 0], x[:, 1])}
-        if "target" in test:
+        if "target" in test and not model.independent_views:
             probs = intervention_posterior(guide, x[:, 0], x[:, 1])
             results["intervention_accuracy"] = intervention_accuracy(
                 probs.argmax(-1).numpy(), test["target"].values, model.n

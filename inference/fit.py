@@ -20,7 +20,7 @@ from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.recipes import Recipe, get_recipe
 from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import CheckpointError, load_checkpoint, write_json
-from pyrocrl.models.baselines import DVAE
+from pyrocrl.models.baselines import DVAE, BetaVAE
 from pyrocrl.models.elcm import ELCM
 from pyrocrl.models.ilcm import ILCM
 
@@ -119,8 +119,10 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{sec:04.1f}s" if minutes else f"{sec:.1f}s"
 
 
-MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM, "dvae": DVAE}
+MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM, "dvae": DVAE, "betavae": BetaVAE}
 """The built-in latent causal models by name."""
+SOLUTIONS = {"ilcm": "affine", "elcm": "graph", "dvae": "affine-empty", "betavae": "affine-empty"}
+"""The solution function each built-in model records in its configuration."""
 
 
 def build_ilcm(
@@ -131,16 +133,14 @@ def build_ilcm(
     guide_config: dict[str, Any] | None = None,
 ) -> tuple[ILCM, ILCMGuide]:
     """A latent causal model and its guide from (checkpoint) configurations of the built-in
-    parts. ``model_config["model"]`` names the model (``"ilcm"``, the default, ``"elcm"``
-    or ``"dvae"``)."""
+    parts. ``model_config["model"]`` names the model: a key of :data:`MODELS` (``"ilcm"``
+    by default)."""
     model_config = {"dim_x": dim_x, "n": n, **(model_config or {})}
     kind = model_config.pop("model", "ilcm")
     if kind not in MODELS:
         raise CheckpointError(f"unknown model {kind!r}; built-in models: {sorted(MODELS)}")
     solution = model_config.pop("solution", "affine")
-    if solution != {"ilcm": "affine", "elcm": "graph", "dvae": "affine-empty"}[kind] or (
-        model_config.get("likelihood", "normal") is None
-    ):
+    if solution != SOLUTIONS[kind] or (model_config.get("likelihood", "normal") is None):
         raise CheckpointError(
             "this model was built with custom parts; construct it yourself and load the "
             "checkpoint's state dicts into it"
@@ -205,8 +205,9 @@ def fit_ilcm(
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
     By default the model is an ILCM; ``model="elcm"`` fits the explicit model
-    (:class:`~pyrocrl.models.elcm.ELCM`) and ``model="dvae"`` the baseline
-    :class:`~pyrocrl.models.baselines.DVAE` instead. Built-in models and their guide are built
+    (:class:`~pyrocrl.models.elcm.ELCM`), ``model="dvae"`` and ``model="betavae"`` the
+    baselines :class:`~pyrocrl.models.baselines.DVAE` and
+    :class:`~pyrocrl.models.baselines.BetaVAE` instead. Built-in models and their guide are built
     from ``hidden``, ``likelihood`` and ``intervention_encoder`` (seeded by ``seed``). To fit
     an extended generative model with the same recipe, pass ``model`` — a module, or a
     function that builds one (needed when the recipe trains several candidates) — and
@@ -226,8 +227,8 @@ def fit_ilcm(
     :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
         trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
         the result copied back, so the returned model, the report and the checkpoint are
-        the same as with Pyro. Needs the ``jax`` extra; the built-in ILCM parts only, and
-        no ``validate_every``.
+        the same as with Pyro. Needs the ``jax`` extra; built-in models with built-in parts
+        only, and no ``validate_every``.
     """
     start = time.perf_counter()
     recipe = get_recipe(recipe)

@@ -365,6 +365,11 @@ def learn_graph(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if getattr(model, "independent_views", False):
+        raise ValueError(
+            f"a {type(model).__name__} models the two views as independent: it has no "
+            "interventions and no causal graph to learn"
+        )
     if method == "elcm":
         return explicit_graph(model.solution)
     x = torch.as_tensor(np.asarray(x)[:max_pairs], dtype=torch.get_default_dtype())

@@ -76,6 +76,11 @@ def encode(guide: ILCMGuide, x: Any, *, num_samples: int = 0) -> dict[str, torch
 @torch.no_grad()
 def intervention_posterior(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tensor:
     """``q(I | x, x~)`` for each pair, shape ``(N, n + 1)`` (column 0: no intervention)."""
+    if getattr(guide.model, "independent_views", False):
+        raise ValueError(
+            f"a {type(guide.model).__name__} models the two views as independent: it infers "
+            "no intervention"
+        )
     x = _as_observations(x, guide.dim_x, "x")
     x_tilde = _as_observations(x_tilde, guide.dim_x, "x_tilde")
     if len(x) != len(x_tilde):

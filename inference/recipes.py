@@ -7,7 +7,7 @@ regularizer weights and the learning rate. Everything is a pure function of the 
 resumed run follows exactly the same schedule.
 """
 
-__all__ = ["PRESETS", "Phase", "Recipe", "get_recipe"]
+__all__ = ["PRESETS", "Phase", "Recipe", "for_model", "get_recipe"]
 
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -86,6 +86,10 @@ class Recipe:
         keep the one with the best training ELBO and finish only that one.
     :param precondition: start the encoder from the linear solution of the pair statistics
         (:meth:`~pyrocrl.inference.guides.ILCMGuide.precondition`) before training.
+    :param independent_views: every step is a VAE on each view — the pretraining objective,
+        with ``β`` following the schedule and no term that reads the pairing (intervention
+        entropy, change sparsity and balance) — as the β-VAE baseline is trained
+        (:func:`for_model` sets it for such models).
     """
 
     name: str
@@ -114,6 +118,7 @@ class Recipe:
     candidates: int = 1
     select_epoch: float = 0.0
     precondition: bool = False
+    independent_views: bool = False
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -146,18 +151,19 @@ class Recipe:
             beta = self.pretrain_beta
         else:
             beta = _ramp(epoch, *self.beta_ramp, 0.0, 1.0) if self.beta_ramp[1] > 0 else 1.0
+        paired = 0.0 if self.independent_views else 1.0  # weight of terms that read the pairs
         return Phase(
-            pretrain=pretrain,
+            pretrain=pretrain or self.independent_views,
             beta=beta,
             intervention_prior=epoch >= self.intervention_prior_epoch,
             deterministic=epoch >= self.deterministic_epoch,
             lr=self.lr_at(epoch),
-            entropy_weight=self.entropy_weight,
+            entropy_weight=paired * self.entropy_weight,
             consistency_weight=self.consistency_weight,
             norm_weight=_ramp(epoch, *self.norm_decay, self.norm_weight, 0.0),
             offset=_log_ramp(epoch, *self.offset_decay, *self.offset),
-            sparsity_weight=_ramp(epoch, *self.sparsity_decay, self.sparsity_weight, 0.0),
-            balance_weight=_ramp(epoch, *self.sparsity_decay, self.balance_weight, 0.0),
+            sparsity_weight=paired * _ramp(epoch, *self.sparsity_decay, self.sparsity_weight, 0.0),
+            balance_weight=paired * _ramp(epoch, *self.sparsity_decay, self.balance_weight, 0.0),
             posterior_power=_ramp(epoch, *self.posterior_power_ramp, self.posterior_power, 1.0),
             restart=restart,
         )
@@ -284,3 +290,14 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
     if recipe not in PRESETS:
         raise ValueError(f"unknown recipe {recipe!r}; presets: {sorted(PRESETS)}")
     return PRESETS[recipe]
+
+
+def for_model(recipe: str | Recipe, model: Any) -> Recipe:
+    """The recipe as ``model`` is trained with it: with ``independent_views`` set when the
+    model's class says both views are independent (the β-VAE baseline), unchanged
+    otherwise. Both trainers call it, so a model is never trained with a pair objective it
+    does not have."""
+    recipe = get_recipe(recipe)
+    if getattr(model, "independent_views", False) and not recipe.independent_views:
+        return recipe.replace(independent_views=True)
+    return recipe

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from pyrocrl.data.dataset import validate
 from pyrocrl.errors import PyrocrlError
 from pyrocrl.inference.elbo import NonFiniteError
-from pyrocrl.inference.recipes import Phase, Recipe, get_recipe
+from pyrocrl.inference.recipes import Phase, Recipe, for_model
 from pyrocrl.io import load_checkpoint, save_checkpoint
 
 Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
@@ -181,7 +181,7 @@ class Trainer:
         self.model, self.guide, self.objective = model, guide, objective
         self.validate_model = validate_model
         self._progress: tuple[int, list[dict[str, float]], torch.Tensor] | None = None
-        self.recipe = get_recipe(recipe)
+        self.recipe = for_model(recipe, model)
         self.seed = seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every

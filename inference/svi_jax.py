@@ -25,7 +25,7 @@ import optax
 
 from pyrocrl.inference.elbo_jax import Schedule, ilcm_loss
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
-from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.inference.recipes import Recipe, for_model
 from pyrocrl.inference.svi import (
     RunningLog,
     TrainingError,
@@ -71,7 +71,7 @@ class JAXTrainer:
         chunk: int = 100,
     ) -> None:
         self.model, self.guide = model, guide
-        self.recipe = get_recipe(recipe)
+        self.recipe = for_model(recipe, model)
         self.seed = seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         if checkpoint_every % chunk or (log_every % chunk and chunk % log_every):
@@ -287,7 +287,7 @@ class TwinTrainer:
         progress: bool | None = None,
     ) -> None:
         self.model, self.guide = model, guide
-        self.recipe, self.seed, self.progress = get_recipe(recipe), seed, progress
+        self.recipe, self.seed, self.progress = for_model(recipe, model), seed, progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self._twins = None
 

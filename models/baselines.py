@@ -2,9 +2,10 @@
 
 - :class:`DVAE` — a disentangled VAE for weakly supervised pairs: an intervention resamples
   one latent component independently of the others.
+- :class:`BetaVAE` — a VAE on each view with an independent prior: the pairing is not used.
 """
 
-__all__ = ["DVAE"]
+__all__ = ["DVAE", "BetaVAE"]
 
 from collections.abc import Sequence
 
@@ -43,3 +44,32 @@ class DVAE(ILCM):
             intervention_probs=intervention_probs,
         )
         self.config.update(model="dvae", solution="affine-empty")
+
+
+class BetaVAE(DVAE):
+    """A β-VAE on each view: ``e, e~ ~ N(0, I)`` independently, ``x ~ p(x | e)``,
+    ``x~ ~ p(x | e~)`` — :meth:`~pyrocrl.models.ilcm.ILCM.independent_model`.
+
+    The weak supervision is ignored: the two views are two independent observations. This
+    is the "β-VAE" baseline of Brehmer et al. (2022). Encoder, decoder, trainer and recipes
+    are the ILCM's; the recipe runs with ``independent_views`` (every step is the
+    pretraining objective, with the recipe's ``β`` schedule, and no regularizer that reads
+    the pairs), and the ELBO is that of the independent program. The causal variables
+    reported by :func:`~pyrocrl.inference.queries.encode` are the noise up to a fixed
+    per-component affine map (the empty-context solution function, never trained); there
+    is no intervention posterior, so no intervention accuracy or graph either.
+    ``fit_ilcm(..., model="betavae")`` fits it.
+    """
+
+    independent_views = True
+
+    def __init__(
+        self,
+        dim_x: int,
+        n: int,
+        *,
+        hidden: Sequence[int] = (64, 64),
+        likelihood: str | nn.Module = "normal",
+    ) -> None:
+        super().__init__(dim_x, n, hidden=hidden, likelihood=likelihood)
+        self.config["model"] = "betavae"

@@ -3,7 +3,7 @@
 __all__ = ["ILCM"]
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
@@ -54,6 +54,10 @@ class ILCM(PyroModule):
     :param solution: solution function; default :class:`~pyrocrl.solution.AffineSolution`.
     :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over {none, z1 … zn}.
     """
+
+    independent_views: ClassVar[bool] = False
+    """``True`` for models of two independent views (the β-VAE baseline): they are trained
+    and scored with :meth:`independent_model` and have no intervention posterior."""
 
     def __init__(
         self,

@@ -22,7 +22,14 @@ from numpyro.contrib.module import eqx_module
 from numpyro.distributions import constraints
 
 from pyrocrl import sites
-from pyrocrl.nets_jax import AffineSolution, NormalHead, build, from_state_dict, state_dict
+from pyrocrl.nets_jax import (
+    AffineSolution,
+    GraphSolution,
+    NormalHead,
+    build,
+    from_state_dict,
+    state_dict,
+)
 
 Array = jax.Array
 
@@ -48,6 +55,10 @@ class InterventionValue(dist.Distribution):
         return jnp.where(self.prior, normal, jnp.log(self.scale) + 0.0 * value)
 
 
+SOLUTIONS = ("affine", "affine-empty", "graph")
+"""The solution functions a twin can have."""
+
+
 def intervention_mask(target: Array, n: int) -> tuple[Array, Array]:
     """``(onehot (*, n), intervened (*,))`` for targets in ``0 … n`` (0 = none)."""
     onehot = target[..., None] == jnp.arange(1, n + 1)
@@ -62,14 +73,19 @@ def select(values: Array, onehot: Array, intervened: Array, default: float) -> A
 class NumPyroILCM:
     """The implicit latent causal model as a NumPyro program (see
     :class:`pyrocrl.models.ilcm.ILCM` for the generative story; sites and shapes are the
-    same). The built-in parts only: a Normal likelihood and the affine solution function
-    (with full context, or empty for the dVAE baseline: its masks are zeros).
+    same). The built-in parts only: a Normal likelihood and a built-in solution function —
+    ``"affine"`` (the ILCM), ``"affine-empty"`` (the dVAE and β-VAE baselines: all-zero
+    masks) or ``"graph"`` (the ELCM: a learned graph, whose prior is the factor site
+    ``graph``, as in :class:`pyrocrl.models.elcm.ELCM`).
 
     :param dim_x: observation size ``D``.
     :param n: number of causal variables.
     :param hidden: hidden layer sizes of the decoder and the solution networks.
     :param key: a JAX random key (or an integer seed) for the initial networks; ``None``
         gives networks of the right shapes only, to be filled by :meth:`load_state_dict`.
+    :param solution: the solution function, by the name the Pyro model's config gives it.
+    :param edge_penalty, init_edge_logit, hard_graph, order: options of the ``"graph"``
+        solution (see :class:`~pyrocrl.models.elcm.ELCM`).
     """
 
     def __init__(
@@ -79,7 +95,14 @@ class NumPyroILCM:
         *,
         hidden: Sequence[int] = (64, 64),
         key: Array | int | None = 0,
+        solution: str = "affine",
+        edge_penalty: float = 0.01,
+        init_edge_logit: float = 4.0,
+        hard_graph: bool = True,
+        order: str = "learned",
     ) -> None:
+        if solution not in SOLUTIONS:
+            raise ValueError(f"solution must be one of {SOLUTIONS}, got {solution!r}")
         if dim_x < 1 or n < 1:
             raise ValueError(f"need dim_x ≥ 1 and n ≥ 1, got dim_x={dim_x}, n={n}")
         if isinstance(key, int):
@@ -87,18 +110,26 @@ class NumPyroILCM:
         k_lik, k_sol = jax.random.split(key) if key is not None else (None, None)
         self.dim_x, self.n, self.hidden = dim_x, n, tuple(hidden)
         self.likelihood = build(NormalHead, n, dim_x, hidden, key=k_lik)
-        self.solution = build(AffineSolution, n, hidden, key=k_sol)
+        self.edge_penalty = float(edge_penalty)
+        if solution == "graph":
+            self.solution = build(GraphSolution, n, hidden, key=k_sol, hard=hard_graph,
+                                  init_edge_logit=init_edge_logit, order=order)  # fmt: skip
+        else:
+            context = "empty" if solution == "affine-empty" else "full"
+            self.solution = build(AffineSolution, n, hidden, key=k_sol, context=context)
         self.intervention_probs = np.full(n + 1, 1.0 / (n + 1), dtype=np.float32)
         self.config = {
             "dim_x": dim_x,
             "n": n,
             "hidden": list(hidden),
             "likelihood": "normal",
-            "solution": "affine",
+            "solution": solution,
         }
+        self.independent_views = False
+        """Trained as a VAE on each view (the twin of a β-VAE)."""
 
     # -- networks, as registered in the program ------------------------------------------------
-    def _nets(self) -> tuple[NormalHead, AffineSolution]:
+    def _nets(self) -> tuple[NormalHead, AffineSolution | GraphSolution]:
         return eqx_module("likelihood", self.likelihood), eqx_module("solution", self.solution)
 
     def x_dist(self, likelihood: NormalHead, e: Array) -> dist.Distribution:
@@ -138,6 +169,9 @@ class NumPyroILCM:
             x_tilde = numpyro.sample(
                 sites.X_TILDE, self.x_dist(likelihood, noise_tilde), obs=x_tilde
             )
+            if isinstance(solution, GraphSolution):  # the graph prior, once per pair
+                prior = -self.edge_penalty * solution.edge_probs().sum()
+                numpyro.factor(sites.GRAPH, jnp.broadcast_to(prior, (size,)))
         values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
         return dict(zip(sites.PAIR_SITES, values, strict=True))
 
@@ -157,17 +191,23 @@ class NumPyroILCM:
     # -- the other backend --------------------------------------------------------------------
     @classmethod
     def from_torch(cls, model: Any) -> "NumPyroILCM":
-        """The twin of a Pyro :class:`~pyrocrl.models.ilcm.ILCM` with built-in parts."""
+        """The twin of a Pyro model with built-in parts: an ILCM, an ELCM, a dVAE or a
+        β-VAE with the Normal likelihood."""
         config = getattr(model, "config", {})
         solution = config.get("solution")
-        if config.get("likelihood") != "normal" or solution not in ("affine", "affine-empty"):
+        if config.get("likelihood") != "normal" or solution not in SOLUTIONS:
             raise ValueError(
-                "only ILCMs with the built-in parts (a Normal likelihood and the affine "
-                "solution function) and dVAEs have a JAX twin"
+                "only models with the built-in parts (a Normal likelihood and a built-in "
+                "solution function) have a JAX twin"
             )
-        twin = cls(model.dim_x, model.n, hidden=config["hidden"], key=None)
-        twin.load_state_dict(model.state_dict())  # an empty context is all-zero masks
-        twin.config["solution"] = solution
+        graph = {}
+        if solution == "graph":
+            keys = ("edge_penalty", "init_edge_logit", "hard_graph", "order")
+            graph = {k: config[k] for k in keys}
+        twin = cls(model.dim_x, model.n, hidden=config["hidden"], key=None, solution=solution,
+                   **graph)  # fmt: skip
+        twin.load_state_dict(model.state_dict())
+        twin.independent_views = model.independent_views
         return twin
 
     def load_state_dict(self, tensors: dict[str, Any]) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     import xarray as xr
 
 DEFAULT_DATA_SEED = 302
+MODEL_NAMES = ("ilcm", "elcm", "dvae", "betavae")
+"""The keys of :data:`pyrocrl.inference.fit.MODELS` (not imported here: a quick start)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,18 +94,17 @@ def _build_parser() -> argparse.ArgumentParser:
             f"toy (n=4, data seed {DEFAULT_DATA_SEED}, 100000 training pairs, 10000 test "
             "pairs, 10000 pairs for the DCI regressors) and fit it with the 'fast' recipe. "
             "An existing checkpoint in the output directory is resumed. --model elcm fits the "
-            "explicit model, whose causal graph is a learned parameter."
+            "explicit model, whose causal graph is a learned parameter; dvae and betavae are "
+            "the baselines without causal structure."
         ),
         epilog="example: pyrocrl fit --n 5 --data-seed 1 --recipe authors -o runs/n5",
     )
-    fit.add_argument(
-        "--model", choices=("ilcm", "elcm", "dvae"), default="ilcm", help="default: ilcm"
-    )
+    fit.add_argument("--model", choices=MODEL_NAMES, default="ilcm", help="default: ilcm")
     fit.add_argument(
         "--backend",
         choices=("torch", "jax"),
         default="torch",
-        help="train with Pyro (default) or with the compiled NumPyro twin (ILCM, dVAE)",
+        help="train with Pyro (default) or with the compiled NumPyro twin of the model",
     )
     fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
     fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
@@ -260,8 +261,10 @@ def _fit(args: argparse.Namespace) -> None:
         sizes = {"train": args.pairs, "test": args.test_pairs, "dci": args.test_pairs}
         splits = simulate_splits(lcm, args.data_seed, sizes)
         train, test, dci_train = splits["train"], splits["test"], splits["dci"]
-    name = args.model.upper()
-    print(f"fitting an {name} with {n} causal variables to {train.sizes['pair']} pairs ...")
+    name = {"ilcm": "an ILCM", "elcm": "an ELCM", "dvae": "a dVAE", "betavae": "a β-VAE"}
+    print(
+        f"fitting {name[args.model]} with {n} causal variables to {train.sizes['pair']} pairs ..."
+    )
     _, _, report = fit_ilcm(
         train,
         n,

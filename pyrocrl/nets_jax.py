@@ -13,6 +13,7 @@ __all__ = [
     "MLP",
     "AffineSolution",
     "GaussianEncoder",
+    "GraphSolution",
     "HeuristicInterventionEncoder",
     "NormalHead",
     "StackedMLP",
@@ -173,9 +174,42 @@ def shared_calls() -> Iterator[None]:
         _SHARED = previous
 
 
+def _shared(compute: Any, module: eqx.Module, e: Array) -> Any:
+    """``compute(e)``; inside :func:`shared_calls`, a second call with the same module and
+    the same array returns the first result (one evaluation, one backward pass)."""
+    key = (id(e), *map(id, jax.tree.leaves(module)))
+    if _SHARED is not None and key in _SHARED:
+        return _SHARED[key][1]
+    result = compute(e)
+    if _SHARED is not None:  # keep the inputs alive, so that their ids stay theirs
+        _SHARED[key] = ((e, module), result)
+    return result
+
+
+def _mechanism_net(n: int, hidden: Sequence[int], init_log_scale: float, key: Array):
+    """The stacked per-variable MLPs of ``(shift, log scale)`` with the broad start of
+    :class:`pyrocrl.solution.AffineSolution` (scale ≈ ``exp(init_log_scale)``)."""
+    k_net, k_shift, k_scale = jax.random.split(key, 3)
+    net = StackedMLP(n, 2 * n, 2, hidden, key=k_net)
+    w, b = net.weights[-1], net.biases[-1]
+    w = w.at[..., 0].set(0.1 * jax.random.normal(k_shift, w[..., 0].shape))
+    w = w.at[..., 1].set(1e-3 * jax.random.normal(k_scale, w[..., 1].shape))
+    b = b.at[..., 0].set(0.0).at[..., 1].set(init_log_scale)
+    return eqx.tree_at(lambda m: (m.weights[-1], m.biases[-1]), net, (w, b))
+
+
+def _mechanisms(net: StackedMLP, u: Array, masks: Array, min_scale: float):
+    """``(shift, scale)``, each ``(*, n)``, from inputs ``u (*, n)`` and ``masks (n, n)``."""
+    n = u.shape[-1]
+    masks = jnp.broadcast_to(masks, (*u.shape[:-1], n, n))
+    out = net(jnp.concatenate([u[..., None, :] * masks, masks], axis=-1))
+    return out[..., 0], jnp.exp(out[..., 1]) + min_scale
+
+
 class AffineSolution(eqx.Module):
     """The implicit solution function of :class:`pyrocrl.solution.AffineSolution`:
-    ``e_k = shift_k(c_k) + scale_k(c_k) z_k`` with ``c_k = [e ⊙ m_k, m_k]``."""
+    ``e_k = shift_k(c_k) + scale_k(c_k) z_k`` with ``c_k = [e ⊙ m_k, m_k]``.
+    ``context="empty"`` gives all-zero masks (the dVAE)."""
 
     net: StackedMLP
     masks: Array
@@ -188,17 +222,12 @@ class AffineSolution(eqx.Module):
         hidden: Sequence[int] = (64, 64),
         min_scale: float = 0.2,
         init_log_scale: float = 2.3,
+        context: str = "full",
         *,
         key,
     ):
-        k_net, k_shift, k_scale = jax.random.split(key, 3)
-        net = StackedMLP(n, 2 * n, 2, hidden, key=k_net)
-        w, b = net.weights[-1], net.biases[-1]
-        w = w.at[..., 0].set(0.1 * jax.random.normal(k_shift, w[..., 0].shape))
-        w = w.at[..., 1].set(1e-3 * jax.random.normal(k_scale, w[..., 1].shape))
-        b = b.at[..., 0].set(0.0).at[..., 1].set(init_log_scale)
-        self.net = eqx.tree_at(lambda m: (m.weights[-1], m.biases[-1]), net, (w, b))
-        self.masks = 1.0 - jnp.eye(n)
+        self.net = _mechanism_net(n, hidden, init_log_scale, key)
+        self.masks = 1.0 - jnp.eye(n) if context == "full" else jnp.zeros((n, n))
         self.n, self.min_scale = n, min_scale
 
     def shift_scale(self, e: Array) -> tuple[Array, Array]:
@@ -207,20 +236,94 @@ class AffineSolution(eqx.Module):
         Inside :func:`shared_calls`, a second call on the same arrays returns the first
         call's result, so that a guide and a model that both evaluate the solution on the
         same noise share one evaluation — and one backward pass."""
-        key = (id(e), *map(id, jax.tree.leaves(self)))
-        if _SHARED is not None and key in _SHARED:
-            return _SHARED[key][1]
-        masks = jnp.broadcast_to(sg(self.masks), (*e.shape[:-1], self.n, self.n))
-        out = self.net(jnp.concatenate([e[..., None, :] * masks, masks], axis=-1))
-        result = out[..., 0], jnp.exp(out[..., 1]) + self.min_scale
-        if _SHARED is not None:  # keep the inputs alive, so that their ids stay theirs
-            _SHARED[key] = ((e, self), result)
-        return result
+        return _shared(lambda e: _mechanisms(self.net, e, sg(self.masks), self.min_scale), self, e)
 
     def __call__(self, e: Array) -> Array:
         """Causal variables ``z = s(e)``."""
         shift, scale = self.shift_scale(e)
         return (e - shift) / scale
+
+
+class GraphSolution(eqx.Module):
+    """The explicit solution function of :class:`pyrocrl.solution.GraphSolution`: the
+    mechanisms read the parents' causal values through a learned DAG (edge logits and
+    variable positions, hard with straight-through gradients, or soft), solved by ``n``
+    sweeps."""
+
+    net: StackedMLP
+    edge_logits: Array
+    positions: Array
+    off_diagonal: Array
+    n: int = eqx.field(static=True)
+    min_scale: float = eqx.field(static=True)
+    hard: bool = eqx.field(static=True)
+    order: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        n: int,
+        hidden: Sequence[int] = (64, 64),
+        min_scale: float = 0.2,
+        init_log_scale: float = 2.3,
+        init_edge_logit: float = 4.0,
+        hard: bool = True,
+        order: str = "learned",
+        *,
+        key,
+    ):
+        if order not in ("learned", "fixed"):
+            raise ValueError(f"order must be 'learned' or 'fixed', got {order!r}")
+        self.net = _mechanism_net(n, hidden, init_log_scale, key)
+        self.edge_logits = jnp.full((n, n), float(init_edge_logit))
+        self.positions = jnp.zeros(n)
+        self.off_diagonal = 1.0 - jnp.eye(n)
+        self.n, self.min_scale, self.hard, self.order = n, min_scale, hard, order
+
+    def _before(self) -> tuple[Array, Array]:
+        """``(hard, soft)`` orientation ``(n, n)``: ``[i, j]`` for ``i`` before ``j``."""
+        index = jnp.arange(self.n, dtype=self.positions.dtype)
+        rho = self.positions if self.order == "learned" else index
+        key = rho[None, :] - rho[:, None]  # [i, j] = ρ_j − ρ_i
+        ties = (key == 0) & (index[None, :] > index[:, None])
+        hard = ((key > 0) | ties).astype(rho.dtype)
+        if self.order == "fixed":
+            return hard, hard
+        return hard, jax.nn.sigmoid(key) * sg(self.off_diagonal)
+
+    def edge_probs(self) -> Array:
+        """Soft adjacency ``(n, n)``: ``σ(γ_ij)`` times the soft orientation of ``i → j``."""
+        return jax.nn.sigmoid(self.edge_logits) * self._before()[1]
+
+    def adjacency(self) -> Array:
+        """The adjacency the mechanisms use, ``(n, n)`` (``[i, j]`` for ``z_i → z_j``)."""
+        before, soft_before = self._before()
+        probs = jax.nn.sigmoid(self.edge_logits) * soft_before
+        if not self.hard:
+            return probs
+        hard = (jax.nn.sigmoid(self.edge_logits) > 0.5).astype(probs.dtype) * before
+        return hard + probs - sg(probs)
+
+    def solve(self, e: Array) -> tuple[Array, Array, Array]:
+        """``(z, shift, scale)``, each ``(*, n)``, at the solution ``z = s(e)``."""
+
+        def compute(e: Array) -> tuple[Array, Array, Array]:
+            masks = self.adjacency().T  # row k: the parents of z_k
+            z = jnp.zeros_like(e)
+            for _ in range(self.n):
+                shift, scale = _mechanisms(self.net, z, masks, self.min_scale)
+                z = (e - shift) / scale
+            return z, shift, scale
+
+        return _shared(compute, self, e)
+
+    def shift_scale(self, e: Array) -> tuple[Array, Array]:
+        """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
+        _, shift, scale = self.solve(e)
+        return shift, scale
+
+    def __call__(self, e: Array) -> Array:
+        """Causal variables ``z = s(e)``."""
+        return self.solve(e)[0]
 
 
 class HeuristicInterventionEncoder(eqx.Module):
@@ -273,8 +376,14 @@ def _paths(module: eqx.Module, prefix: str = "") -> dict[str, Any]:
         out[f"{prefix}input_mean"] = (lambda m: m.input_mean, False)
         out[f"{prefix}input_transform"] = (lambda m: m.input_transform, False)
         return out
-    if isinstance(module, AffineSolution):
-        out = {f"{prefix}masks": (lambda m: m.masks, False)}
+    if isinstance(module, AffineSolution | GraphSolution):
+        if isinstance(module, AffineSolution):
+            out = {f"{prefix}masks": (lambda m: m.masks, False)}
+        else:
+            out = {
+                f"{prefix}{name}": (lambda m, name=name: getattr(m, name), False)
+                for name in ("edge_logits", "positions", "off_diagonal")
+            }
         for i in range(len(module.net.weights)):
             out[f"{prefix}net.weights.{i}"] = (lambda m, i=i: m.net.weights[i], False)
             out[f"{prefix}net.biases.{i}"] = (lambda m, i=i: m.net.biases[i], False)

@@ -1,4 +1,5 @@
-"""Baselines: the dVAE has no causal structure between its latent variables."""
+"""Baselines: the dVAE has no causal structure between its latent variables; the β-VAE
+does not read the pairing at all."""
 
 import numpy as np
 import pytest
@@ -6,9 +7,12 @@ import torch
 
 from pyrocrl.data import make_simulator, simulate_splits
 from pyrocrl.inference.fit import fit_ilcm, load_ilcm
-from pyrocrl.inference.queries import intervene
-from pyrocrl.inference.recipes import Recipe
-from pyrocrl.models.baselines import DVAE
+from pyrocrl.inference.graph import learn_graph
+from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.inference.queries import intervene, intervention_posterior
+from pyrocrl.inference.recipes import Recipe, for_model, get_recipe
+from pyrocrl.models.baselines import DVAE, BetaVAE
+from pyrocrl.models.ilcm import ILCM
 
 
 def test_interventions_change_only_the_target():
@@ -66,3 +70,65 @@ def test_jax_twin_has_the_same_density():
         ours = twin_trace[site]["fn"].log_prob(twin_trace[site]["value"])
         expected = trace.nodes[site]["log_prob"].detach().numpy()
         np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4, err_msg=site)
+
+
+def test_beta_vae_recipe_is_the_vae_objective_throughout():
+    recipe = for_model("fast", BetaVAE(3, 2, hidden=(8,)))
+    assert recipe.independent_views and not get_recipe("fast").independent_views
+    assert for_model("fast", ILCM(3, 2, hidden=(8,))) is get_recipe("fast")
+    for epoch in np.linspace(0, recipe.epochs, 15):
+        causal, phase = get_recipe("fast").at(epoch), recipe.at(epoch)
+        assert phase.pretrain
+        assert phase.beta == causal.beta  # the β schedule is kept
+        assert phase.consistency_weight == causal.consistency_weight
+        assert phase.entropy_weight == phase.sparsity_weight == phase.balance_weight == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_splits():
+    return simulate_splits(make_simulator("scaling", 2, 3), 5, {"train": 600, "test": 200})
+
+
+SHORT = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2),
+               sparsity_weight=1.0, balance_weight=1.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_beta_vae_fits_without_the_pair_structure(tmp_path, tiny_splits, backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    torch.manual_seed(0)
+    model, guide, report = fit_ilcm(tiny_splits["train"], 2, test=tiny_splits["test"],
+                                    recipe=SHORT, model="betavae", hidden=(8, 8),
+                                    output=tmp_path, progress=False, dci_pairs=(200, 200),
+                                    backend=backend)  # fmt: skip
+    torch.manual_seed(0)  # the initial model and guide, as fit_ilcm built them
+    fresh = BetaVAE(model.dim_x, 2, hidden=(8, 8))
+    fresh_guide = ILCMGuide(fresh, hidden=(8, 8))
+    # what only the pair program reads is never trained: the solution function and the
+    # intervention encoder; the decoder and encoder are
+    untrained = [(model.solution, fresh.solution),
+                 (guide.intervention_encoder, fresh_guide.intervention_encoder)]  # fmt: skip
+    for trained, initial in untrained:
+        for name, value in initial.state_dict().items():
+            assert torch.equal(trained.state_dict()[name], value), name
+    decoder = zip(model.likelihood.parameters(), fresh.likelihood.parameters(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in decoder)
+    assert report.format().startswith("BetaVAE fitted")
+    assert "intervention_accuracy" not in report.metrics
+    assert 0 <= report.metrics["dci_disentanglement"] <= 1
+    assert np.isfinite(report.metrics["elbo"])
+    assert {h["phase"] for h in report_history(tmp_path)} == {"pretrain"}
+    loaded, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
+    assert isinstance(loaded, BetaVAE)
+    x = torch.as_tensor(tiny_splits["test"]["x"].values[:10])
+    with pytest.raises(ValueError, match="infers no intervention"):
+        intervention_posterior(loaded_guide, x[:, 0], x[:, 1])
+    with pytest.raises(ValueError, match="no causal graph"):
+        learn_graph(loaded, loaded_guide, x[:, 0], x[:, 1])
+
+
+def report_history(path):
+    import json
+
+    return json.loads((path / "results.json").read_text())["history"]

@@ -119,14 +119,19 @@ def test_bad_settings_raise():
                  model="dag")  # fmt: skip
 
 
-def test_fit_save_load_query_and_graph(tmp_path):
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_fit_save_load_query_and_graph(tmp_path, backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
     splits = simulate_splits(make_simulator("scaling", 2, 3), 5, {"train": 600, "test": 200})
     short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
     model, _, report = fit_ilcm(
         splits["train"], 2, test=splits["test"], recipe=short, model="elcm", hidden=(8, 8),
-        output=tmp_path, progress=False, dci_pairs=(200, 200),
+        output=tmp_path, progress=False, dci_pairs=(200, 200), backend=backend,
     )  # fmt: skip
     assert isinstance(model, ELCM) and report.format().startswith("ELCM fitted")
+    # the graph prior alone moves every possible edge's logit off its start
+    assert (model.solution.edge_logits[~torch.eye(2, dtype=bool)] < 4.0).all()
     loaded, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
     assert isinstance(loaded, ELCM)
     assert torch.equal(loaded.solution.edge_logits, model.solution.edge_logits)

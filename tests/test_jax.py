@@ -55,8 +55,8 @@ class _Fix(Messenger):
             msg["done"] = True
 
 
-def _twins(n=3, dim_x=4, hidden=(16, 16)):
-    model = ILCM(dim_x, n, hidden=hidden)
+def _twins(n=3, dim_x=4, hidden=(16, 16), kind=ILCM):
+    model = kind(dim_x, n, hidden=hidden)
     guide = ILCMGuide(model, hidden=hidden, tie="mean")
     with torch.no_grad():  # move every part off its initialization
         for p in [*model.parameters(), *guide.parameters()]:
@@ -142,8 +142,9 @@ def test_model_log_density_matches_pyro():
 
 @pytest.mark.parametrize("deterministic", [False, True])
 @pytest.mark.parametrize("intervention_prior", [False, True])
-def test_elbo_terms_match_pyro(deterministic, intervention_prior):
-    model, guide, twin, guide_twin = _twins()
+@pytest.mark.parametrize("kind", [ILCM, ELCM])
+def test_elbo_terms_match_pyro(deterministic, intervention_prior, kind):
+    model, guide, twin, guide_twin = _twins(kind=kind)
     n, size = 3, 5
     x, x_tilde = torch.randn(size, 4), torch.randn(size, 4)
     noise, value = torch.randn(n + 1, size, n), torch.randn(n + 1, size)
@@ -168,8 +169,9 @@ def test_elbo_terms_match_pyro(deterministic, intervention_prior):
                                    atol=ATOL, err_msg=name)  # fmt: skip
 
 
-def test_elbo_gradients_match_pyro():
-    model, guide, twin, guide_twin = _twins(hidden=(8,))
+@pytest.mark.parametrize("kind", [ILCM, ELCM])
+def test_elbo_gradients_match_pyro(kind):
+    model, guide, twin, guide_twin = _twins(hidden=(8,), kind=kind)
     size = 4
     x, x_tilde = torch.randn(size, 4), torch.randn(size, 4)
     noise, value = torch.randn(4, size, 3), torch.randn(4, size)
@@ -183,19 +185,18 @@ def test_elbo_gradients_match_pyro():
         {"noise": _np(noise), "value": _np(value)},
     )[0]["elbo"].sum()))(params)  # fmt: skip
     twin.likelihood = eqx.combine(grads["likelihood$params"], twin.likelihood)
+    twin.solution = eqx.combine(grads["solution$params"], twin.solution)
     guide_twin.encoder = eqx.combine(grads["encoder$params"], guide_twin.encoder)
     for role, module, names in (("model", model, twin.state_dict()),
                                 ("guide", guide, guide_twin.state_dict())):  # fmt: skip
         for name, p in module.named_parameters():
-            if name.startswith(("likelihood.", "encoder.")) and name in names:
+            if name.startswith(("likelihood.", "solution.", "encoder.")) and name in names:
                 scale = p.grad.abs().max().item() + 1.0
                 np.testing.assert_allclose(names[name] / scale, p.grad.numpy() / scale,
                                            atol=1e-4, err_msg=f"{role}.{name}")  # fmt: skip
 
 
 def test_only_built_in_parts_have_twins():
-    with pytest.raises(ValueError, match="built-in parts"):
-        NumPyroILCM.from_torch(ELCM(3, 2))
     with pytest.raises(ValueError, match="built-in parts"):
         NumPyroILCM.from_torch(ILCM(3, 2, likelihood="laplace"))
     with pytest.raises(ValueError, match="heuristic"):

@@ -11,7 +11,8 @@
 # %% [markdown]
 # # Fast training with the JAX backend
 #
-# Every model in pyrocrl is a Pyro program. The ILCM also has a **NumPyro twin**
+# Every model in pyrocrl is a Pyro program. The ILCM (like the ELCM and the baselines built
+# from the same program) also has a **NumPyro twin**
 # (`pyrocrl.models.ilcm_jax.NumPyroILCM`, with its guide in
 # `pyrocrl.inference.guides_jax`): the same sites, shapes and maths, with Equinox networks.
 # A training step of the twin is compiled by XLA, and many steps run in one compiled call,
@@ -67,8 +68,9 @@ print(f"{time.perf_counter() - start:.0f} s in all")
 
 # %% [markdown]
 # With `backend="torch"` the same call trains the Pyro program itself; it is the one to
-# use for models you extend (a new likelihood, a learned prior, the ELCM), which have no
-# twin. On the command line: `pyrocrl fit --backend jax --recipe-scale 0.2`.
+# use for models you extend (a new likelihood, a learned prior, another solution
+# function), which have no twin. On the command line:
+# `pyrocrl fit --backend jax --recipe-scale 0.2`.
 #
 # ## The two programs agree
 #
