@@ -17,7 +17,7 @@ from torch import nn
 from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.objectives import ILCMObjective
-from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.inference.recipes import Recipe, for_model, get_recipe
 from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import CheckpointError, load_checkpoint, write_json
 from pyrocrl.models.baselines import DVAE, BetaVAE
@@ -278,7 +278,7 @@ def fit_ilcm(
                 f"the model has n={m.n}, dim_x={m.dim_x}; the data need n={n}, "
                 f"dim_x={data.shape[-1]}"
             )
-        if recipe.precondition:
+        if for_model(recipe, m).precondition:
             sample = data[:PRECONDITION_PAIRS]
             g.precondition(sample[:, 0], sample[:, 1])
         return m, g

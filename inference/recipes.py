@@ -89,7 +89,7 @@ class Recipe:
     :param independent_views: every step is a VAE on each view — the pretraining objective,
         with ``β`` following the schedule and no term that reads the pairing (intervention
         entropy, change sparsity and balance) — as the β-VAE baseline is trained
-        (:func:`for_model` sets it for such models).
+        (:func:`for_model` sets it for such models, and turns ``precondition`` off).
     """
 
     name: str
@@ -293,11 +293,12 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 
 
 def for_model(recipe: str | Recipe, model: Any) -> Recipe:
-    """The recipe as ``model`` is trained with it: with ``independent_views`` set when the
-    model's class says both views are independent (the β-VAE baseline), unchanged
-    otherwise. Both trainers call it, so a model is never trained with a pair objective it
-    does not have."""
+    """The recipe as ``model`` is trained with it: when the model's class says both views
+    are independent (the β-VAE baseline), with ``independent_views`` set and without
+    ``precondition`` (which reads how the pairs change); unchanged otherwise. Both
+    trainers and :func:`~pyrocrl.inference.fit.fit_ilcm` call it, so a model is never
+    trained with a pair objective it does not have."""
     recipe = get_recipe(recipe)
     if getattr(model, "independent_views", False) and not recipe.independent_views:
-        return recipe.replace(independent_views=True)
+        return recipe.replace(independent_views=True, precondition=False)
     return recipe

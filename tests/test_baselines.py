@@ -75,6 +75,7 @@ def test_jax_twin_has_the_same_density():
 def test_beta_vae_recipe_is_the_vae_objective_throughout():
     recipe = for_model("fast", BetaVAE(3, 2, hidden=(8,)))
     assert recipe.independent_views and not get_recipe("fast").independent_views
+    assert get_recipe("fast").precondition and not recipe.precondition  # reads the pairs
     assert for_model("fast", ILCM(3, 2, hidden=(8,))) is get_recipe("fast")
     for epoch in np.linspace(0, recipe.epochs, 15):
         causal, phase = get_recipe("fast").at(epoch), recipe.at(epoch)
@@ -90,7 +91,7 @@ def tiny_splits():
 
 
 SHORT = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2),
-               sparsity_weight=1.0, balance_weight=1.0)  # fmt: skip
+               sparsity_weight=1.0, balance_weight=1.0, precondition=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -112,6 +113,8 @@ def test_beta_vae_fits_without_the_pair_structure(tmp_path, tiny_splits, backend
     for trained, initial in untrained:
         for name, value in initial.state_dict().items():
             assert torch.equal(trained.state_dict()[name], value), name
+    # nor is the encoder preconditioned from how the pairs change
+    assert torch.equal(guide.encoder.input_transform, fresh_guide.encoder.input_transform)
     decoder = zip(model.likelihood.parameters(), fresh.likelihood.parameters(), strict=True)
     assert not all(torch.equal(a, b) for a, b in decoder)
     assert report.format().startswith("BetaVAE fitted")
