@@ -1,6 +1,6 @@
 """Pictures of weakly supervised pairs and causal graphs (matplotlib)."""
 
-__all__ = ["plot_graph", "plot_history", "plot_pairs"]
+__all__ = ["plot_graph", "plot_history", "plot_pairs", "plot_pareto_k", "plot_reliability"]
 
 from collections.abc import Sequence
 
@@ -161,3 +161,46 @@ def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Fi
         ax.legend(fontsize="small")
     figure.tight_layout()
     return figure
+
+
+def plot_reliability(calibration: xr.Dataset, *, ax: Axes | None = None) -> Axes:
+    """Reliability diagram of an intervention posterior: observed frequency against mean
+    predicted probability per bin (marker area ∝ count), with the diagonal of a calibrated
+    posterior.
+
+    :param calibration: from :func:`pyrocrl.inference.diagnostics.calibration`.
+    """
+    ax = ax or plt.gca()
+    count = calibration["count"].values
+    keep = count > 0
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
+    ax.plot(calibration["probability"].values[keep], calibration["frequency"].values[keep],
+            color="C0", lw=1)  # fmt: skip
+    ax.scatter(calibration["probability"].values[keep], calibration["frequency"].values[keep],
+               s=20 + 200 * count[keep] / count.max(), color="C0", zorder=3,
+               label="bins (area ∝ count)")  # fmt: skip
+    ece, accuracy = calibration.attrs.get("ece"), calibration.attrs.get("accuracy")
+    ax.set_title(f"q(I | x, x~): ECE {ece:.3f}, accuracy {accuracy:.3f}")
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
+
+
+def plot_pareto_k(pareto_k: np.ndarray | xr.DataArray, *, ax: Axes | None = None) -> Axes:
+    """Pareto ``k`` per pair (PSIS), with the 0.7 threshold above which an importance
+    estimate is unreliable."""
+    k = np.asarray(pareto_k)
+    ax = ax or plt.gca()
+    bad = k > 0.7
+    ax.scatter(np.flatnonzero(~bad), k[~bad], s=6, color="C0", label="k ≤ 0.7")
+    ax.scatter(np.flatnonzero(bad), k[bad], s=6, color="C3", label="k > 0.7")
+    ax.axhline(0.7, color="0.5", ls="--", lw=1)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlabel("pair")
+    ax.set_ylabel("Pareto k")
+    ax.set_title(f"PSIS diagnostic: {bad.mean():.0%} of pairs above 0.7")
+    ax.legend(fontsize="small", markerscale=2)
+    return ax

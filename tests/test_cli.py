@@ -111,3 +111,21 @@ def test_graph_smoke(tiny_run, tmp_path, capsys):
     assert found["variables"] == ["z1", "z2"] and len(found["adjacency"]) == 2
     assert png.stat().st_size > 5000
     assert "adjacency (row = cause" in capsys.readouterr().out
+
+
+def test_check_smoke(tiny_run, tmp_path, capsys):
+    pytest.importorskip("arviz_stats")
+    from pyrocrl.inference.diagnostics import load_datatree
+
+    data, checkpoint = tiny_run
+    out = tmp_path / "check"
+    argv = ["check", str(checkpoint), "--data", str(data), "--pairs", "100", "--samples", "25"]
+    assert main([*argv, "--scm", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "elpd_per_pair" in printed and "calibration_ece" in printed
+    assert "r_hat" in printed  # the Bayesian SCM's table
+    tree = load_datatree(out / "check.nc")
+    assert {"posterior", "log_likelihood", "graph", "scm"} <= set(tree.children)
+    assert tree["posterior"].sizes["pair"] == 100
+    for name in ("ppc.png", "pareto_k.png", "calibration.png", "graph.png"):
+        assert (out / name).stat().st_size > 5000

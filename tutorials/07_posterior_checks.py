@@ -1,0 +1,160 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Posterior checks for a learned causal representation
+#
+# A fitted ILCM is a Bayesian model with an amortized posterior. Before trusting its causal
+# variables, check it the way any Bayesian model is checked:
+#
+# 1. **export** model, posterior and data to an ArviZ `DataTree`
+#    (`pyrocrl.inference.diagnostics.to_datatree`), a file any ArviZ tool can read;
+# 2. **posterior predictive check**: do replicated observations look like the data?
+# 3. **PSIS**: for which pairs is the encoder's posterior a poor stand-in for the exact one
+#    (Pareto `k` per pair)?
+# 4. **calibration** of the intervention posterior `q(I | x, x~)` against true targets;
+# 5. a **Bayesian check of the latent SCM**: fit a linear-Gaussian SCM over the learned
+#    graph to the encoded variables with NUTS, and read its edge weights with `r_hat`, ESS
+#    and HDIs.
+#
+# On the command line all of it is `pyrocrl check CHECKPOINT --data PAIRS --scm -o DIR`.
+
+# %%
+import os
+import warnings
+
+import arviz_plots
+import matplotlib.pyplot as plt
+import torch
+
+from pyrocrl.data import make_simulator, simulate_splits
+from pyrocrl.inference import diagnostics
+from pyrocrl.inference.fit import fit_ilcm
+from pyrocrl.inference.graph import learn_graph
+from pyrocrl.inference.queries import encode, predict_targets
+from pyrocrl.inference.recipes import get_recipe
+from pyrocrl.inference.scm_check import (
+    align_to_truth,
+    coverage_fraction,
+    fit_linear_scm,
+    summarize,
+    weight_coverage,
+)
+from pyrocrl.plots import plot_pareto_k, plot_reliability
+
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore", category=FutureWarning, module="arviz_plots")  # its own
+smoke_test = "CI" in os.environ
+n = 3
+sizes = {"train": 4_000, "test": 1_000, "dci": 1_000} if smoke_test else None
+truth = make_simulator("scaling", n=n, graph_seed=303)
+splits = simulate_splits(truth, seed=303, sizes=sizes)
+model, guide, report = fit_ilcm(
+    splits["train"], n, test=splits["test"], dci_train=splits["dci"],
+    recipe=get_recipe("fast").scaled(0.05 if smoke_test else 0.2), backend="jax",
+    progress=False,
+)  # fmt: skip
+print(report.format())
+
+# %% [markdown]
+# ## Export
+#
+# `to_datatree` draws from the amortized posterior (the guide, replayed through the model)
+# and writes the groups ArviZ expects — `posterior`, `posterior_predictive`,
+# `log_likelihood`, `observed_data` — plus the intervention posterior, the importance
+# weights `log p − log q` of every draw, the ground truth when the data have it, the
+# learned graph and the fit's metrics. Coordinates are named after the causal variables.
+
+# %%
+test = splits["test"].isel(pair=slice(0, 500))
+x = test["x"].values
+graph = learn_graph(model, guide, x[:, 0], x[:, 1], method="ilcm-h")
+tree = diagnostics.to_datatree(model, guide, test, num_samples=25 if smoke_test else 100,
+                               graph=graph, metrics=report.metrics)  # fmt: skip
+diagnostics.save_datatree(tree, "check.nc")  # NetCDF; diagnostics.load_datatree reads it
+print(tree["posterior"])
+
+# %% [markdown]
+# ## Posterior predictive check
+#
+# `arviz_plots.plot_ppc_dist` overlays the distribution of the observations on that of
+# replications drawn from the posterior predictive.
+
+# %%
+replications = min(50, tree["posterior_predictive"].sizes["draw"])
+arviz_plots.plot_ppc_dist(tree, var_names=["x", "x_tilde"], backend="matplotlib",
+                          num_samples=replications)  # fmt: skip
+plt.show()
+
+# %% [markdown]
+# ## PSIS: which pairs does the encoder explain?
+#
+# With the networks fixed, a pair's leave-one-out predictive density is its marginal
+# likelihood, estimated by importance sampling with the guide as proposal. The Pareto `k`
+# of the importance weights says whether the estimate can be trusted (`k ≤ 0.7`). Here
+# the observations are noise-free (`x = R z` exactly), so the exact posterior of a pair's
+# noise is far narrower than the encoder's: many pairs have large `k`. That is a property
+# of amortized inference on noise-free data, not a failure of identification — the DCI
+# scores above say the variables are right.
+
+# %%
+checked = diagnostics.loo(tree)
+print(f"elpd per pair {checked.attrs['elpd'] / checked.sizes['pair']:.2f}, "
+      f"k > 0.7 for {checked.attrs['share_k_above_0.7']:.0%} of pairs")  # fmt: skip
+plot_pareto_k(checked["pareto_k"], ax=plt.figure(figsize=(6, 3)).gca())
+plt.show()
+
+# %% [markdown]
+# ## Calibration of the intervention posterior
+#
+# Learned labels are matched to the true ones, then the predicted probabilities are binned:
+# a calibrated posterior lies on the diagonal.
+
+# %%
+plot_reliability(diagnostics.calibration(tree), ax=plt.figure(figsize=(4, 4)).gca())
+plt.show()
+
+# %% [markdown]
+# ## A Bayesian check of the latent SCM
+#
+# The ILCM never writes its causal mechanisms down. If they are linear — as in this toy —
+# a linear-Gaussian SCM over the learned graph, fitted to the encoded variables of both
+# worlds (the intervened variable of each pair left out of the second world), should fit
+# well and converge. NUTS runs several chains; `summarize` reports `r_hat`, ESS and the
+# 94 % HDI of every weight.
+
+# %%
+z = encode(guide, x[:, 0])["z"].numpy()
+z_tilde = encode(guide, x[:, 1])["z"].numpy()
+targets = predict_targets(guide, x[:, 0], x[:, 1]).numpy()
+draws = 200 if smoke_test else 500
+posterior = fit_linear_scm(z, z_tilde, targets, graph.adjacency, num_warmup=draws,
+                           num_samples=draws)  # fmt: skip
+print(summarize(posterior).to_string())
+
+# %% [markdown]
+# Learned variables equal the true ones only up to permutation and an affine map per
+# variable. `align_to_truth` finds both from the true variables of the test pairs, and
+# `weight_coverage` maps the posterior of each weight to the truth's scale and asks whether
+# the true weight lies in its 94 % HDI.
+
+# %%
+permutation, scale, shift = align_to_truth(z, test["z"].values[:, 0])
+coverage = weight_coverage(posterior, truth.ground_truth()["weights"], permutation, scale)
+print(coverage.to_string())
+print(f"true weights inside their 94 % HDI: {coverage_fraction(coverage):.0%}")
+
+# %% [markdown]
+# Expect this to be well below 94 %. The posterior only knows the sampling noise of a
+# linear fit to the learned variables; it cannot see that they are only approximately
+# affine in the true ones, nor the few pairs whose target was inferred wrongly, and the
+# error these cause in the aligned weights (a few hundredths) is larger than the posterior
+# spread. On the true variables, the same check covers the true weights at about the
+# nominal rate (`python benchmarks/scm_check.py --oracle`).
