@@ -208,7 +208,7 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--graph",
         choices=("ilcm-h", "enco", "elcm", "none"),
-        help="how to find the graph (default: elcm for an ELCM, else ilcm-h)",
+        help="how to find the graph (default: elcm for an ELCM, none for a β-VAE, else ilcm-h)",
     )
     check.add_argument("--scm", action="store_true", help="the Bayesian linear SCM (NUTS)")
     check.add_argument("--seed", type=_seed, default=0)
@@ -443,9 +443,13 @@ def _check(args: argparse.Namespace) -> None:
 
     model, guide = load_ilcm(args.checkpoint)
     data = load(args.data).isel(pair=slice(0, args.pairs))
-    method = args.graph or ("elcm" if model.config.get("model") == "elcm" else "ilcm-h")
-    if model.independent_views:
-        method = "none"  # a β-VAE has no graph
+    method = args.graph or (
+        "none"  # a β-VAE has no graph; asked for one, learn_graph says so
+        if model.independent_views
+        else "elcm"
+        if model.config.get("model") == "elcm"
+        else "ilcm-h"
+    )
     x = data["x"].values
     found = None
     if method != "none":
