@@ -69,6 +69,11 @@ def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None
     """
     if isinstance(data, xr.Dataset):
         validate(data)
+        if "image_shape" in data.attrs:
+            raise ValueError(
+                "this dataset holds images: reduce them to features first "
+                "(pyrocrl.inference.reduce.fit_image_vae and reduce, or 'pyrocrl reduce')"
+            )
         data = data["x"].values
     x = torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data)
     x = x.to(torch.get_default_dtype())

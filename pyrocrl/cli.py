@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA_SEED = 302
 MODEL_NAMES = ("ilcm", "elcm", "dvae", "betavae")
+CIRCUIT = "causalcircuit"
+"""The image simulator (``pyrocrl.data.causalcircuit``), which renders with MuJoCo."""
 """The keys of :data:`pyrocrl.inference.fit.MODELS` (not imported here: a quick start)."""
 
 
@@ -73,14 +75,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "simulator",
         nargs="?",
         default="scaling",
-        choices=sorted(SIMULATORS),
-        help="scaling: random linear SCM + rotation (default); toy2d: nonlinear 2-D toy",
+        choices=sorted([*SIMULATORS, CIRCUIT]),
+        help=(
+            "scaling: random linear SCM + rotation (default); toy2d: nonlinear 2-D toy; "
+            "causalcircuit: a robot finger and three lights, rendered with MuJoCo"
+        ),
     )
     sim.add_argument("--n", type=_positive_int, help="number of causal variables (scaling: 4)")
     sim.add_argument("--pairs", type=_positive_int, default=100_000, help="default: 100000")
     sim.add_argument("--seed", type=_seed, default=DEFAULT_DATA_SEED, help="sample seed")
     sim.add_argument(
         "--graph-seed", type=_seed, help="seed of graph, weights and mixing (default: --seed)"
+    )
+    sim.add_argument(
+        "--resolution",
+        type=_int_at_least(8, "images need at least 8 pixels a side"),
+        default=64,
+        help="causalcircuit: image size in pixels (default 64, up to 512)",
+    )
+    sim.add_argument(
+        "--workers", type=_positive_int, help="causalcircuit: rendering processes (default: CPUs)"
     )
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
@@ -214,6 +228,26 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("-o", "--output", type=Path, required=True, help="a directory")
 
+    red = commands.add_parser(
+        "reduce",
+        help="fit an image VAE to an image dataset and write its pairs as features",
+        description=(
+            "Fit a convolutional VAE to the images of a dataset (the pairing is not used) and "
+            "write every pair as the VAE's code means: an ordinary dataset, with the ground "
+            "truth carried over, that 'pyrocrl fit --data' reads. The VAE is saved beside it."
+        ),
+        epilog="example: pyrocrl reduce circuit.nc --dim 8 --epochs 4 -o codes.nc",
+    )
+    red.add_argument("data", type=Path, help="an image dataset (pyrocrl simulate causalcircuit)")
+    red.add_argument("--dim", type=_positive_int, default=8, help="features (default 8)")
+    red.add_argument("--epochs", type=float, default=4.0, help="VAE epochs (default 4)")
+    red.add_argument(
+        "--max-images", type=_positive_int, default=50_000, help="VAE training images"
+    )
+    red.add_argument("--seed", type=_seed, default=0, help="model seed")
+    red.add_argument("-o", "--output", type=Path, default=Path("codes.nc"), help="NetCDF path")
+    red.add_argument("--vae", type=Path, help="where to save the VAE (default: OUTPUT.vae.pt)")
+
     info = commands.add_parser("info", help="summarize a dataset file")
     info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
     return parser
@@ -224,9 +258,20 @@ def _simulate(args: argparse.Namespace) -> None:
 
     n = args.n if args.n is not None or args.simulator != "scaling" else 4
     start = time.perf_counter()
-    ds = simulate_pairs(
-        args.simulator, args.pairs, n=n, seed=args.seed, graph_seed=args.graph_seed
-    )
+    if args.simulator == CIRCUIT:
+        from pyrocrl.data.causalcircuit import simulate_causalcircuit
+
+        if n not in (None, 4):
+            raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {n}")
+        if args.resolution > 512:
+            raise ValueError(f"--resolution must be at most 512, got {args.resolution}")
+        ds = simulate_causalcircuit(
+            args.pairs, args.seed, resolution=args.resolution, workers=args.workers
+        )
+    else:
+        ds = simulate_pairs(
+            args.simulator, args.pairs, n=n, seed=args.seed, graph_seed=args.graph_seed
+        )
     elapsed = time.perf_counter() - start
     save(ds, args.output)
     print(describe(ds))
@@ -244,6 +289,9 @@ def _plot_dataset(ds: "xr.Dataset", path: Path) -> None:
 
     from pyrocrl.plots import plot_graph, plot_pairs
 
+    if "image_shape" in ds.attrs:
+        _plot_images(ds, path)
+        return
     fig, axes = plt.subplots(1, 2, figsize=(10, 5))
     plot_pairs(ds, ax=axes[0])
     if "adjacency" in ds:
@@ -254,6 +302,20 @@ def _plot_dataset(ds: "xr.Dataset", path: Path) -> None:
         axes[1].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_images(ds: "xr.Dataset", path: Path, pairs: int = 8) -> None:
+    import matplotlib.pyplot as plt
+
+    from pyrocrl.data import images
+    from pyrocrl.plots import plot_image_grid
+
+    shown = images(ds.isel(pair=slice(0, pairs)))  # (pairs, world, H, W, C)
+    names = ["none", *ds.attrs.get("variables", "").split(",")]
+    labels = [f"do({names[t]})" if t else "no intervention" for t in ds["target"].values[:pairs]]
+    fig = plot_image_grid(shown.swapaxes(0, 1), row_labels=["x", "x~"], column_labels=labels)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -493,6 +555,26 @@ def _scm_check(model, guide, x, found, seed: int):
     return fit_linear_scm(z, z_tilde, targets, found.adjacency, seed=seed)
 
 
+def _reduce(args: argparse.Namespace) -> None:
+    from pyrocrl.data import describe, load, save
+    from pyrocrl.inference.reduce import fit_image_vae, reduce, save_image_vae
+
+    ds = load(args.data)
+    vae, report = fit_image_vae(
+        ds, dim=args.dim, epochs=args.epochs, max_images=args.max_images, seed=args.seed
+    )
+    print(
+        f"image VAE: {report['images']} images, {report['steps']} steps in "
+        f"{report['seconds']:.0f} s; reconstruction MSE {report['mse']:.5f}"
+    )
+    codes = reduce(vae, ds)
+    save(codes, args.output)
+    vae_path = args.vae or args.output.with_suffix(".vae.pt")
+    save_image_vae(vae, vae_path)
+    print(describe(codes))
+    print(f"wrote {args.output} and {vae_path}")
+
+
 def _info(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, load
 
@@ -510,6 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "query": _query,
         "graph": _graph,
         "check": _check,
+        "reduce": _reduce,
         "info": _info,
     }
     try:

@@ -1,6 +1,13 @@
 """Pictures of weakly supervised pairs and causal graphs (matplotlib)."""
 
-__all__ = ["plot_graph", "plot_history", "plot_pairs", "plot_pareto_k", "plot_reliability"]
+__all__ = [
+    "plot_graph",
+    "plot_history",
+    "plot_image_grid",
+    "plot_pairs",
+    "plot_pareto_k",
+    "plot_reliability",
+]
 
 from collections.abc import Sequence
 
@@ -204,3 +211,35 @@ def plot_pareto_k(pareto_k: np.ndarray | xr.DataArray, *, ax: Axes | None = None
     ax.set_title(f"PSIS diagnostic: {bad.mean():.0%} of pairs above 0.7")
     ax.legend(fontsize="small", markerscale=2)
     return ax
+
+
+def plot_image_grid(
+    pixels: np.ndarray,
+    *,
+    row_labels: Sequence[str] | None = None,
+    column_labels: Sequence[str] | None = None,
+    figure: Figure | None = None,
+) -> Figure:
+    """Images in a grid: ``pixels`` of shape ``(rows, columns, H, W, C)``, ``uint8``.
+
+    Used for a learned variable per row and a value set by intervention per column.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 5:
+        raise ValueError(f"pixels must have shape (rows, columns, H, W, C), got {pixels.shape}")
+    rows, columns = pixels.shape[:2]
+    figure = figure or plt.figure(figsize=(1.1 * columns + 0.6, 1.1 * rows + 0.3))
+    axes = figure.subplots(
+        rows, columns, squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04}
+    )
+    for i in range(rows):
+        for j in range(columns):
+            ax = axes[i, j]
+            ax.imshow(pixels[i, j], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
+            if i == 0 and column_labels is not None:
+                ax.set_title(column_labels[j], fontsize=8)
+    return figure

@@ -37,6 +37,9 @@ def test_graph_seed_option(tmp_path):
         (["simulate", "--seed", "-3"], 2, "non-negative"),
         (["simulate", "cubes"], 2, "invalid choice"),
         (["simulate", "toy2d", "--n", "3"], 1, "exactly 2 causal variables"),
+        (["simulate", "causalcircuit", "--n", "5"], 1, "exactly 4 causal variables"),
+        (["simulate", "causalcircuit", "--resolution", "4"], 2, "at least 8 pixels"),
+        (["simulate", "causalcircuit", "--resolution", "1024"], 1, "at most 512"),
         (["info", "missing.nc"], 1, "no dataset file"),
         ([], 2, "required"),
     ],
@@ -129,3 +132,21 @@ def test_check_smoke(tiny_run, tmp_path, capsys):
     assert tree["posterior"].sizes["pair"] == 100
     for name in ("ppc.png", "pareto_k.png", "calibration.png", "graph.png"):
         assert (out / name).stat().st_size > 5000
+
+
+def test_causalcircuit_simulate_reduce_fit(tmp_path, capsys):
+    images, codes = tmp_path / "circuit.nc", tmp_path / "codes.nc"
+    png = tmp_path / "circuit.png"
+    argv = ["simulate", "causalcircuit", "--pairs", "700", "--resolution", "16"]
+    assert main([*argv, "--workers", "1", "-o", str(images), "--plot", str(png)]) == 0
+    assert "700 pairs of 16×16×3 images" in capsys.readouterr().out
+    assert png.stat().st_size > 5_000
+    assert main(["reduce", str(images), "--dim", "3", "--epochs", "0.2", "-o", str(codes)]) == 0
+    out = capsys.readouterr().out
+    assert "700 pairs of 3-dimensional observations" in out
+    assert (tmp_path / "codes.vae.pt").exists()
+    ds = load(codes)
+    assert ds.attrs["reduced_from"] == "images" and "z" in ds
+    # an image dataset goes through reduce, not straight into an ILCM
+    assert main(["fit", "--data", str(images), "-o", str(tmp_path / "run")]) == 1
+    assert "reduce them to features first" in capsys.readouterr().err

@@ -10,19 +10,31 @@ variable       dims                            meaning
 ``adjacency``  ``(cause, effect)``             true graph, 1 for ``cause → effect`` (optional)
 ``weights``    ``(cause, effect)``             true linear effects (optional)
 ``mixing``     ``(feature, latent)``           true linear mixing matrix (optional)
+``state``      ``(pair, world, latent)``       physical state that was rendered (optional)
 =============  ==============================  =========================================
 
-Only ``x`` is required: real weakly supervised data has no labels. Coordinates name the
+Only ``x`` is required: real weakly supervised data has no labels. Image datasets store each
+image flattened into ``x`` (``H·W·C`` features, usually ``uint8``) and its shape ``(H, W, C)``
+in ``attrs["image_shape"]``; :func:`images` gives them back as images. Coordinates name the
 variables (``latent``, ``cause`` and ``effect`` are ``z1 … zn``; ``feature`` is ``x1 … xD``);
 ``world`` is ``[0, 1]``. Generator settings live in ``attrs``. Files are NetCDF-4 written with
 h5netcdf; :func:`load` checks everything above and raises :class:`DatasetError` naming the
 problem.
 """
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SCHEMA", "load", "pairs_dataset", "save", "validate"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SCHEMA",
+    "images",
+    "load",
+    "pairs_dataset",
+    "save",
+    "validate",
+]
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +57,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "adjacency": ("cause", "effect"),
     "weights": ("cause", "effect"),
     "mixing": ("feature", "latent"),
+    "state": ("pair", "world", "latent"),
 }
 """Known variables and the dims each must have."""
 
@@ -203,7 +216,13 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise DatasetError(f"cannot write {path}: directory {path.parent} does not exist")
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE))
+    # images compress well (a few colours on a plain background)
+    encoding = {"x": {"compression": "gzip", "compression_opts": 1}} if _is_images(ds) else None
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
+
+
+def _is_images(ds: xr.Dataset) -> bool:
+    return "image_shape" in ds.attrs and np.issubdtype(ds["x"].dtype, np.integer)
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:
@@ -225,3 +244,15 @@ def load(path: str | os.PathLike) -> xr.Dataset:
             f"({type(error).__name__}: {error})"
         ) from error
     return validate(ds, source=str(path))
+
+
+def images(ds: xr.Dataset, worlds: Sequence[int] = (0, 1)) -> np.ndarray:
+    """The images of an image dataset, ``(pair, world, H, W, C)`` (a view of ``x``).
+
+    :raises DatasetError: if ``ds`` holds no images (no attribute ``image_shape``).
+    """
+    shape = ds.attrs.get("image_shape")
+    if shape is None:
+        raise DatasetError("this dataset holds no images (it has no attribute 'image_shape')")
+    x = ds["x"].values[:, list(worlds)]
+    return x.reshape(*x.shape[:2], *(int(s) for s in shape))

@@ -13,6 +13,9 @@ def describe(ds: xr.Dataset) -> str:
     validate(ds)
     pairs, dim_x = ds.sizes["pair"], ds.sizes["feature"]
     lines = [f"{pairs} pairs of {dim_x}-dimensional observations"]
+    if "image_shape" in ds.attrs:
+        shape = "×".join(str(int(s)) for s in ds.attrs["image_shape"])
+        lines = [f"{pairs} pairs of {shape} images ({dim_x} features each)"]
     settings = {k: v for k, v in ds.attrs.items() if k not in ("pyrocrl_format",)}
     lines.append("settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items()))
     if "adjacency" in ds:

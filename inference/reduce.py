@@ -1,0 +1,213 @@
+"""From pixels to features: fit an :class:`~pyrocrl.models.image_vae.ImageVAE` to the
+images of a dataset and encode every pair to its features (standardized code means).
+
+The result is an ordinary pyrocrl dataset (``x`` of shape ``(pair, world, feature)`` with
+``d`` features, ground truth carried over), so the whole ILCM toolbox — ``fit_ilcm``,
+queries, graph discovery, diagnostics — works on it unchanged.
+"""
+
+__all__ = [
+    "decode_features",
+    "distinct_images",
+    "encode_images",
+    "fit_image_vae",
+    "intervention_images",
+    "load_image_vae",
+    "reduce",
+    "save_image_vae",
+]
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+import xarray as xr
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import Adam
+
+from pyrocrl.conv import to_images, to_pixels
+from pyrocrl.data.dataset import images as pair_images
+from pyrocrl.data.dataset import pairs_dataset
+from pyrocrl.inference.svi import TrainingError, progress_bar
+from pyrocrl.io import atomic_write
+from pyrocrl.models.image_vae import ImageVAE
+
+
+def distinct_images(ds: xr.Dataset) -> np.ndarray:
+    """Every distinct image of an image dataset, ``(M, H, W, C)`` ``uint8``: the first world of
+    each pair, and the second where a pair was intervened on (or, without targets, always)."""
+    both = pair_images(ds)
+    if "target" in ds:
+        return np.concatenate([both[:, 0], both[ds["target"].values > 0, 1]])
+    return both.reshape(-1, *both.shape[2:])
+
+
+def fit_image_vae(
+    ds: xr.Dataset,
+    *,
+    dim: int = 8,
+    epochs: float = 10.0,
+    max_images: int | None = 50_000,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool | None = None,
+    **vae_kwargs: Any,
+) -> tuple[ImageVAE, dict[str, Any]]:
+    """Fit an image VAE to the images of ``ds`` (the pairing is not used).
+
+    :param int dim: code size ``d``.
+    :param float epochs: passes over the (at most ``max_images``) training images.
+    :param max_images: a random subset of that many distinct images, or all with ``None``.
+    :param vae_kwargs: passed to :class:`~pyrocrl.models.image_vae.ImageVAE`.
+    :returns: the VAE (in eval mode) and a report ``{"elbo": …, "mse": …, "seconds": …,
+        "images": …, "steps": …}`` (ELBO per image over the last epoch, mean squared
+        reconstruction error of the code means on a held-back set of 512 images).
+    :raises TrainingError: if the ELBO becomes NaN or infinite.
+    """
+    pixels = distinct_images(ds)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pixels))
+    held, order = order[:512], order[512:]
+    if max_images is not None:
+        order = order[:max_images]
+    if len(order) < batch_size:
+        raise ValueError(f"need at least {batch_size + 512} distinct images, got {len(pixels)}")
+    resolution = int(ds.attrs["image_shape"][0])
+    pyro.clear_param_store()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = ImageVAE(dim, resolution=resolution, **vae_kwargs)
+        svi = SVI(vae.model, vae.guide, Adam({"lr": lr}), Trace_ELBO())
+        per_epoch = len(order) // batch_size
+        steps = max(1, round(epochs * per_epoch))
+        bar = progress_bar(steps, 0, "image VAE", progress)
+        start, recent = time.perf_counter(), []
+        with bar:
+            for step in range(steps):
+                if step % per_epoch == 0:
+                    order = rng.permutation(order)
+                batch = order[(step % per_epoch) * batch_size :][:batch_size]
+                loss = svi.step(to_images(pixels[batch]))
+                if not np.isfinite(loss):
+                    raise TrainingError(f"the image VAE's ELBO became {loss} at step {step}")
+                recent = [*recent[-per_epoch + 1 :], -loss / batch_size]
+                bar.update()
+                if step % 50 == 0:
+                    bar.set_postfix(elbo=f"{np.mean(recent):.4g}")
+    vae.eval()
+    with torch.no_grad():
+        # standardize the features with statistics of (up to 10,000) training images
+        sample = np.sort(order[:10_000])
+        codes = torch.cat(
+            [
+                vae.encode(to_images(pixels[sample[i : i + 500]]))[0]
+                for i in range(0, len(sample), 500)
+            ]
+        )
+        vae.feature_loc.copy_(codes.mean(0))
+        vae.feature_scale.copy_(codes.std(0).clamp_min(1e-6))
+        check = to_images(pixels[held])
+        mse = float(((vae.decode_features(vae.features(check)) - check) ** 2).mean())
+    report = {
+        "elbo": float(np.mean(recent)),
+        "mse": mse,
+        "seconds": time.perf_counter() - start,
+        "images": len(order),
+        "steps": steps,
+    }
+    return vae, report
+
+
+@torch.no_grad()
+def encode_images(vae: ImageVAE, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Features (standardized code means) of ``uint8`` pixels ``(N, H, W, C)`` → ``(N, d)``."""
+    parts = [
+        vae.features(to_images(pixels[i : i + batch_size])).numpy()
+        for i in range(0, len(pixels), batch_size)
+    ]
+    return np.concatenate(parts) if parts else np.empty((0, vae.dim), np.float32)
+
+
+def reduce(vae: ImageVAE, ds: xr.Dataset, batch_size: int = 1024) -> xr.Dataset:
+    """The pairs of ``ds`` with each image replaced by its features: a pyrocrl dataset with
+    ``d`` features, the same ground truth and ``attrs``, plus ``reduced_from`` and
+    ``source_image_shape``."""
+    both = pair_images(ds)
+    pairs = len(both)
+    codes = encode_images(vae, both.reshape(-1, *both.shape[2:]), batch_size)
+    codes = codes.reshape(pairs, 2, -1)
+    truth: dict[str, Any] = {}
+    for name in ("z", "noise"):
+        if name in ds:
+            truth[name], truth[f"{name}_tilde"] = ds[name].values[:, 0], ds[name].values[:, 1]
+    for name in ("target", "adjacency", "weights"):
+        if name in ds:
+            truth[name] = ds[name].values
+    attrs = {
+        k: v
+        for k, v in ds.attrs.items()
+        if k not in ("pyrocrl_format", "format_version", "pyrocrl_version", "image_shape")
+    }
+    attrs.update(reduced_from="images", source_image_shape=list(ds.attrs["image_shape"]))
+    return pairs_dataset(codes[:, 0], codes[:, 1], **truth, attrs=attrs)
+
+
+def decode_features(vae: ImageVAE, features: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Images of features ``(*, d)`` → ``uint8`` pixels ``(*, H, W, C)``."""
+    with torch.no_grad():
+        features = torch.as_tensor(np.asarray(features), dtype=torch.get_default_dtype())
+        return to_pixels(vae.decode_features(features))
+
+
+def save_image_vae(vae: ImageVAE, path: str | os.PathLike) -> Path:
+    """Write the VAE's configuration and weights to ``path`` (atomically)."""
+    payload = {"config": vae.config, "state_dict": vae.state_dict()}
+    return atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def load_image_vae(path: str | os.PathLike) -> ImageVAE:
+    """Read a VAE written by :func:`save_image_vae` (in eval mode)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    config = dict(payload["config"])
+    config.pop("model", None)
+    dim = config.pop("dim")
+    vae = ImageVAE(dim, **config)
+    vae.load_state_dict(payload["state_dict"])
+    return vae.eval()
+
+
+def intervention_images(
+    model: Any,
+    guide: Any,
+    vae: ImageVAE,
+    pixels: np.ndarray,
+    values: np.ndarray,
+) -> np.ndarray:
+    """Images of one scene under interventions on each learned causal variable.
+
+    The scene's features (the VAE's code mean) are encoded by the ILCM's guide; for each
+    learned variable ``k`` and each value ``v`` in ``values[k]``, the counterfactual
+    ``do(z_k = v)`` (same noise, so the effects on ``z_k``'s descendants follow) is decoded
+    by the ILCM and then by the VAE.
+
+    :param pixels: one image ``(H, W, C)`` ``uint8``.
+    :param values: ``(n, K)``: the values to set, per learned variable.
+    :returns: ``uint8`` pixels ``(n, K, H, W, C)``.
+    """
+    from pyrocrl.inference.queries import counterfactual
+
+    values = np.asarray(values, dtype=np.float64)
+    n, columns = values.shape
+    features = encode_images(vae, np.asarray(pixels)[None])  # (1, d)
+    x = torch.as_tensor(np.repeat(features, columns, axis=0))
+    rows = []
+    for k in range(n):
+        setting = torch.as_tensor(values[k], dtype=torch.get_default_dtype())
+        out = counterfactual(model, x, {k + 1: setting}, guide=guide, progress=False)
+        rows.append(decode_features(vae, out["x_tilde"]))
+    return np.stack(rows)
