@@ -50,7 +50,7 @@ def fit_image_vae(
     ds: xr.Dataset,
     *,
     dim: int = 8,
-    epochs: float = 10.0,
+    epochs: float = 4.0,
     max_images: int | None = 50_000,
     batch_size: int = 64,
     lr: float = 1e-3,

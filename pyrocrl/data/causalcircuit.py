@@ -443,10 +443,10 @@ class CircuitScene:
 
 # -- rendering many states in parallel -----------------------------------------------------
 # Workers are plain subprocesses (``python -m pyrocrl.data.causalcircuit RESOLUTION``), each
-# with its own OpenGL context, fed chunks of states over a pipe: unlike multiprocessing's
+# with its own OpenGL context, fed chunks of arm positions over a pipe: unlike multiprocessing's
 # spawn they never re-run the caller's script, so no ``if __name__ == "__main__"`` guard is
 # needed, in scripts or notebooks.
-_HEADER = 8  # bytes of the chunk length that precedes each chunk of states
+_HEADER = 8  # bytes of the chunk length that precedes each chunk
 
 
 class _Worker:
@@ -563,8 +563,8 @@ def _render_boards(
 def _render_in_workers(
     parts: list[np.ndarray], resolution: int, workers: int, out: list[np.ndarray], bar: Any
 ) -> None:
-    """Chunk ``i`` goes to worker ``i mod workers``; each worker has one chunk queued ahead
-    of the one it renders, and results are read back in order."""
+    """Chunk ``i`` goes to worker ``i mod workers``; each worker has up to two chunks in
+    flight, and results are read back in order."""
     pool = [_Worker(resolution) for _ in range(workers)]
     try:
         ahead = 2 * workers
@@ -590,10 +590,11 @@ def simulate_causalcircuit(
 ) -> xr.Dataset:
     """Weakly supervised pairs of CausalCircuit images as a pyrocrl dataset.
 
-    ``x`` holds each image flattened to ``H·W·3`` features of ``uint8`` (``attrs["image_shape"]``
-    is ``(H, W, 3)``; :func:`images` restores the shape); ``z``, ``noise``, ``target`` and the
-    true ``adjacency`` are the ground truth, and ``state`` ``(pair, world, latent)`` is the
-    physical state that was rendered. A pair without intervention shows one image twice.
+    ``x`` holds each image flattened to ``H·W·3`` features of ``uint8``
+    (``attrs["image_shape"]`` is ``(H, W, 3)``; :func:`pyrocrl.data.images` restores it);
+    ``z``, ``noise``, ``target`` and the true ``adjacency`` are the ground truth, and
+    ``state`` ``(pair, world, latent)`` is the physical state that was rendered. A pair
+    without intervention shows one image twice.
 
     :param int pairs: number of pairs.
     :param int seed: sample seed; the same seed gives the same images.
