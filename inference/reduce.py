@@ -148,11 +148,7 @@ def reduce(vae: ImageVAE, ds: xr.Dataset, batch_size: int = 1024) -> xr.Dataset:
     for name in ("target", "adjacency", "weights"):
         if name in ds:
             truth[name] = ds[name].values
-    attrs = {
-        k: v
-        for k, v in ds.attrs.items()
-        if k not in ("pyrocrl_format", "format_version", "pyrocrl_version", "image_shape")
-    }
+    attrs = {k: v for k, v in ds.attrs.items() if k != "image_shape"}
     attrs.update(reduced_from="images", source_image_shape=list(ds.attrs["image_shape"]))
     return pairs_dataset(codes[:, 0], codes[:, 1], **truth, attrs=attrs)
 

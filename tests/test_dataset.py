@@ -123,3 +123,16 @@ def test_pairs_dataset_checks_shapes():
 def test_save_needs_an_existing_directory(ds, tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         save(ds, tmp_path / "missing" / "pairs.nc")
+
+
+def test_derived_attrs_never_override_the_format():
+    import numpy as np
+
+    from pyrocrl import __version__
+    from pyrocrl.data import pairs_dataset
+
+    x = np.zeros((3, 2))
+    stale = {"pyrocrl_format": "other", "format_version": 0, "pyrocrl_version": "0.0", "n": 2}
+    ds = pairs_dataset(x, x, attrs=stale)
+    assert ds.attrs["pyrocrl_format"] == "pyrocrl.pairs" and ds.attrs["format_version"] >= 1
+    assert ds.attrs["pyrocrl_version"] == __version__ and ds.attrs["n"] == 2

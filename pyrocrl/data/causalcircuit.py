@@ -614,10 +614,7 @@ def simulate_causalcircuit(
         pictures[moved, 1] = boards[pairs:]
         for world in (0, 1):  # then the lamps are lit
             scene.paint(pictures[:, world], state[:, world, 1:])
-    attrs = dict(truth.attrs)
-    for key in ("pyrocrl_format", "format_version", "pyrocrl_version"):
-        attrs.pop(key, None)
-    attrs.update(image_shape=[resolution, resolution, 3], renderer="mujoco")
+    attrs = {**truth.attrs, "image_shape": [resolution, resolution, 3], "renderer": "mujoco"}
     flat = pictures.reshape(pairs, 2, -1)
     ds = pairs_dataset(
         flat[:, 0],

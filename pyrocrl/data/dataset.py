@@ -101,7 +101,8 @@ def pairs_dataset(
     :param target: optional true targets, ``(N,)`` integers in ``0 … n``.
     :param adjacency, weights: optional true graph and linear effects, ``(n, n)``.
     :param mixing: optional true linear mixing matrix, ``(D, n)``.
-    :param attrs: generator settings; ``None`` values are dropped, booleans stored as 0/1.
+    :param attrs: generator settings; ``None`` values are dropped, booleans stored as 0/1;
+        the format's own attributes are always this pyrocrl's.
     """
     x, x_tilde = _numpy(x), _numpy(x_tilde)
     if x.shape != x_tilde.shape or x.ndim != 2:
@@ -136,12 +137,12 @@ def pairs_dataset(
         names = variable_names(n)
         coords.update({d: names for d in ("latent", "cause", "effect") if d in ds.sizes})
     ds = ds.assign_coords(coords)
-    ds.attrs = {
-        "pyrocrl_format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "pyrocrl_version": __version__,
-    }
-    ds.attrs.update({k: _netcdf_attr(v) for k, v in (attrs or {}).items() if v is not None})
+    # settings first, then the format's own attributes, which a caller's attrs (say, those
+    # of another dataset being derived from) never override
+    ds.attrs = {k: _netcdf_attr(v) for k, v in (attrs or {}).items() if v is not None}
+    ds.attrs.update(
+        pyrocrl_format=FORMAT, format_version=FORMAT_VERSION, pyrocrl_version=__version__
+    )
     validate(ds)
     return ds
 
