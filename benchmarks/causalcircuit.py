@@ -109,8 +109,10 @@ def main() -> None:
             epochs=args.vae_epochs,
             max_images=args.vae_images,
             seed=args.model_seed,
+            checkpoint=root / "vae.training",
         )
         save_image_vae(vae, vae_path)
+        (root / "vae.training").unlink()
         (root / "vae.json").write_text(json.dumps(vae_report))
     times["vae"] = vae_report["seconds"]
     print(f"VAE: {vae_report}")

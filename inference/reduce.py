@@ -17,6 +17,7 @@ __all__ = [
     "save_image_vae",
 ]
 
+import json
 import os
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ from pyrocrl.conv import to_images, to_pixels
 from pyrocrl.data.dataset import images as pair_images
 from pyrocrl.data.dataset import pairs_dataset
 from pyrocrl.inference.svi import TrainingError, progress_bar
-from pyrocrl.io import atomic_write
+from pyrocrl.io import atomic_write, load_checkpoint, save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -56,6 +57,9 @@ def fit_image_vae(
     lr: float = 1e-3,
     seed: int = 0,
     progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    resume: bool = True,
     **vae_kwargs: Any,
 ) -> tuple[ImageVAE, dict[str, Any]]:
     """Fit an image VAE to the images of ``ds`` (the pairing is not used).
@@ -63,11 +67,17 @@ def fit_image_vae(
     :param int dim: code size ``d``.
     :param float epochs: passes over the (at most ``max_images``) training images.
     :param max_images: a random subset of that many distinct images, or all with ``None``.
+    :param checkpoint: a file the training state (weights, optimizer, data order, random
+        states) is written to every ``checkpoint_every`` steps; with ``resume``, an existing
+        file is continued from, and the result equals that of an uninterrupted run. The file
+        is left in place when training ends (delete it, or keep it to skip a refit).
     :param vae_kwargs: passed to :class:`~pyrocrl.models.image_vae.ImageVAE`.
     :returns: the VAE (in eval mode) and a report ``{"elbo": …, "mse": …, "seconds": …,
-        "images": …, "steps": …}`` (ELBO per image over the last epoch, mean squared
-        reconstruction error of the code means on a held-back set of 512 images).
-    :raises TrainingError: if the ELBO becomes NaN or infinite.
+        "images": …, "steps": …, "resumed_at": …}`` (ELBO per image over the last epoch, mean
+        squared reconstruction error of the code means on a held-back set of 512 images,
+        training seconds summed over resumed runs, the step a run resumed at, 0 if none).
+    :raises TrainingError: if the ELBO becomes NaN or infinite, or the checkpoint was written
+        with other settings or data.
     """
     pixels = distinct_images(ds)
     rng = np.random.default_rng(seed)
@@ -77,7 +87,15 @@ def fit_image_vae(
         order = order[:max_images]
     if len(order) < batch_size:
         raise ValueError(f"need at least {batch_size + 512} distinct images, got {len(pixels)}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive step count, got {checkpoint_every}")
     resolution = int(ds.attrs["image_shape"][0])
+    settings = {
+        "dim": dim, "epochs": float(epochs), "max_images": max_images, "batch_size": batch_size,
+        "lr": lr, "seed": seed, "vae": {k: repr(v) for k, v in sorted(vae_kwargs.items())},
+        "distinct_images": len(pixels), "image_shape": list(pixels.shape[1:]),
+    }  # fmt: skip
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
     pyro.clear_param_store()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -85,10 +103,13 @@ def fit_image_vae(
         svi = SVI(vae.model, vae.guide, Adam({"lr": lr}), Trace_ELBO())
         per_epoch = len(order) // batch_size
         steps = max(1, round(epochs * per_epoch))
-        bar = progress_bar(steps, 0, "image VAE", progress)
-        start, recent = time.perf_counter(), []
+        first, recent, spent = 0, [], 0.0
+        if resume and checkpoint is not None and checkpoint.exists():
+            first, recent, spent, order = _restore_vae(checkpoint, settings, vae, svi, rng)
+        bar = progress_bar(steps, first, "image VAE", progress)
+        start = time.perf_counter()
         with bar:
-            for step in range(steps):
+            for step in range(first, steps):
                 if step % per_epoch == 0:
                     order = rng.permutation(order)
                 batch = order[(step % per_epoch) * batch_size :][:batch_size]
@@ -99,6 +120,13 @@ def fit_image_vae(
                 bar.update()
                 if step % 50 == 0:
                     bar.set_postfix(elbo=f"{np.mean(recent):.4g}")
+                done = step + 1
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
+                    state = {
+                        "settings": settings, "step": done, "recent": recent, "order": order,
+                        "seconds": spent + time.perf_counter() - start, "rng": rng,
+                    }  # fmt: skip
+                    _save_vae_state(checkpoint, state, vae, svi)
     vae.eval()
     with torch.no_grad():
         # standardize the features with statistics of (up to 10,000) training images
@@ -116,11 +144,44 @@ def fit_image_vae(
     report = {
         "elbo": float(np.mean(recent)),
         "mse": mse,
-        "seconds": time.perf_counter() - start,
+        "seconds": spent + time.perf_counter() - start,
         "images": len(order),
         "steps": steps,
+        "resumed_at": first,
     }
     return vae, report
+
+
+def _save_vae_state(path: Path, state: dict[str, Any], vae: ImageVAE, svi: SVI) -> None:
+    """Everything an interrupted :func:`fit_image_vae` needs to go on exactly."""
+    payload = {
+        **{k: v for k, v in state.items() if k not in ("order", "rng")},
+        "order": torch.as_tensor(state["order"]),
+        "numpy_rng": json.dumps(state["rng"].bit_generator.state),
+        "torch_rng": torch.random.get_rng_state(),
+        "weights": vae.state_dict(),
+        "optimizer": svi.optim.get_state(),
+    }
+    save_checkpoint(path, {"kind": "image_vae_training", **payload})
+
+
+def _restore_vae(
+    path: Path, settings: dict[str, Any], vae: ImageVAE, svi: SVI, rng: np.random.Generator
+) -> tuple[int, list[float], float, np.ndarray]:
+    payload = load_checkpoint(path)
+    if payload.get("kind") != "image_vae_training":
+        raise TrainingError(f"{path} is not an image VAE training checkpoint")
+    if payload["settings"] != settings:
+        raise TrainingError(
+            f"checkpoint {path} was written with other settings or data; resume with the same "
+            "ones, or choose a new checkpoint path (or pass resume=False)"
+        )
+    vae.load_state_dict(payload["weights"])
+    svi.optim.set_state(payload["optimizer"])
+    rng.bit_generator.state = json.loads(payload["numpy_rng"])
+    torch.random.set_rng_state(payload["torch_rng"])
+    order = payload["order"].numpy()
+    return int(payload["step"]), list(payload["recent"]), float(payload["seconds"]), order
 
 
 @torch.no_grad()

@@ -234,7 +234,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description=(
             "Fit a convolutional VAE to the images of a dataset (the pairing is not used) and "
             "write every pair as the VAE's code means: an ordinary dataset, with the ground "
-            "truth carried over, that 'pyrocrl fit --data' reads. The VAE is saved beside it."
+            "truth carried over, that 'pyrocrl fit --data' reads. The VAE is saved beside it. "
+            "VAE training is checkpointed to VAE.training: an interrupted run, started again "
+            "with the same arguments, goes on from there."
         ),
         epilog="example: pyrocrl reduce circuit.nc --dim 8 --epochs 4 -o codes.nc",
     )
@@ -560,17 +562,25 @@ def _reduce(args: argparse.Namespace) -> None:
     from pyrocrl.inference.reduce import fit_image_vae, reduce, save_image_vae
 
     ds = load(args.data)
+    vae_path = args.vae or args.output.with_suffix(".vae.pt")
+    checkpoint = vae_path.with_name(vae_path.name + ".training")
     vae, report = fit_image_vae(
-        ds, dim=args.dim, epochs=args.epochs, max_images=args.max_images, seed=args.seed
+        ds,
+        dim=args.dim,
+        epochs=args.epochs,
+        max_images=args.max_images,
+        seed=args.seed,
+        checkpoint=checkpoint,
     )
+    resumed = f" (resumed at step {report['resumed_at']})" if report["resumed_at"] else ""
     print(
         f"image VAE: {report['images']} images, {report['steps']} steps in "
-        f"{report['seconds']:.0f} s; reconstruction MSE {report['mse']:.5f}"
+        f"{report['seconds']:.0f} s{resumed}; reconstruction MSE {report['mse']:.5f}"
     )
     codes = reduce(vae, ds)
     save(codes, args.output)
-    vae_path = args.vae or args.output.with_suffix(".vae.pt")
     save_image_vae(vae, vae_path)
+    checkpoint.unlink(missing_ok=True)
     print(describe(codes))
     print(f"wrote {args.output} and {vae_path}")
 

@@ -145,6 +145,7 @@ def test_causalcircuit_simulate_reduce_fit(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "700 pairs of 3-dimensional observations" in out
     assert (tmp_path / "codes.vae.pt").exists()
+    assert not (tmp_path / "codes.vae.pt.training").exists()  # the checkpoint is done with
     ds = load(codes)
     assert ds.attrs["reduced_from"] == "images" and "z" in ds
     # an image dataset goes through reduce, not straight into an ILCM

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from pyro.infer import SVI
 
 from pyrocrl.conv import ConvDecoder, ConvEncoder, to_images, to_pixels
 from pyrocrl.data import pairs_dataset, validate
@@ -16,6 +17,7 @@ from pyrocrl.inference.reduce import (
     reduce,
     save_image_vae,
 )
+from pyrocrl.inference.svi import TrainingError
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -83,7 +85,7 @@ def test_distinct_images_skip_repeated_second_worlds(blobs):
 
 def test_image_vae_learns(blobs, fitted):
     vae, report = fitted
-    assert set(report) == {"elbo", "mse", "seconds", "images", "steps"}
+    assert set(report) == {"elbo", "mse", "seconds", "images", "steps", "resumed_at"}
     untrained = ImageVAE(2, resolution=16, channels=(8, 8))
     check = to_images(distinct_images(blobs)[:256])
     with torch.no_grad():
@@ -140,3 +142,40 @@ def test_image_vae_rejects_bad_settings():
         ImageVAE(0)
     with pytest.raises(ValueError, match="scale"):
         ImageVAE(2, scale=0.0)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, monkeypatch):
+    small = blobs.isel(pair=slice(0, 700))
+    settings = dict(dim=2, epochs=1.5, max_images=None, batch_size=32, channels=(8, 8), seed=3)
+    reference, report = fit_image_vae(small, **settings)
+    assert report["resumed_at"] == 0
+
+    path = tmp_path / "vae.ckpt"
+    step = SVI.step
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 13:
+            raise _Interrupt
+        return step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SVI, "step", interrupted)
+        with pytest.raises(_Interrupt):
+            fit_image_vae(small, checkpoint=path, checkpoint_every=5, **settings)
+    assert path.exists()
+    resumed, report = fit_image_vae(small, checkpoint=path, checkpoint_every=5, **settings)
+    assert report["resumed_at"] == 10
+    assert report["steps"] > 13
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
+
+    with pytest.raises(TrainingError, match="other settings"):
+        fit_image_vae(small, checkpoint=path, **{**settings, "seed": 4})
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fit_image_vae(small, checkpoint=path, checkpoint_every=0, **settings)
