@@ -20,6 +20,7 @@ __all__ = [
 import json
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,7 @@ def fit_image_vae(
         "dim": dim, "epochs": float(epochs), "max_images": max_images, "batch_size": batch_size,
         "lr": lr, "seed": seed, "vae": {k: repr(v) for k, v in sorted(vae_kwargs.items())},
         "distinct_images": len(pixels), "image_shape": list(pixels.shape[1:]),
+        "fingerprint": zlib.crc32(np.ascontiguousarray(pixels[:: max(1, len(pixels) // 64)])),
     }  # fmt: skip
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     pyro.clear_param_store()
