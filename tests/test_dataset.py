@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pyrocrl.data import load, pairs_dataset, save, simulate_pairs, validate
+from pyrocrl.data import images, load, pairs_dataset, save, simulate_pairs, validate
 from pyrocrl.errors import DatasetError
 
 
@@ -126,13 +126,19 @@ def test_save_needs_an_existing_directory(ds, tmp_path):
 
 
 def test_derived_attrs_never_override_the_format():
-    import numpy as np
-
     from pyrocrl import __version__
-    from pyrocrl.data import pairs_dataset
 
     x = np.zeros((3, 2))
     stale = {"pyrocrl_format": "other", "format_version": 0, "pyrocrl_version": "0.0", "n": 2}
     ds = pairs_dataset(x, x, attrs=stale)
     assert ds.attrs["pyrocrl_format"] == "pyrocrl.pairs" and ds.attrs["format_version"] >= 1
     assert ds.attrs["pyrocrl_version"] == __version__ and ds.attrs["n"] == 2
+
+
+@pytest.mark.parametrize("shape", [[2, 2, 2], [4, 3], [4, -1, -3]])
+def test_image_shape_must_match_the_features(shape):
+    pixels = np.zeros((5, 12), np.uint8)
+    good = pairs_dataset(pixels, pixels, attrs={"image_shape": [2, 2, 3]})
+    assert images(good).shape == (5, 2, 2, 2, 3)
+    with pytest.raises(DatasetError, match="image_shape"):
+        pairs_dataset(pixels, pixels, attrs={"image_shape": shape})

@@ -204,6 +204,14 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
             )
     if "adjacency" in ds and not np.isin(ds["adjacency"].values, (0, 1)).all():
         raise DatasetError(f"{source}: 'adjacency' must hold only 0 and 1")
+    if "image_shape" in ds.attrs:
+        shape = np.atleast_1d(ds.attrs["image_shape"])
+        size = ds.sizes["feature"]
+        if shape.shape != (3,) or (shape < 1).any() or int(np.prod(shape)) != size:
+            raise DatasetError(
+                f"{source}: attribute 'image_shape' {shape.tolist()} must be (H, W, C) with "
+                f"H·W·C = {size}, the number of features of 'x'"
+            )
     return ds
 
 
