@@ -35,7 +35,7 @@ from pyrocrl.conv import to_images, to_pixels
 from pyrocrl.data.dataset import images as pair_images
 from pyrocrl.data.dataset import pairs_dataset
 from pyrocrl.inference.svi import TrainingError, progress_bar
-from pyrocrl.io import atomic_write, load_checkpoint, save_checkpoint
+from pyrocrl.io import CheckpointError, load_checkpoint, save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -225,13 +225,19 @@ def decode_features(vae: ImageVAE, features: np.ndarray | torch.Tensor) -> np.nd
 
 def save_image_vae(vae: ImageVAE, path: str | os.PathLike) -> Path:
     """Write the VAE's configuration and weights to ``path`` (atomically)."""
-    payload = {"config": vae.config, "state_dict": vae.state_dict()}
-    return atomic_write(Path(path), lambda tmp: torch.save(payload, tmp))
+    payload = {"kind": "image_vae", "config": vae.config, "state_dict": vae.state_dict()}
+    return save_checkpoint(path, payload)
 
 
 def load_image_vae(path: str | os.PathLike) -> ImageVAE:
-    """Read a VAE written by :func:`save_image_vae` (in eval mode)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """Read a VAE written by :func:`save_image_vae` (in eval mode).
+
+    :raises FileNotFoundError: if there is no file.
+    :raises CheckpointError: if the file is not an image VAE written by pyrocrl.
+    """
+    payload = load_checkpoint(path)
+    if payload.get("kind") != "image_vae":
+        raise CheckpointError(f"{path} is not an image VAE (save_image_vae writes those)")
     config = dict(payload["config"])
     config.pop("model", None)
     dim = config.pop("dim")
@@ -260,9 +266,16 @@ def intervention_images(
     """
     from pyrocrl.inference.queries import counterfactual
 
-    values = np.asarray(values, dtype=np.float64)
+    values, pixels = np.asarray(values, dtype=np.float64), np.asarray(pixels)
+    if values.ndim != 2 or values.shape[0] != model.n or not np.isfinite(values).all():
+        raise ValueError(
+            f"values must be finite numbers of shape (n, K) = ({model.n}, K), got {values.shape}"
+        )
+    expected = (vae.resolution, vae.resolution, vae.config["in_channels"])
+    if pixels.shape != expected:
+        raise ValueError(f"pixels must be one image of shape {expected}, got {pixels.shape}")
     n, columns = values.shape
-    features = encode_images(vae, np.asarray(pixels)[None])  # (1, d)
+    features = encode_images(vae, pixels[None])  # (1, d)
     x = torch.as_tensor(np.repeat(features, columns, axis=0))
     rows = []
     for k in range(n):

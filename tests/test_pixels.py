@@ -5,6 +5,7 @@ import pytest
 import torch
 from pyro.infer import SVI
 
+import pyrocrl
 from pyrocrl.conv import ConvDecoder, ConvEncoder, to_images, to_pixels
 from pyrocrl.data import pairs_dataset, validate
 from pyrocrl.errors import DatasetError
@@ -13,11 +14,13 @@ from pyrocrl.inference.reduce import (
     distinct_images,
     encode_images,
     fit_image_vae,
+    intervention_images,
     load_image_vae,
     reduce,
     save_image_vae,
 )
 from pyrocrl.inference.svi import TrainingError
+from pyrocrl.io import CheckpointError, save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -179,3 +182,26 @@ def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, m
         fit_image_vae(small, checkpoint=path, **{**settings, "seed": 4})
     with pytest.raises(ValueError, match="checkpoint_every"):
         fit_image_vae(small, checkpoint=path, checkpoint_every=0, **settings)
+
+
+def test_load_image_vae_refuses_other_files(tmp_path):
+    save_checkpoint(tmp_path / "other.pt", {"kind": "something else"})
+    with pytest.raises(CheckpointError, match="not an image VAE"):
+        load_image_vae(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_image_vae(tmp_path / "missing.pt")
+
+
+def test_intervention_images_shapes_and_bad_input(blobs, fitted):
+    vae, _ = fitted
+    model = pyrocrl.ILCM(vae.dim, 2)
+    guide = pyrocrl.ILCMGuide(model)
+    scene = distinct_images(blobs)[0]
+    grid = intervention_images(model, guide, vae, scene, np.zeros((2, 3)))
+    assert grid.shape == (2, 3, *scene.shape) and grid.dtype == np.uint8
+    with pytest.raises(ValueError, match="values must be"):
+        intervention_images(model, guide, vae, scene, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="values must be"):
+        intervention_images(model, guide, vae, scene, np.full((2, 3), np.nan))
+    with pytest.raises(ValueError, match="one image"):
+        intervention_images(model, guide, vae, scene[None], np.zeros((2, 3)))
