@@ -88,6 +88,8 @@ def fit_image_vae(
         order = order[:max_images]
     if len(order) < batch_size:
         raise ValueError(f"need at least {batch_size + 512} distinct images, got {len(pixels)}")
+    if not epochs > 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive step count, got {checkpoint_every}")
     resolution = int(ds.attrs["image_shape"][0])

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA_SEED = 302
 MODEL_NAMES = ("ilcm", "elcm", "dvae", "betavae")
+"""The keys of :data:`pyrocrl.inference.fit.MODELS` (not imported here: a quick start)."""
 CIRCUIT = "causalcircuit"
 """The image simulator (``pyrocrl.data.causalcircuit``), which renders with MuJoCo."""
-"""The keys of :data:`pyrocrl.inference.fit.MODELS` (not imported here: a quick start)."""
 
 
 class _Parser(argparse.ArgumentParser):

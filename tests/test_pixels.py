@@ -182,6 +182,8 @@ def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, m
         fit_image_vae(small, checkpoint=path, **{**settings, "seed": 4})
     with pytest.raises(ValueError, match="checkpoint_every"):
         fit_image_vae(small, checkpoint=path, checkpoint_every=0, **settings)
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        fit_image_vae(small, **{**settings, "epochs": 0.0})
 
 
 def test_load_image_vae_refuses_other_files(tmp_path):
