@@ -75,6 +75,11 @@ def test_render_smoke(scene):
 def test_render_rejects_bad_input(scene):
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
         scene.render(np.zeros((3, 5)))
+    for bad in (np.nan, 1.5, -0.1):
+        state = np.full((2, 4), 0.5)
+        state[1, 2] = bad
+        with pytest.raises(ValueError, match=r"finite and lie in \[0, 1\]"):
+            scene.render(state)
     with pytest.raises(ValueError, match="resolution"):
         CircuitScene(4)
 

@@ -419,9 +419,7 @@ class CircuitScene:
         The arm and board are rendered by MuJoCo and the lamps painted in (:meth:`paint`);
         ``exact`` renders every image with MuJoCo alone (slower, the same up to rounding).
         """
-        state = np.asarray(state, dtype=np.float64)
-        if state.ndim != 2 or state.shape[1] != 4:
-            raise ValueError(f"states must have shape (N, 4), got {state.shape}")
+        state = _check_states(state)
         if not exact:
             return self.paint(self.render_board(state[:, 0]), state[:, 1:])
         out = np.empty((len(state), self.resolution, self.resolution, 3), dtype=np.uint8)
@@ -510,6 +508,16 @@ def _serve(resolution: int) -> None:
         channel.flush()
 
 
+def _check_states(state: Any) -> np.ndarray:
+    """States as ``(N, 4)`` float64 in ``[0, 1]`` (arc position, red, green, blue)."""
+    state = np.asarray(state, dtype=np.float64)
+    if state.ndim != 2 or state.shape[1] != 4:
+        raise ValueError(f"states must have shape (N, 4), got {state.shape}")
+    if not np.isfinite(state).all() or state.min(initial=0) < 0 or state.max(initial=0) > 1:
+        raise ValueError("states must be finite and lie in [0, 1] (arc position, intensities)")
+    return state
+
+
 def render_states(
     state: np.ndarray,
     resolution: int = 64,
@@ -525,9 +533,7 @@ def render_states(
         the number of CPUs. With 1, renders in this process.
     :param progress: show a progress bar; ``None`` shows one for more than a few chunks.
     """
-    state = np.asarray(state, dtype=np.float64)
-    if state.ndim != 2 or state.shape[1] != 4:
-        raise ValueError(f"states must have shape (N, 4), got {state.shape}")
+    state = _check_states(state)
     with CircuitScene(resolution) as scene:
         boards = _render_boards(scene, state[:, 0], workers, chunk, progress)
         return scene.paint(boards, state[:, 1:])
