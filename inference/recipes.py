@@ -66,7 +66,8 @@ class Recipe:
         reset at each restart); ``None`` keeps the rate constant.
     :param pretrain_epochs: epochs of a β-VAE on each view (no causal structure) first.
     :param pretrain_beta: KL weight while pretraining.
-    :param beta_ramp: ``β`` rises linearly from 0 to 1 between these epochs.
+    :param beta_ramp: ``β`` rises linearly from 0 to ``beta`` between these epochs.
+    :param beta: the KL weight after the ramp (1: the ELBO itself).
     :param intervention_prior_epoch: the prior on the intervened value switches on here
         (before, the intervened noise has a flat prior and the solution function rests).
     :param deterministic_epoch: from here only the most probable intervention hypothesis is
@@ -101,6 +102,7 @@ class Recipe:
     pretrain_epochs: float = 0.0
     pretrain_beta: float = 1e-3
     beta_ramp: tuple[float, float] = (0.0, 0.0)
+    beta: float = 1.0
     intervention_prior_epoch: float = 0.0
     deterministic_epoch: float = math.inf
     grad_clip: float = 10.0
@@ -130,6 +132,8 @@ class Recipe:
             self.candidates > 1 and not 0 < self.select_epoch < self.epochs
         ):
             raise ValueError("candidates ≥ 1, and with several, 0 < select_epoch < epochs")
+        if not self.beta > 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
         if not 0 < self.posterior_power <= 1:
             raise ValueError("posterior_power must lie in (0, 1]")
 
@@ -150,7 +154,8 @@ class Recipe:
         if pretrain:
             beta = self.pretrain_beta
         else:
-            beta = _ramp(epoch, *self.beta_ramp, 0.0, 1.0) if self.beta_ramp[1] > 0 else 1.0
+            ramped = self.beta_ramp[1] > 0
+            beta = _ramp(epoch, *self.beta_ramp, 0.0, self.beta) if ramped else self.beta
         paired = 0.0 if self.independent_views else 1.0  # weight of terms that read the pairs
         return Phase(
             pretrain=pretrain or self.independent_views,

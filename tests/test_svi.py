@@ -85,6 +85,18 @@ def test_recipe_schedules():
     )
 
 
+def test_recipe_final_kl_weight():
+    low = PRESETS["authors"].replace(beta=0.01)
+    assert low.at(5).beta == low.pretrain_beta and low.at(10).beta == 0
+    assert low.at(14.5).beta == pytest.approx(0.005) and low.at(40).beta == pytest.approx(0.01)
+    assert Recipe(name="flat", epochs=1.0, beta=0.1).at(0.5).beta == 0.1
+    legacy = PRESETS["authors"].to_dict()
+    del legacy["beta"]  # recipes saved before the field existed
+    assert Recipe.from_dict(legacy) == PRESETS["authors"]
+    with pytest.raises(ValueError, match="beta"):
+        Recipe(name="bad", epochs=1.0, beta=0.0)
+
+
 def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
     recipe = SHORT.replace(epochs=1.2)
     model, guide, objective = _setup()
