@@ -2,6 +2,7 @@
 
 __all__ = ["MODELS", "FitReport", "build_ilcm", "candidate_seed", "fit_ilcm", "load_ilcm"]
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -28,6 +29,9 @@ SELECTION_PAIRS = 4096
 """Training pairs on which candidates are compared."""
 PRECONDITION_PAIRS = 20_000
 """Training pairs whose statistics precondition the encoder."""
+SELECTION_FILE = "selection.json"
+"""The candidate selection and its training seconds, kept in ``output`` while the chosen
+candidate is finished (so a resumed run reports them)."""
 
 
 @dataclass
@@ -220,7 +224,8 @@ def fit_ilcm(
     :param test: held-out pairs; with ground truth, the report has DCI and intervention
         accuracy (DCI regressors are fitted on ``dci_train``, or on ``test``).
     :param output: a directory for ``checkpoint.pt`` (training resumes from it when
-        ``resume``; so do unfinished candidates) and ``results.json``.
+        ``resume``; so do unfinished candidates) and ``results.json``. A resumed run reports
+        the candidate selection and the training time of the calls before it as well.
     :param validate_every: evaluate on (a part of) ``test`` every so many steps.
     :param validate_model: Pyro validation while training (see :class:`Trainer`).
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
@@ -311,7 +316,9 @@ def fit_ilcm(
 
     final = output / "checkpoint.pt" if output is not None else None
     selection: list[dict[str, float]] = []
+    earlier = 0.0  # training seconds of the earlier calls this one resumes
     if resume and final is not None and final.exists():
+        selection, earlier = _earlier_record(output)
         chosen = int(load_checkpoint(final)["seed"])
         model_, guide_ = build(chosen)
         trainer = make_trainer(model_, guide_, chosen, final)
@@ -335,8 +342,11 @@ def fit_ilcm(
                 best = (score, m, g, t)
         _, model_, guide_, trainer = best
         trainer.checkpoint = final
+        if output is not None:  # kept until results.json holds it
+            record = {"selection": selection, "train_time": time.perf_counter() - start}
+            write_json(output / SELECTION_FILE, record)
     result = trainer.fit(data, resume=resume)
-    train_time = time.perf_counter() - start
+    train_time = earlier + time.perf_counter() - start
     if output is not None:
         for leftover in output.glob("candidate*"):
             leftover.unlink()
@@ -375,4 +385,24 @@ def fit_ilcm(
             "history": result.history,
         }
         write_json(output / "results.json", results)
+        (output / SELECTION_FILE).unlink(missing_ok=True)
     return model_, guide_, report
+
+
+def _earlier_record(output: Path) -> tuple[list[dict[str, float]], float]:
+    """The candidate selection and training seconds of the earlier calls that a resumed
+    :func:`fit_ilcm` goes on from: from ``results.json`` if that run finished, else from the
+    record written at the selection (a run interrupted while finishing loses only the
+    seconds of that last stretch)."""
+    for name in ("results.json", SELECTION_FILE):
+        path = output / name
+        if path.exists():
+            try:
+                record = json.loads(path.read_text())
+                return list(record["selection"]), float(record["train_time"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise CheckpointError(
+                    f"{path} is not a record written by fit_ilcm ({error!r}); remove it to "
+                    "resume without the earlier selection and timing"
+                ) from error
+    return [], 0.0

@@ -132,8 +132,8 @@ class Recipe:
             self.candidates > 1 and not 0 < self.select_epoch < self.epochs
         ):
             raise ValueError("candidates ≥ 1, and with several, 0 < select_epoch < epochs")
-        if not self.beta > 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
+        if not 0 < self.beta < math.inf:
+            raise ValueError(f"beta must be positive and finite, got {self.beta}")
         if not 0 < self.posterior_power <= 1:
             raise ValueError("posterior_power must lie in (0, 1]")
 

@@ -13,6 +13,7 @@ from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.queries import encode
 from pyrocrl.inference.recipes import Recipe
 from pyrocrl.inference.svi import Trainer
+from pyrocrl.io import CheckpointError
 from pyrocrl.models.ilcm import ILCM
 
 TINY = Recipe(
@@ -70,6 +71,13 @@ def test_candidates_are_compared_and_the_best_is_finished(splits, tmp_path):
         seed=3, output=tmp_path, hidden=(16, 16), dci_pairs=(400, 400), progress=False,
     )  # fmt: skip
     assert again.metrics == report.metrics
+    assert again.selection == report.selection  # the record is not lost by resuming
+    assert again.train_time >= report.train_time
+    assert not (tmp_path / "selection.json").exists()
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"results\.json"):
+        fit_ilcm(splits["train"], 2, recipe=TINY, seed=3, output=tmp_path, hidden=(16, 16),
+                 progress=False)  # fmt: skip
 
 
 def test_extended_models_need_builders_for_several_candidates(splits):

@@ -95,6 +95,8 @@ def test_recipe_final_kl_weight():
     assert Recipe.from_dict(legacy) == PRESETS["authors"]
     with pytest.raises(ValueError, match="beta"):
         Recipe(name="bad", epochs=1.0, beta=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        Recipe(name="bad", epochs=1.0, beta=float("nan"))
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
