@@ -17,14 +17,18 @@ weights of learned edges that are true edges are then checked against the true w
 (coverage by the 94 % HDI).
 
 Columns: SHD of the learned graph after the matching; found/true: learned edges that are
-true edges (right direction) / true edges; intervention accuracy of the inferred targets under
-the matching; min R²: the worst affine fit of a learned variable to its true one (1 = exactly
-affine); levels vs. differences: the largest gap between the aligned least-squares weights
-from the first world's levels and from the differences between worlds, where the shared noise
-cancels (a small gap: the weights' bias is in the learned variables, not in the noise model);
-σ aligned: posterior mean noise scales on the truth's scale (true: 1). ``--oracle``
-also fits the true variables, targets and graph of the same pairs (a check of the sampler and
-model alone); ``--details`` prints every run's edges.
+true edges (right direction) / true edges; intervention accuracy of the inferred targets
+under the matching; min R²: the worst affine fit of a learned variable to its true one (1 =
+exactly affine); mixing, noise / z: the largest weight of other true variables against a
+learned variable's own, in a linear regression on all of them scaled to their spread, for
+the noise encodings and for the causal variables (0 = no mixing; noise mixing near 0 with z
+mixing well above it puts the error in the learned solution functions, not in the encoder);
+levels vs. differences: the largest gap between the aligned least-squares weights from the
+first world's levels and from the differences between worlds, where the shared noise cancels
+(a small gap: the weights' bias is in the learned variables, not in the noise model); σ
+aligned: posterior mean noise scales on the truth's scale (true: 1). ``--oracle`` also fits
+the true variables, targets and graph of the same pairs (a check of the sampler and model
+alone); ``--details`` prints every run's edges.
 """
 
 import argparse
@@ -72,18 +76,33 @@ def contrast_gap(z: np.ndarray, targets: np.ndarray, adjacency: np.ndarray, scal
     return float(max(gaps))
 
 
+def mixing(learned: np.ndarray, true: np.ndarray, permutation: np.ndarray) -> float:
+    """Largest share of another true variable in a learned one: regress each learned
+    variable (matched to true ``permutation[j]``) on all true variables, scaled to the
+    true variables' spread, and return max over ``j`` of ``|off-diagonal| / |own|``."""
+    design = np.c_[true, np.ones(len(true))]
+    coef = np.linalg.lstsq(design, learned, rcond=None)[0][:-1] * true.std(0)[:, None]
+    own = np.abs(coef[permutation, np.arange(len(permutation))])
+    other = np.abs(coef).sum(0) - own
+    return float(np.max(other / own))
+
+
 def check(n: int, seed: int, args: argparse.Namespace) -> dict:
     model, guide = load_ilcm(args.root / f"n{n}_data{seed}_model0" / "checkpoint.pt")
     lcm = make_simulator("scaling", n, seed)
     test = simulate_splits(lcm, seed, SPLITS, progress=False)["test"]
     x, z_true = test["x"].values, test["z"].values
-    z = np.stack([encode(guide, x[:, w])["z"].numpy() for w in (0, 1)], axis=1)  # (N, 2, n)
+    encoded = [encode(guide, x[:, w]) for w in (0, 1)]
+    z = np.stack([e["z"].numpy() for e in encoded], axis=1)  # (N, 2, n)
+    noise = encoded[0]["noise"].numpy()
     targets = predict_targets(guide, x[:, 0], x[:, 1]).numpy()
     found = learn_graph(model, guide, x[:, 0], x[:, 1], method="ilcm-h")
     both, both_true = z.reshape(-1, n), z_true.reshape(-1, n)
     permutation, scale, shift = align_to_truth(both, both_true)
     residual = both - (scale * both_true[:, permutation] + shift)
     r2 = 1.0 - residual.var(0) / both.var(0)
+    mixed = (mixing(noise, test["noise"].values[:, 0], permutation),
+             mixing(z[:, 0], z_true[:, 0], permutation))  # fmt: skip
     true_targets = test["target"].values
     mapped = np.where(targets > 0, permutation[np.maximum(targets, 1) - 1] + 1, 0)
     start = time.perf_counter()
@@ -112,6 +131,7 @@ def check(n: int, seed: int, args: argparse.Namespace) -> dict:
         "shd": graph_scores(found.adjacency, lcm.scm.adjacency, permutation).shd,
         "accuracy": float(np.mean(mapped == true_targets)),
         "r2": float(r2.min()),
+        "mixing": mixed,
         "gap": contrast_gap(z, targets, found.adjacency, scale, args.pairs),
         "covered": int(table.loc[table["true_edge"], "covered"].sum()),
         "coverage": coverage_fraction(table),
@@ -155,15 +175,15 @@ def main() -> None:
     extra = " oracle covered / true |" if args.oracle else ""
     print(
         "| n | seed | edges learned | true edges found / true | SHD | interv. acc. | "
-        "min R² | levels vs. differences | σ aligned | covered / found | max r_hat | "
-        "min ess_bulk | NUTS (s) |" + extra
+        "min R² | mixing: noise / z | levels vs. differences | σ aligned | covered / found | "
+        "max r_hat | min ess_bulk | NUTS (s) |" + extra
     )
-    print("|---" * (14 if args.oracle else 13) + "|")
+    print("|---" * (15 if args.oracle else 14) + "|")
     for r in rows:
         oracle = f" {r['oracle']} / {r['true_edges']} |" if args.oracle else ""
         print(f"| {r['n']} | {r['seed']} | {r['learned_edges']} | {r['found']} / "
               f"{r['true_edges']} | {r['shd']} | {r['accuracy']:.3f} | {r['r2']:.4f} | "
-              f"{r['gap']:.3f} | "
+              f"{r['mixing'][0]:.3f} / {r['mixing'][1]:.3f} | {r['gap']:.3f} | "
               f"{r['sigma'][0]:.2f}–{r['sigma'][1]:.2f} | {r['covered']} / {r['found']} | "
               f"{r['r_hat']:.3f} | {r['ess']:.0f} | {r['time']:.0f} |{oracle}")  # fmt: skip
     covered, found = sum(r["covered"] for r in rows), sum(r["found"] for r in rows)

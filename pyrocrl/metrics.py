@@ -7,6 +7,8 @@
   *informativeness* (how well the learned variables predict the true ones).
 - **Intervention accuracy**: accuracy of the inferred intervention targets after the best
   matching of learned to true variables (no intervention is always matched to itself).
+- **Monotone R²**: how far a learned variable is one-to-one in its true variable (a
+  learned variable that folds back on itself explains less of itself monotonically).
 - **Graphs**: structural Hamming distance and edge precision/recall of a learned graph
   against the true one, after a matching of learned to true variables (from intervention
   labels or from the DCI importance matrix).
@@ -20,6 +22,7 @@ __all__ = [
     "intervention_accuracy",
     "match_importance",
     "match_interventions",
+    "monotone_r2",
     "structural_hamming_distance",
 ]
 
@@ -95,6 +98,33 @@ def dci(
     weight = importance.sum(axis=0) / total if total > 0 else np.full(n, 1.0 / n)
     completeness = float(np.sum(weight * (1.0 - _entropy(importance, m, axis=0))))
     return DCIScores(disentanglement, completeness, float(r2.mean()), importance)
+
+
+def monotone_r2(learned: np.ndarray, true: np.ndarray) -> float:
+    """The share of a learned variable's variance that a monotone function of the true
+    variable explains: ``1 − Var(ẑ − f(z)) / Var(ẑ)`` for the best monotone ``f``
+    (isotonic regression, increasing or decreasing).
+
+    1 when ``ẑ`` is one-to-one in ``z`` (any strictly monotone reparametrization, the
+    ambiguity the model is identified up to), lower when it folds back on itself or mixes
+    in other variables.
+
+    :param learned, true: ``(N,)`` each, the same samples.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    learned, true = np.asarray(learned, dtype=float), np.asarray(true, dtype=float)
+    if learned.ndim != 1 or learned.shape != true.shape or len(learned) < 2:
+        raise ValueError(
+            f"need two 1-D arrays of the same length ≥ 2, got {learned.shape} and {true.shape}"
+        )
+    if not (np.isfinite(learned).all() and np.isfinite(true).all()):
+        raise ValueError("monotone_r2: inputs hold NaN or infinite values")
+    spread = float(np.var(learned))
+    if spread == 0:
+        raise ValueError("the learned variable is constant")
+    fits = [IsotonicRegression(increasing=up).fit(true, learned) for up in (True, False)]
+    return max(1.0 - float(np.var(learned - f.predict(true))) / spread for f in fits)
 
 
 def match_interventions(predicted: np.ndarray, true: np.ndarray, n: int) -> np.ndarray:

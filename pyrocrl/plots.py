@@ -4,6 +4,7 @@ __all__ = [
     "plot_graph",
     "plot_history",
     "plot_image_grid",
+    "plot_latents",
     "plot_pairs",
     "plot_pareto_k",
     "plot_reliability",
@@ -242,4 +243,59 @@ def plot_image_grid(
                 ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center")
             if i == 0 and column_labels is not None:
                 ax.set_title(column_labels[j], fontsize=8)
+    return figure
+
+
+def plot_latents(
+    learned: np.ndarray,
+    true: np.ndarray,
+    *,
+    learned_names: Sequence[str] | None = None,
+    true_names: Sequence[str] | None = None,
+    color_by: int = 0,
+    max_points: int = 3000,
+    figure: Figure | None = None,
+) -> Figure:
+    """Every learned variable against every true one, as a grid of scatter plots.
+
+    Row ``j``, column ``i`` shows learned ``ẑ_j`` against true ``z_i`` for the same samples,
+    coloured by true ``z[:, color_by]``. A learned variable identified up to an invertible
+    map is a thin monotone curve against its own true variable; against the others it
+    shows only their causal effects on it (or nothing). A curve that turns back (a fold)
+    means it is not one-to-one in its true variable.
+
+    :param learned: ``(N, n)`` learned causal variables.
+    :param true: ``(N, m)`` true causal variables of the same samples.
+    :param max_points: draw at most this many samples (the first ones).
+    """
+    learned, true = np.asarray(learned, dtype=float), np.asarray(true, dtype=float)
+    if learned.ndim != 2 or true.ndim != 2 or len(learned) != len(true):
+        raise ValueError(
+            f"need learned (N, n) and true (N, m) with the same N, got {learned.shape} and "
+            f"{true.shape}"
+        )
+    n, m = learned.shape[1], true.shape[1]
+    if learned_names is None:
+        learned_names = [f"ẑ{j + 1}" for j in range(n)]
+    if true_names is None:
+        true_names = [f"z{i + 1}" for i in range(m)]
+    learned_names, true_names = [str(a) for a in learned_names], [str(a) for a in true_names]
+    if len(learned_names) != n or len(true_names) != m:
+        raise ValueError(f"need {n} learned and {m} true names")
+    if not 0 <= color_by < m:
+        raise ValueError(f"color_by must index a true variable (0..{m - 1}), got {color_by}")
+    learned, true = learned[:max_points], true[:max_points]
+    figure = figure or plt.figure(figsize=(2.2 * m + 0.4, 2.0 * n + 0.4))
+    axes = figure.subplots(n, m, squeeze=False, sharex="col", sharey="row")
+    for j in range(n):
+        for i in range(m):
+            ax = axes[j, i]
+            ax.scatter(true[:, i], learned[:, j], s=1, c=true[:, color_by], cmap="viridis",
+                       rasterized=True)  # fmt: skip
+            if j == n - 1:
+                ax.set_xlabel(f"true {true_names[i]}")
+            if i == 0:
+                ax.set_ylabel(learned_names[j])
+    figure.suptitle(f"learned (rows) against true (columns) variables; colour: true "
+                    f"{true_names[color_by]}")  # fmt: skip
     return figure

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from pyrocrl.metrics import dci, intervention_accuracy, match_interventions
+from pyrocrl.metrics import dci, intervention_accuracy, match_interventions, monotone_r2
 
 
 @pytest.fixture
@@ -77,3 +77,22 @@ def test_intervention_accuracy_rejects_bad_labels():
         intervention_accuracy(np.array([0, 3]), np.array([0, 1]), 2)
     with pytest.raises(ValueError, match="one shape"):
         intervention_accuracy(np.array([0, 1, 2]), np.array([0, 1]), 2)
+
+
+def test_monotone_r2_is_one_for_any_monotone_map_and_low_for_a_fold(rng):
+    z = rng.uniform(-2, 2, size=2000)
+    assert monotone_r2(np.exp(z), z) == pytest.approx(1.0)
+    assert monotone_r2(-(z**3), z) == pytest.approx(1.0)  # decreasing maps count too
+    assert monotone_r2(z**2, z) < 0.5  # a symmetric fold
+    assert 0.9 < monotone_r2(np.where(z < 1, z, 2 - z), z) < 0.99  # the last quarter folds
+    noisy = monotone_r2(z + rng.normal(scale=0.5, size=z.shape), z)
+    assert noisy == pytest.approx(4 / 3 / (4 / 3 + 0.25), abs=0.03)  # Var z / Var ẑ
+
+
+def test_monotone_r2_rejects_bad_inputs(rng):
+    with pytest.raises(ValueError, match="same length"):
+        monotone_r2(rng.normal(size=5), rng.normal(size=4))
+    with pytest.raises(ValueError, match="NaN"):
+        monotone_r2(np.array([0.0, np.nan]), np.zeros(2))
+    with pytest.raises(ValueError, match="constant"):
+        monotone_r2(np.ones(3), rng.normal(size=3))
