@@ -137,6 +137,20 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="F",
         help="multiply every time of the recipe by F (e.g. 0.2: a 5× shorter run)",
     )
+    fit.add_argument(
+        "--candidates",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="train K model seeds to --select-epoch and finish the one with the best "
+        "training ELBO (no labels used)",
+    )
+    fit.add_argument(
+        "--select-epoch",
+        type=float,
+        metavar="E",
+        help="epoch at which candidates are compared (default: 6/7 of the recipe's length)",
+    )
     fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
     fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     fit.add_argument(
@@ -332,6 +346,9 @@ def _fit(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe)
     if args.recipe_scale != 1.0:
         recipe = recipe.scaled(args.recipe_scale)
+    if args.candidates > 1 or args.select_epoch is not None:
+        select = recipe.epochs * 6 / 7 if args.select_epoch is None else args.select_epoch
+        recipe = recipe.replace(candidates=args.candidates, select_epoch=select)
     torch.set_num_threads(1)
     if args.backend == "jax":
         _compilation_cache()

@@ -41,6 +41,8 @@ def test_graph_seed_option(tmp_path):
         (["simulate", "causalcircuit", "--resolution", "4"], 2, "at least 8 pixels"),
         (["simulate", "causalcircuit", "--resolution", "1024"], 1, "at most 512"),
         (["info", "missing.nc"], 1, "no dataset file"),
+        (["fit", "--candidates", "0"], 2, "must be at least 1"),
+        (["fit", "--candidates", "2", "--select-epoch", "9"], 1, "select_epoch < epochs"),
         ([], 2, "required"),
     ],
 )
@@ -65,6 +67,17 @@ def test_console_script_help():
         check=True,
     )
     assert "example: pyrocrl simulate scaling" in run.stdout
+
+
+def test_fit_with_candidates_keeps_the_best(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["fit", "--n", "2", "--pairs", "400", "--test-pairs", "200", "--recipe-scale",
+            "0.05", "--candidates", "2", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [c["candidate"] for c in results["selection"]] == [0, 1]
+    assert results["recipe_settings"]["select_epoch"] == pytest.approx(0.05 * 3.5 * 6 / 7)
+    assert "2 candidates" in capsys.readouterr().out
 
 
 @pytest.fixture
