@@ -190,8 +190,8 @@ def main() -> None:
     learned = encode(guide, x[:, 0])["z"].numpy()
     arm = int(np.flatnonzero(match == 0)[0])  # the learned variable matched to the arm
     unfolded = monotone_r2(learned[:, arm], test["z"].values[:5000, 0, 0])
-    names = [f"z{k + 1} ({VARIABLES[j]})" for k, j in enumerate(match)]
-    latents = plot_latents(learned, test["z"].values[:5000, 0], learned_names=names,
+    labels = [f"z{k + 1} ({VARIABLES[j]})" for k, j in enumerate(match)]
+    latents = plot_latents(learned, test["z"].values[:5000, 0], learned_names=labels,
                            true_names=VARIABLES)  # fmt: skip
     latents.savefig(root / "latents.png", dpi=80, bbox_inches="tight")
     if args.figure is not None:

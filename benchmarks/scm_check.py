@@ -77,9 +77,10 @@ def contrast_gap(z: np.ndarray, targets: np.ndarray, adjacency: np.ndarray, scal
 
 
 def mixing(learned: np.ndarray, true: np.ndarray, permutation: np.ndarray) -> float:
-    """Largest share of another true variable in a learned one: regress each learned
-    variable (matched to true ``permutation[j]``) on all true variables, scaled to the
-    true variables' spread, and return max over ``j`` of ``|off-diagonal| / |own|``."""
+    """Largest share of the other true variables in a learned one: regress each learned
+    variable (matched to true ``permutation[j]``) on all true variables, scale the
+    coefficients by the true variables' spread, and return the max over ``j`` of
+    ``Σ |other coefficients| / |own coefficient|``."""
     design = np.c_[true, np.ones(len(true))]
     coef = np.linalg.lstsq(design, learned, rcond=None)[0][:-1] * true.std(0)[:, None]
     own = np.abs(coef[permutation, np.arange(len(permutation))])

@@ -346,7 +346,9 @@ def _fit(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe)
     if args.recipe_scale != 1.0:
         recipe = recipe.scaled(args.recipe_scale)
-    if args.candidates > 1 or args.select_epoch is not None:
+    if args.select_epoch is not None and args.candidates == 1:
+        raise ValueError("--select-epoch compares candidates: give --candidates K with K ≥ 2")
+    if args.candidates > 1:
         select = recipe.epochs * 6 / 7 if args.select_epoch is None else args.select_epoch
         recipe = recipe.replace(candidates=args.candidates, select_epoch=select)
     torch.set_num_threads(1)

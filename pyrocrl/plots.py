@@ -274,6 +274,8 @@ def plot_latents(
             f"need learned (N, n) and true (N, m) with the same N, got {learned.shape} and "
             f"{true.shape}"
         )
+    if not (np.isfinite(learned).all() and np.isfinite(true).all()):
+        raise ValueError("plot_latents: inputs hold NaN or infinite values")
     n, m = learned.shape[1], true.shape[1]
     if learned_names is None:
         learned_names = [f"ẑ{j + 1}" for j in range(n)]

@@ -43,6 +43,7 @@ def test_graph_seed_option(tmp_path):
         (["info", "missing.nc"], 1, "no dataset file"),
         (["fit", "--candidates", "0"], 2, "must be at least 1"),
         (["fit", "--candidates", "2", "--select-epoch", "9"], 1, "select_epoch < epochs"),
+        (["fit", "--select-epoch", "1"], 1, "give --candidates K"),
         ([], 2, "required"),
     ],
 )
