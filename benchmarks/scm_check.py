@@ -1,16 +1,20 @@
 """A Bayesian check of fitted ILCMs: the linear SCM over their learned variables and graph,
 sampled with NUTS, against the true weights of the scaling toy.
 
-    python benchmarks/scm_check.py [--n 3 4 5] [--seeds 302 303 304] [--pairs 2000]
+    python benchmarks/scm_check.py [--recipe fast-anneal] [--model-seed 0] [--root DIR]
+                                   [--n 3 4 5] [--seeds 302 303 304] [--pairs 2000]
                                    [--chains 4] [--warmup 500] [--samples 500]
                                    [--oracle] [--details]
 
-For each fitted ILCM of the scaling study (``runs/benchmarks/scaling_study/ilcm/
-n{n}_data{seed}_model0/checkpoint.pt``), the test split is regenerated exactly as the fit was
-evaluated (``simulate_splits`` seeds each split on its own, so the test split does not need
-the 100,000 training pairs). Both worlds of the test pairs are encoded to learned causal
-variables, the intervention targets inferred, and the graph found with ILCM-H; NUTS then
-samples a linear-Gaussian SCM over that graph (:func:`pyrocrl.inference.scm_check.
+For each case, the ILCM ``ROOT/n{n}_data{seed}_model{model_seed}/checkpoint.pt`` (ROOT:
+``runs/benchmarks/scm_check/{recipe}`` unless ``--root`` is given) is fitted first if it is
+missing, as the scaling study fits it: ``pyrocrl fit --backend jax --n N --data-seed S
+--seed M --recipe R`` (the JAX backend, 100,000 training pairs; under a minute each). The
+test split is then regenerated exactly as the fit was evaluated (``simulate_splits`` seeds
+each split on its own, so the test split does not need the training pairs). Both worlds
+of the test pairs are encoded to learned causal variables, the intervention targets
+inferred, and the graph found with ILCM-H; NUTS then samples a linear-Gaussian SCM over
+that graph (:func:`pyrocrl.inference.scm_check.
 fit_linear_scm`) from the first ``--pairs`` pairs. Learned variables are matched to true ones
 by correlation and mapped by per-variable affine fits on all test pairs; the posterior
 weights of learned edges that are true edges are then checked against the true weights
@@ -34,6 +38,7 @@ alone); ``--details`` prints every run's edges.
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,8 +93,23 @@ def mixing(learned: np.ndarray, true: np.ndarray, permutation: np.ndarray) -> fl
     return float(np.max(other / own))
 
 
+def fitted(n: int, seed: int, args: argparse.Namespace) -> Path:
+    """The checkpoint of the case, fitted with ``pyrocrl fit`` if it is not there yet."""
+    out = args.root / f"n{n}_data{seed}_model{args.model_seed}"
+    checkpoint = out / "checkpoint.pt"
+    if not (out / "results.json").exists():
+        command = [sys.executable, "-m", "pyrocrl.cli", "fit", "--backend", "jax",
+                   "--n", str(n), "--data-seed", str(seed), "--seed", str(args.model_seed),
+                   "--recipe", args.recipe, "--fresh", "-o", str(out)]  # fmt: skip
+        print(f"fitting n = {n}, data seed {seed}: {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the fit of n={n}, seed={seed} failed:\n{done.stderr[-2000:]}")
+    return checkpoint
+
+
 def check(n: int, seed: int, args: argparse.Namespace) -> dict:
-    model, guide = load_ilcm(args.root / f"n{n}_data{seed}_model0" / "checkpoint.pt")
+    model, guide = load_ilcm(fitted(n, seed, args))
     lcm = make_simulator("scaling", n, seed)
     test = simulate_splits(lcm, seed, SPLITS, progress=False)["test"]
     x, z_true = test["x"].values, test["z"].values
@@ -157,8 +177,14 @@ def main() -> None:
     parser.add_argument(
         "--oracle", action="store_true", help="also fit the true z, targets and graph"
     )
-    parser.add_argument("--root", type=Path, default=Path("runs/benchmarks/scaling_study/ilcm"))
+    parser.add_argument("--recipe", default="fast-anneal", help="recipe of missing fits")
+    parser.add_argument("--model-seed", type=int, default=0)
+    parser.add_argument(
+        "--root", type=Path, help="fitted ILCMs (default: runs/benchmarks/scm_check/RECIPE)"
+    )
     args = parser.parse_args()
+    if args.root is None:
+        args.root = Path("runs/benchmarks/scm_check") / args.recipe
     import jax
 
     if not jax.config.jax_compilation_cache_dir:  # refits of equal shapes skip compilation
@@ -168,7 +194,8 @@ def main() -> None:
     print(f"command: python {' '.join(sys.argv)}")
     print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
           f"(shared with other work: times are inflated), jax {jax.__version__}")  # fmt: skip
-    print(f"data seeds {args.seeds}, n {args.n}; ILCMs from {args.root} (model seed 0); "
+    print(f"data seeds {args.seeds}, n {args.n}; ILCMs from {args.root} (model seed "
+          f"{args.model_seed}; missing ones fitted with recipe {args.recipe!r}); "
           f"NUTS: {args.chains} chains × ({args.warmup} warmup + {args.samples} draws), "
           f"{args.pairs} test pairs, seed 0; coverage by the 94 % HDI")  # fmt: skip
     print()

@@ -51,6 +51,7 @@ _seed = _int_at_least(0, "seeds are non-negative")
 
 def _build_parser() -> argparse.ArgumentParser:
     from pyrocrl.data.simulators import SIMULATORS
+    from pyrocrl.inference.recipes import PRESETS
 
     parser = _Parser(
         prog="pyrocrl",
@@ -129,7 +130,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--test-pairs", type=_positive_int, default=10_000, help="toy test and DCI pairs"
     )
     fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
-    fit.add_argument("--recipe", default="fast", help="training recipe: fast, authors")
+    fit.add_argument("--recipe", default="fast", help=f"training recipe: {', '.join(PRESETS)}")
     fit.add_argument(
         "--recipe-scale",
         type=float,

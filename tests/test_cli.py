@@ -81,6 +81,21 @@ def test_fit_with_candidates_keeps_the_best(tmp_path, capsys):
     assert "2 candidates" in capsys.readouterr().out
 
 
+def test_fit_with_the_annealed_recipe(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["fit", "--n", "2", "--pairs", "400", "--test-pairs", "200", "--recipe",
+            "fast-anneal", "--recipe-scale", "0.05", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    settings = json.loads((out / "results.json").read_text())["recipe_settings"]
+    assert settings["lr_decay"] == pytest.approx([0.05 * 2.75, 0.05 * 3.5])
+    assert settings["final_lr_factor"] == 0.01
+    capsys.readouterr()
+    assert main(["fit", "--recipe", "slow", "-o", str(tmp_path / "bad")]) != 0
+    err = capsys.readouterr().err
+    assert "unknown recipe 'slow'" in err and "fast-anneal" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """A dataset of 300 pairs (n = 2) and a checkpoint of a briefly trained ILCM."""

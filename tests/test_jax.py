@@ -87,6 +87,11 @@ def _np(x):
     return jnp.asarray(x.detach().numpy())
 
 
+def test_schedule_carries_the_decayed_learning_rate():
+    rows = Schedule.from_phases([get_recipe("fast-anneal").at(e) for e in (1.0, 3.125, 3.5)])
+    assert np.allclose(rows.lr, [1e-3, 1e-4, 1e-5], rtol=1e-5)
+
+
 def test_networks_convert_both_ways():
     torch.manual_seed(1)
     encoder = GaussianEncoder(5, 3, (8, 8))

@@ -99,6 +99,36 @@ def test_recipe_final_kl_weight():
         Recipe(name="bad", epochs=1.0, beta=float("nan"))
 
 
+def test_learning_rate_decay():
+    anneal = PRESETS["fast-anneal"]
+    fast = PRESETS["fast"]
+    assert anneal.replace(name="fast", lr_decay=(0.0, 0.0), final_lr_factor=1.0, notes="") == fast
+    assert anneal.at(2.0).lr == fast.at(2.0).lr == anneal.at(2.75).lr == 1e-3
+    assert anneal.at(3.125).lr == pytest.approx(1e-4)  # geometric: halfway, a factor of 10
+    assert anneal.at(3.5).lr == pytest.approx(1e-5) and fast.at(3.5).lr == 1e-3
+    assert anneal.scaled(4).lr_decay == (11.0, 14.0)
+    assert anneal.scaled(4).at(14).lr == pytest.approx(1e-5)
+    assert Recipe.from_dict(anneal.to_dict()) == anneal
+    cycles = PRESETS["authors"].replace(lr_decay=(60, 90), final_lr_factor=0.1)
+    assert cycles.at(75).lr == pytest.approx(PRESETS["authors"].at(75).lr * 0.1**0.5)
+    for bad in ({"final_lr_factor": 0.0}, {"final_lr_factor": 2.0}, {"lr_decay": (2.0, 1.0)},
+                {"final_lr_factor": 0.1}):  # fmt: skip
+        with pytest.raises(ValueError, match=r"final_lr_factor|lr_decay"):
+            fast.replace(**bad)
+
+
+def test_trainer_follows_the_decayed_learning_rate(data):
+    recipe = SHORT.replace(epochs=1.5, lr_decay=(0.5, 1.0), final_lr_factor=0.01)
+    model, guide, objective = _setup()
+    trainer = Trainer(model, guide, objective, recipe, seed=0, progress=False, log_every=5)
+    result = trainer.fit(data)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(3e-5)
+    for entry in result.history:  # the last step of each entry started one step earlier
+        started = entry["epoch"] * (entry["step"] - 1) / entry["step"]
+        assert entry["lr"] == pytest.approx(recipe.at(started).lr)
+    assert result.history[0]["lr"] == 3e-3 and result.history[-1]["lr"] == pytest.approx(3e-5)
+
+
 def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
     recipe = SHORT.replace(epochs=1.2)
     model, guide, objective = _setup()

@@ -64,7 +64,9 @@ print({name: ds.sizes["pair"] for name, ds in splits.items()})
 # `fit_ilcm` builds the model (`pyrocrl.models.ILCM`) and its guide
 # (`pyrocrl.inference.guides.ILCMGuide`), trains them with a recipe — a schedule of
 # pretraining, KL weight, intervention prior and a late deterministic phase — and evaluates
-# on the test pairs. The `"fast"` recipe is ours; `"authors"` is the original 90-epoch one.
+# on the test pairs. The `"fast"` recipe is ours; `"fast-anneal"` is the same with a
+# learning rate that falls over the last phase (for posterior checks of the learned
+# mechanisms, tutorial 07); `"authors"` is the original 90-epoch one.
 
 # %%
 model, guide, report = fit_ilcm(
