@@ -151,8 +151,7 @@ def main() -> None:
     # 5. ILCM on the codes
     start = _stage("ILCM")
     recipe = get_recipe(args.recipe)
-    if args.epochs is not None:
-        recipe = recipe.scaled(args.epochs / recipe.epochs)
+    recipe = recipe.scaled(args.epochs / recipe.epochs)
     if args.candidates > 1:
         recipe = recipe.replace(candidates=args.candidates, select_epoch=args.select_epoch)
     _, _, report = fit_ilcm(  # a finished fit resumes: same model, its own time and selection

@@ -9,7 +9,8 @@ sampled with NUTS, against the true weights of the scaling toy.
 For each case, the ILCM ``ROOT/n{n}_data{seed}_model{model_seed}/checkpoint.pt`` (ROOT:
 ``runs/benchmarks/scm_check/{recipe}`` unless ``--root`` is given) is fitted first if it is
 missing, as the scaling study fits it: ``pyrocrl fit --backend jax --n N --data-seed S
---seed M --recipe R`` (the JAX backend, 100,000 training pairs; under a minute each). The
+--seed M --recipe R`` (the JAX backend, 100,000 training pairs; under a minute each; an
+interrupted fit resumes from its checkpoint). The
 test split is then regenerated exactly as the fit was evaluated (``simulate_splits`` seeds
 each split on its own, so the test split does not need the training pairs). Both worlds
 of the test pairs are encoded to learned causal variables, the intervention targets
@@ -97,10 +98,10 @@ def fitted(n: int, seed: int, args: argparse.Namespace) -> Path:
     """The checkpoint of the case, fitted with ``pyrocrl fit`` if it is not there yet."""
     out = args.root / f"n{n}_data{seed}_model{args.model_seed}"
     checkpoint = out / "checkpoint.pt"
-    if not (out / "results.json").exists():
+    if not (out / "results.json").exists():  # an interrupted fit resumes from its checkpoint
         command = [sys.executable, "-m", "pyrocrl.cli", "fit", "--backend", "jax",
                    "--n", str(n), "--data-seed", str(seed), "--seed", str(args.model_seed),
-                   "--recipe", args.recipe, "--fresh", "-o", str(out)]  # fmt: skip
+                   "--recipe", args.recipe, "-o", str(out)]  # fmt: skip
         print(f"fitting n = {n}, data seed {seed}: {' '.join(command[1:])}", flush=True)
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:

@@ -286,6 +286,8 @@ def plot_latents(
         raise ValueError(f"need {n} learned and {m} true names")
     if not 0 <= color_by < m:
         raise ValueError(f"color_by must index a true variable (0..{m - 1}), got {color_by}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
     learned, true = learned[:max_points], true[:max_points]
     figure = figure or plt.figure(figsize=(2.2 * m + 0.4, 2.0 * n + 0.4))
     axes = figure.subplots(n, m, squeeze=False, sharex="col", sharey="row")

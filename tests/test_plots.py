@@ -31,3 +31,5 @@ def test_plot_latents_refuses_mismatched_inputs(rng):
         plot_latents(np.array([[np.nan], [0.0]]), rng.normal(size=(2, 1)))
     with pytest.raises(ValueError, match="color_by"):
         plot_latents(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), color_by=2)
+    with pytest.raises(ValueError, match="max_points"):
+        plot_latents(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), max_points=0)
