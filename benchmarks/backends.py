@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _runner import DATA_SEEDS, fit_in_process, header, met
+
 PHASES = {"pretrain": 0.0, "soft": 2.0, "deterministic": 3.0}
 
 
@@ -43,11 +45,10 @@ def jax_worker(n: int, batch: int, steps: int) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from pyrocrl.inference.elbo_jax import Schedule
     from pyrocrl.inference.guides import ILCMGuide
     from pyrocrl.inference.guides_jax import NumPyroILCMGuide
     from pyrocrl.inference.recipes import get_recipe
-    from pyrocrl.inference.svi_jax import JAXTrainer
+    from pyrocrl.inference.svi_jax import JAXTrainer, Schedule
     from pyrocrl.models.ilcm import ILCM
     from pyrocrl.models.ilcm_jax import NumPyroILCM
 
@@ -55,15 +56,16 @@ def jax_worker(n: int, batch: int, steps: int) -> dict[str, float]:
     model = ILCM(n, n)
     twin = NumPyroILCM.from_torch(model)
     chunk = 100
-    trainer = JAXTrainer(twin, NumPyroILCMGuide.from_torch(ILCMGuide(model), twin), "fast",
-                         chunk=chunk)  # fmt: skip
+    trainer = JAXTrainer(
+        twin, NumPyroILCMGuide.from_torch(ILCMGuide(model), twin), "fast", chunk=chunk
+    )
     data = jnp.asarray(np.random.default_rng(0).normal(size=(8192, 2, n)).astype(np.float32))
     rows = jnp.asarray(np.random.default_rng(1).integers(0, 8192, (chunk, batch)))
     out: dict[str, float] = {}
     for name, epoch in PHASES.items():
         schedule = Schedule.from_phases([get_recipe("fast").at(epoch)] * chunk)
-        args = (data, rows, schedule, jnp.arange(chunk), jnp.ones(chunk, bool),
-                jax.random.PRNGKey(0))  # fmt: skip
+        key = jax.random.PRNGKey(0)
+        args = (data, rows, schedule, jnp.arange(chunk), jnp.ones(chunk, bool), key)
         start = time.perf_counter()
         state = trainer._run(trainer.params, trainer.opt_state, *args)
         jax.block_until_ready(state)
@@ -78,28 +80,30 @@ def jax_worker(n: int, batch: int, steps: int) -> dict[str, float]:
 
 
 def worker(backend: str, n: int, batch: int, steps: int) -> dict[str, float]:
-    command = [sys.executable, __file__, "--worker", backend, "--n", str(n),
-               "--batch", str(batch), "--steps", str(steps)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    options = ["--worker", backend, "--n", str(n), "--batch", str(batch), "--steps", str(steps)]
+    done = subprocess.run(
+        [sys.executable, __file__, *options], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def fit(seed: int, scale: float, root: Path) -> dict:
     out = root / f"n4_data{seed}_scale{scale:g}"
-    with tempfile.TemporaryDirectory() as cache:
+    options = {"backend": "jax", "n": 4, "data-seed": seed, "recipe-scale": scale, "fresh": True}
+    with tempfile.TemporaryDirectory() as cache:  # an empty compilation cache
         env = {**os.environ, "XDG_CACHE_HOME": cache}
-        command = [sys.executable, "-m", "pyrocrl.cli", "fit", "--backend", "jax", "--n", "4",
-                   "--data-seed", str(seed), "--recipe-scale", str(scale), "--fresh",
-                   "-o", str(out)]  # fmt: skip
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"fit seed={seed} scale={scale} failed:\n{done.stderr[-2000:]}")
-    results = json.loads((out / "results.json").read_text())
+        results, wall = fit_in_process(
+            out, options, f"fit seed={seed} scale={scale}", reuse=False, env=env
+        )
     evaluation = results["total_time"] - results["train_time"]
-    return {"seed": seed, "scale": scale, "wall": wall - evaluation, "steps": results["steps"],
-            "train": results["train_time"], **results["metrics"]}  # fmt: skip
+    return {
+        "seed": seed,
+        "scale": scale,
+        "wall": wall - evaluation,
+        "steps": results["steps"],
+        "train": results["train_time"],
+        **results["metrics"],
+    }
 
 
 def main() -> None:
@@ -107,7 +111,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, nargs="+", default=[4, 5])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[302, 303, 304])
+    parser.add_argument("--seeds", type=int, nargs="+", default=DATA_SEEDS)
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 0.2, 0.3])
     parser.add_argument("--skip-steps", action="store_true")
     parser.add_argument("--skip-fits", action="store_true")
@@ -120,34 +124,45 @@ def main() -> None:
         return
     if not args.skip_steps:
         print(f"Milliseconds per step, batch {args.batch}:\n")
-        print("| n | phase | Pyro | JAX | speed-up |")
-        print("|---|---|---|---|---|")
+        print(header("n | phase | Pyro | JAX | speed-up"))
         compile_times = []
         for n in args.n:
-            pyro, jax = worker("pyro", n, args.batch, args.steps), worker("jax", n, args.batch,
-                                                                          args.steps)  # fmt: skip
+            pyro = worker("pyro", n, args.batch, args.steps)
+            jax = worker("jax", n, args.batch, args.steps)
             compile_times.append(jax["first call (pretrain)"])
             for phase in PHASES:
-                print(f"| {n} | {phase} | {pyro[phase]:.1f} | {jax[phase]:.2f} | "
-                      f"{pyro[phase] / jax[phase]:.1f}× |")  # fmt: skip
-        print(f"\nJAX: first call (compilation and 100 steps) {min(compile_times):.1f}–"
-              f"{max(compile_times):.1f} s\n")  # fmt: skip
+                print(
+                    f"| {n} | {phase} | {pyro[phase]:.1f} | {jax[phase]:.2f} | "
+                    f"{pyro[phase] / jax[phase]:.1f}× |"
+                )
+        print(
+            f"\nJAX: first call (compilation and 100 steps) {min(compile_times):.1f}–"
+            f"{max(compile_times):.1f} s\n"
+        )
     if not args.skip_fits:
         rows = [fit(seed, scale, args.root) for scale in args.scales for seed in args.seeds]
         print("`pyrocrl fit --backend jax --n 4` with the fast recipe compressed, cold cache:\n")
-        print("| data seed | recipe scale | steps | wall to trained model (s) | DCI D | "
-              "interv. acc. |")  # fmt: skip
-        print("|---|---|---|---|---|---|")
+        print(
+            header(
+                "data seed | recipe scale | steps | wall to trained model (s) | DCI D | "
+                "interv. acc."
+            )
+        )
         for r in rows:
             d, acc = r["dci_disentanglement"], r["intervention_accuracy"]
-            print(f"| {r['seed']} | {r['scale']:g} | {r['steps']} | {r['wall']:.1f} | "
-                  f"{d:.3f} | {acc:.3f} |")  # fmt: skip
+            print(
+                f"| {r['seed']} | {r['scale']:g} | {r['steps']} | {r['wall']:.1f} | "
+                f"{d:.3f} | {acc:.3f} |"
+            )
         for seed in args.seeds:
             done = [r for r in rows if r["seed"] == seed and r["dci_disentanglement"] >= 0.95]
             best = min(done, key=lambda r: r["wall"]) if done else None
-            verdict = (f"{best['wall']:.0f} s (scale {best['scale']:g}; target ≤ 60 s: "
-                       f"{'met' if best['wall'] <= 60 else 'MISSED'})" if best
-                       else "not reached at these scales")  # fmt: skip
+            verdict = (
+                f"{best['wall']:.0f} s (scale {best['scale']:g}; target ≤ 60 s: "
+                f"{met(best['wall'] <= 60)})"
+                if best
+                else "not reached at these scales"
+            )
             print(f"data seed {seed}: time to DCI disentanglement ≥ 0.95: {verdict}")
 
 

@@ -34,6 +34,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
+from _runner import header
 
 from pyrocrl.data import load, save
 from pyrocrl.data.causalcircuit import VARIABLES, causal_circuit, simulate_causalcircuit_splits
@@ -190,8 +191,9 @@ def main() -> None:
     arm = int(np.flatnonzero(match == 0)[0])  # the learned variable matched to the arm
     unfolded = monotone_r2(learned[:, arm], test["z"].values[:5000, 0, 0])
     labels = [f"z{k + 1} ({VARIABLES[j]})" for k, j in enumerate(match)]
-    latents = plot_latents(learned, test["z"].values[:5000, 0], learned_names=labels,
-                           true_names=VARIABLES)  # fmt: skip
+    latents = plot_latents(
+        learned, test["z"].values[:5000, 0], learned_names=labels, true_names=VARIABLES
+    )
     latents.savefig(root / "latents.png", dpi=80, bbox_inches="tight")
     if args.figure is not None:
         shutil.copy(root / "latents.png", args.figure.with_name(f"{args.figure.stem}_latents.png"))
@@ -199,8 +201,7 @@ def main() -> None:
     m = report.metrics
     training = times["vae"] + times["ilcm"]
     print()
-    print("| quantity | value | target |")
-    print("|---|---|---|")
+    print(header("quantity | value | target"))
     print(f"| rendering throughput (pairs/s, 2 processes) | {throughput:.0f} | ≥ 200 |")
     print(f"| image VAE: training time (min) | {times['vae'] / 60:.1f} | |")
     print(f"| image VAE: reconstruction MSE | {vae_report['mse']:.5f} | |")
@@ -232,8 +233,9 @@ def feature_ceiling(codes, seed: int = 0, pairs: int = 30_000) -> dict:
 
     x, z = codes["train"]["x"].values[:pairs, 0], codes["train"]["z"].values[:pairs, 0]
     mean, std = z.mean(0), z.std(0)
-    mlp = MLPRegressor(hidden_layer_sizes=(128, 128), max_iter=60, early_stopping=True,
-                       random_state=seed)  # fmt: skip
+    mlp = MLPRegressor(
+        hidden_layer_sizes=(128, 128), max_iter=60, early_stopping=True, random_state=seed
+    )
     with warnings.catch_warnings():  # 60 passes are enough for a ceiling
         warnings.simplefilter("ignore", ConvergenceWarning)
         mlp.fit(x, (z - mean) / std)
@@ -258,8 +260,9 @@ def draw(model, guide, vae, images_ds, codes_ds, graph, match, columns: int = 7)
     names = [f"z{k + 1} ({VARIABLES[j]})" for k, j in enumerate(match)]
     figure = plt.figure(figsize=(12, 4.8))
     left, right = figure.subfigures(1, 2, width_ratios=[3.2, 1])
-    plot_image_grid(grid, row_labels=names, column_labels=["5 %", *[""] * (columns - 2), "95 %"],
-                    figure=left)  # fmt: skip
+    plot_image_grid(
+        grid, row_labels=names, column_labels=["5 %", *[""] * (columns - 2), "95 %"], figure=left
+    )
     left.suptitle("do(z_k = v), v from the 5 % to the 95 % quantile of z_k")
     plot_graph(graph.adjacency, names=[VARIABLES[j] for j in match], ax=right.add_subplot())
     right.suptitle("learned graph (ENCO)")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from _runner import header
 
 from pyrocrl.data import load
 from pyrocrl.inference.fit import fit_ilcm
@@ -44,17 +45,26 @@ def main() -> None:
             parser.error(f"{path} is missing: run benchmarks/causalcircuit.py first")
         codes[split] = load(path)
     x, arm = codes["test"]["x"].values[:5000, 0], codes["test"]["z"].values[:5000, 0, 0]
-    print("| recipe | model seed | DCI disentanglement | intervention accuracy | ELBO | "
-          "arm unfolded | min |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print(
+        header(
+            "recipe | model seed | DCI disentanglement | intervention accuracy | ELBO | "
+            "arm unfolded | min"
+        )
+    )
     for scale in args.scales:
         recipe = get_recipe("fast").scaled(scale).replace(beta=args.beta)
         for seed in args.seeds:
             start = time.perf_counter()
             _, guide, report = fit_ilcm(
-                codes["train"], 4, test=codes["test"], dci_train=codes["dci"], recipe=recipe,
-                seed=seed, backend="jax", progress=False,
-            )  # fmt: skip
+                codes["train"],
+                4,
+                test=codes["test"],
+                dci_train=codes["dci"],
+                recipe=recipe,
+                seed=seed,
+                backend="jax",
+                progress=False,
+            )
             m = report.metrics
             learned = encode(guide, x)["z"].numpy()
             unfolded = max(monotone_r2(v, arm) for v in learned.T)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _runner import header, met
 from sklearn.isotonic import IsotonicRegression
 
 from pyrocrl.data import make_simulator, simulate_splits
@@ -89,15 +90,19 @@ def main() -> None:
             values = torch.as_tensor(value_of(t, j, rows), dtype=torch.float32)
             out = counterfactual(model, x[rows, 0], z={j: values}, guide=guide)
             predicted[rows] = out["x_tilde"].numpy()
-        rows_out.append((label, r_squared(predicted[intervened], true[intervened]),
-                         r_squared(predicted, true)))  # fmt: skip
+        rows_out.append(
+            (label, r_squared(predicted[intervened], true[intervened]), r_squared(predicted, true))
+        )
     print(f"scaling toy, n = {args.n}, data seed {args.data_seed}, {len(true)} held-out pairs")
     print(f"model: {'loaded' if args.checkpoint else 'fitted'} in {fit_time:.0f} s\n")
-    print("| new value of the matched learned variable | R², pairs with an intervention "
-          f"({intervened.sum()}) | R², all pairs | target |")  # fmt: skip
-    print("|---|---|---|---|")
+    print(
+        header(
+            "new value of the matched learned variable | R², pairs with an intervention "
+            f"({intervened.sum()}) | R², all pairs | target"
+        )
+    )
     for i, (label, r2, r2_all) in enumerate(rows_out):
-        verdict = ("≥ 0.9: " + ("met" if r2 >= 0.9 else "MISSED")) if i == 0 else ""
+        verdict = f"≥ 0.9: {met(r2 >= 0.9)}" if i == 0 else ""
         print(f"| {label} | {r2:.4f} | {r2_all:.4f} | {verdict} |")
     baseline = r_squared(test["x"].values[intervened, 0], true[intervened])
     print(f"| (reference: predict x~ = x) | {baseline:.4f} | | |")

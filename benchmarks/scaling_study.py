@@ -18,14 +18,11 @@ its intervention accuracy is NaN.
 """
 
 import argparse
-import json
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _runner import fit_in_process, grid_parser, header, run_dir, run_grid
 
 METRICS = ("dci_disentanglement", "dci_completeness", "intervention_accuracy", "elbo")
 METHODS = ("ilcm", "elcm", "dvae", "betavae")
@@ -33,50 +30,53 @@ LABELS = {"ilcm": "ILCM", "elcm": "ELCM", "dvae": "dVAE", "betavae": "β-VAE"}
 
 
 def fit(method: str, n: int, data_seed: int, model_seed: int, args: argparse.Namespace) -> dict:
-    out = args.root / method / f"n{n}_data{data_seed}_model{model_seed}"
-    results = out / "results.json"
-    if not results.exists():
-        backend = "torch" if args.quick else "jax"
-        command = [sys.executable, "-m", "pyrocrl.cli", "fit", "--model", method,
-                   "--backend", backend, "--n", str(n), "--data-seed", str(data_seed),
-                   "--seed", str(model_seed), "--fresh", "-o", str(out)]  # fmt: skip
-        if args.quick:
-            command += ["--pairs", "2000", "--test-pairs", "500", "--recipe-scale", "0.05"]
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{method} n={n} seed={data_seed} failed:\n{done.stderr[-2000:]}")
-        (out / "wall_time.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
-    data = json.loads(results.read_text())
-    wall = float((out / "wall_time.txt").read_text()) if (out / "wall_time.txt").exists() else 0
+    options = {
+        "model": method,
+        "backend": "torch" if args.quick else "jax",
+        "n": n,
+        "data-seed": data_seed,
+        "seed": model_seed,
+        "fresh": True,
+    }
+    if args.quick:
+        options.update({"pairs": 2000, "test-pairs": 500, "recipe-scale": 0.05})
+    out = run_dir(args.root / method, n, data_seed, model_seed)
+    data, wall = fit_in_process(out, options, f"{method} n={n} seed={data_seed}")
+    wall = 0 if np.isnan(wall) else wall
     return {**{k: data["metrics"].get(k, np.nan) for k in METRICS}, "wall_time": wall}
 
 
 def main() -> None:
     import xarray as xr
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8, 10])
-    parser.add_argument("--data-seeds", type=int, nargs="+", default=[302, 303, 304])
+    parser = grid_parser(
+        __doc__, n=[2, 3, 4, 5, 6, 8, 10], root="runs/benchmarks/scaling_study", jobs=True
+    )
     parser.add_argument("--model-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--full", action="store_true", help="three model seeds")
     parser.add_argument("--quick", action="store_true", help="a smoke run")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--root", type=Path, default=Path("runs/benchmarks/scaling_study"))
     args = parser.parse_args()
     if args.full:
         args.model_seeds = [0, 1, 2]
     if args.quick:
         args.n, args.data_seeds, args.model_seeds = [2, 3], [302], [0]
         args.methods = [m for m in args.methods if m != "elcm"]
-    grid = [(m, n, d, s) for m in args.methods for n in args.n for d in args.data_seeds
-            for s in args.model_seeds]  # fmt: skip
+    grid = [
+        (m, n, d, s, args)
+        for m in args.methods
+        for n in args.n
+        for d in args.data_seeds
+        for s in args.model_seeds
+    ]
     start = time.perf_counter()
-    with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda cell: fit(*cell, args), grid))
-    coords = {"method": args.methods, "n": args.n, "data_seed": args.data_seeds,
-              "model_seed": args.model_seeds}  # fmt: skip
+    rows = run_grid(fit, grid, args.jobs)
+    coords = {
+        "method": args.methods,
+        "n": args.n,
+        "data_seed": args.data_seeds,
+        "model_seed": args.model_seeds,
+    }
     shape = tuple(len(v) for v in coords.values())
     variables = {}
     for key in (*METRICS, "wall_time"):
@@ -91,18 +91,17 @@ def main() -> None:
     _plot(results, args.root / "dci.png")
     print(table)
     wall = results.attrs["study_wall_time"]
-    print(f"\nwall time of this invocation: {wall:.0f} s ({args.jobs} fits at a time); "
-          f"wrote {args.root}/results.nc, table.md, dci.png")  # fmt: skip
+    print(
+        f"\nwall time of this invocation: {wall:.0f} s ({args.jobs} fits at a time); "
+        f"wrote {args.root}/results.nc, table.md, dci.png"
+    )
 
 
 def _table(results) -> str:
     seeds = ("data_seed", "model_seed")
     mean = results.mean(seeds)
     low, high = results.min(seeds), results.max(seeds)
-    lines = [
-        "| method | n | DCI D mean (min–max) | interv. acc. | fits | time per fit |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = [header("method | n | DCI D mean (min–max) | interv. acc. | fits | time per fit")]
     count = results.sizes["data_seed"] * results.sizes["model_seed"]
     for method in results["method"].values:
         for n in results["n"].values:
@@ -112,8 +111,10 @@ def _table(results) -> str:
             acc = mean["intervention_accuracy"].sel({"method": method, "n": n}).item()
             acc = f"{acc:.3f}" if np.isfinite(acc) else "–"
             wall = mean["wall_time"].sel({"method": method, "n": n}).item()
-            lines.append(f"| {LABELS[method]} | {n} | {d:.3f} ({lo:.3f}–{hi:.3f}) | {acc} | "
-                         f"{count} | {wall:.0f} s |")  # fmt: skip
+            lines.append(
+                f"| {LABELS[method]} | {n} | {d:.3f} ({lo:.3f}–{hi:.3f}) | {acc} | "
+                f"{count} | {wall:.0f} s |"
+            )
     total = results["wall_time"].sum(("n", *seeds)).to_series() / 60
     spent = ", ".join(f"{LABELS[m]} {minutes:.0f} min" for m, minutes in total.items())
     lines.append(f"\nFit wall times summed (one process per fit): {spent}.")

@@ -39,15 +39,14 @@ alone); ``--details`` prints every run's edges.
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _runner import fit_in_process, grid_parser, header, run_dir, scaling_test_split
 
-from pyrocrl.data import make_simulator, simulate_splits
 from pyrocrl.inference.fit import load_ilcm
 from pyrocrl.inference.graph import learn_graph
 from pyrocrl.inference.queries import encode, predict_targets
@@ -60,12 +59,10 @@ from pyrocrl.inference.scm_check import (
 )
 from pyrocrl.metrics import graph_scores
 
-SPLITS = {"train": 1, "test": 10_000}
-"""The evaluation split of ``pyrocrl fit`` is split 1; its data do not depend on the others."""
 
-
-def contrast_gap(z: np.ndarray, targets: np.ndarray, adjacency: np.ndarray, scale: np.ndarray,
-                 pairs: int) -> float:  # fmt: skip
+def contrast_gap(
+    z: np.ndarray, targets: np.ndarray, adjacency: np.ndarray, scale: np.ndarray, pairs: int
+) -> float:
     """Largest gap, on the truth's scale, between least-squares weights from the levels of the
     first world and from the differences between worlds (``z~_j − z_j = Σ_i w_ij (z~_i − z_i)``
     for ``j`` not intervened on: the shared noise cancels, and with it any bias from noise)."""
@@ -95,24 +92,28 @@ def mixing(learned: np.ndarray, true: np.ndarray, permutation: np.ndarray) -> fl
 
 
 def fitted(n: int, seed: int, args: argparse.Namespace) -> Path:
-    """The checkpoint of the case, fitted with ``pyrocrl fit`` if it is not there yet."""
-    out = args.root / f"n{n}_data{seed}_model{args.model_seed}"
-    checkpoint = out / "checkpoint.pt"
-    if not (out / "results.json").exists():  # an interrupted fit resumes from its checkpoint
-        command = [sys.executable, "-m", "pyrocrl.cli", "fit", "--backend", "jax",
-                   "--n", str(n), "--data-seed", str(seed), "--seed", str(args.model_seed),
-                   "--recipe", args.recipe, "-o", str(out)]  # fmt: skip
-        print(f"fitting n = {n}, data seed {seed}: {' '.join(command[1:])}", flush=True)
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"the fit of n={n}, seed={seed} failed:\n{done.stderr[-2000:]}")
-    return checkpoint
+    """The checkpoint of the case, fitted with ``pyrocrl fit`` if it is not there yet (an
+    interrupted fit resumes from its checkpoint)."""
+    out = run_dir(args.root, n, seed, args.model_seed)
+    options = {
+        "backend": "jax",
+        "n": n,
+        "data-seed": seed,
+        "seed": args.model_seed,
+        "recipe": args.recipe,
+    }
+    fit_in_process(
+        out,
+        options,
+        f"the fit of n={n}, seed={seed}",
+        announce=f"fitting n = {n}, data seed {seed}",
+    )
+    return out / "checkpoint.pt"
 
 
 def check(n: int, seed: int, args: argparse.Namespace) -> dict:
     model, guide = load_ilcm(fitted(n, seed, args))
-    lcm = make_simulator("scaling", n, seed)
-    test = simulate_splits(lcm, seed, SPLITS, progress=False)["test"]
+    lcm, test = scaling_test_split(n, seed)
     x, z_true = test["x"].values, test["z"].values
     encoded = [encode(guide, x[:, w]) for w in (0, 1)]
     z = np.stack([e["z"].numpy() for e in encoded], axis=1)  # (N, 2, n)
@@ -123,15 +124,24 @@ def check(n: int, seed: int, args: argparse.Namespace) -> dict:
     permutation, scale, shift = align_to_truth(both, both_true)
     residual = both - (scale * both_true[:, permutation] + shift)
     r2 = 1.0 - residual.var(0) / both.var(0)
-    mixed = (mixing(noise, test["noise"].values[:, 0], permutation),
-             mixing(z[:, 0], z_true[:, 0], permutation))  # fmt: skip
+    mixed = (
+        mixing(noise, test["noise"].values[:, 0], permutation),
+        mixing(z[:, 0], z_true[:, 0], permutation),
+    )
     true_targets = test["target"].values
     mapped = np.where(targets > 0, permutation[np.maximum(targets, 1) - 1] + 1, 0)
     start = time.perf_counter()
     tree = fit_linear_scm(
-        z[:, 0], z[:, 1], targets, found.adjacency, num_chains=args.chains,
-        num_warmup=args.warmup, num_samples=args.samples, seed=0, max_pairs=args.pairs,
-    )  # fmt: skip
+        z[:, 0],
+        z[:, 1],
+        targets,
+        found.adjacency,
+        num_chains=args.chains,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        seed=0,
+        max_pairs=args.pairs,
+    )
     elapsed = time.perf_counter() - start
     summary = summarize(tree)
     table = weight_coverage(tree, lcm.ground_truth()["weights"], permutation, scale)
@@ -139,9 +149,16 @@ def check(n: int, seed: int, args: argparse.Namespace) -> dict:
     oracle = None
     if args.oracle:  # the same pairs with the true variables, targets and graph
         truth = fit_linear_scm(
-            z_true[:, 0], z_true[:, 1], true_targets, lcm.scm.adjacency, num_chains=args.chains,
-            num_warmup=args.warmup, num_samples=args.samples, seed=0, max_pairs=args.pairs,
-        )  # fmt: skip
+            z_true[:, 0],
+            z_true[:, 1],
+            true_targets,
+            lcm.scm.adjacency,
+            num_chains=args.chains,
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            seed=0,
+            max_pairs=args.pairs,
+        )
         exact = weight_coverage(truth, lcm.ground_truth()["weights"], np.arange(n), np.ones(n))
         oracle = int(exact["covered"].sum())
     return {
@@ -167,9 +184,7 @@ def check(n: int, seed: int, args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, nargs="+", default=[3, 4, 5])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[302, 303, 304])
+    parser = grid_parser(__doc__, n=[3, 4, 5], root=None, seeds="--seeds")
     parser.add_argument("--pairs", type=int, default=2000, help="pairs NUTS sees")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=500)
@@ -193,44 +208,58 @@ def main() -> None:
         jax.config.update("jax_compilation_cache_dir", str(cache / "pyrocrl" / "xla"))
     torch.set_num_threads(1)
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
-          f"(shared with other work: times are inflated), jax {jax.__version__}")  # fmt: skip
-    print(f"data seeds {args.seeds}, n {args.n}; ILCMs from {args.root} (model seed "
-          f"{args.model_seed}; missing ones fitted with recipe {args.recipe!r}); "
-          f"NUTS: {args.chains} chains × ({args.warmup} warmup + {args.samples} draws), "
-          f"{args.pairs} test pairs, seed 0; coverage by the 94 % HDI")  # fmt: skip
+    print(
+        f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores "
+        f"(shared with other work: times are inflated), jax {jax.__version__}"
+    )
+    print(
+        f"data seeds {args.seeds}, n {args.n}; ILCMs from {args.root} (model seed "
+        f"{args.model_seed}; missing ones fitted with recipe {args.recipe!r}); "
+        f"NUTS: {args.chains} chains × ({args.warmup} warmup + {args.samples} draws), "
+        f"{args.pairs} test pairs, seed 0; coverage by the 94 % HDI"
+    )
     print()
     rows = [check(n, seed, args) for n in args.n for seed in args.seeds]
-    extra = " oracle covered / true |" if args.oracle else ""
+    extra = " | oracle covered / true" if args.oracle else ""
     print(
-        "| n | seed | edges learned | true edges found / true | SHD | interv. acc. | "
-        "min R² | mixing: noise / z | levels vs. differences | σ aligned | covered / found | "
-        "max r_hat | min ess_bulk | NUTS (s) |" + extra
+        header(
+            "n | seed | edges learned | true edges found / true | SHD | interv. acc. | "
+            "min R² | mixing: noise / z | levels vs. differences | σ aligned | covered / found | "
+            "max r_hat | min ess_bulk | NUTS (s)" + extra
+        )
     )
-    print("|---" * (15 if args.oracle else 14) + "|")
     for r in rows:
         oracle = f" {r['oracle']} / {r['true_edges']} |" if args.oracle else ""
-        print(f"| {r['n']} | {r['seed']} | {r['learned_edges']} | {r['found']} / "
-              f"{r['true_edges']} | {r['shd']} | {r['accuracy']:.3f} | {r['r2']:.4f} | "
-              f"{r['mixing'][0]:.3f} / {r['mixing'][1]:.3f} | {r['gap']:.3f} | "
-              f"{r['sigma'][0]:.2f}–{r['sigma'][1]:.2f} | {r['covered']} / {r['found']} | "
-              f"{r['r_hat']:.3f} | {r['ess']:.0f} | {r['time']:.0f} |{oracle}")  # fmt: skip
+        print(
+            f"| {r['n']} | {r['seed']} | {r['learned_edges']} | {r['found']} / "
+            f"{r['true_edges']} | {r['shd']} | {r['accuracy']:.3f} | {r['r2']:.4f} | "
+            f"{r['mixing'][0]:.3f} / {r['mixing'][1]:.3f} | {r['gap']:.3f} | "
+            f"{r['sigma'][0]:.2f}–{r['sigma'][1]:.2f} | {r['covered']} / {r['found']} | "
+            f"{r['r_hat']:.3f} | {r['ess']:.0f} | {r['time']:.0f} |{oracle}"
+        )
     covered, found = sum(r["covered"] for r in rows), sum(r["found"] for r in rows)
     share = covered / found if found else float("nan")
     print()
-    print(f"overall: {covered} of {found} true weights on true edges found lie in their 94 % "
-          f"HDI ({share:.0%}); mean per-run coverage "
-          f"{np.nanmean([r['coverage'] for r in rows]):.0%}")  # fmt: skip
+    print(
+        f"overall: {covered} of {found} true weights on true edges found lie in their 94 % "
+        f"HDI ({share:.0%}); mean per-run coverage "
+        f"{np.nanmean([r['coverage'] for r in rows]):.0%}"
+    )
     if args.oracle:
         hits, total = sum(r["oracle"] for r in rows), sum(r["true_edges"] for r in rows)
-        print(f"oracle (true z, targets and graph, same pairs): {hits} of {total} true "
-              f"weights in their 94 % HDI ({hits / total:.0%})")  # fmt: skip
+        print(
+            f"oracle (true z, targets and graph, same pairs): {hits} of {total} true "
+            f"weights in their 94 % HDI ({hits / total:.0%})"
+        )
     if args.details:
         for r in rows:
             print(f"\nn = {r['n']}, seed {r['seed']}:")
             table = r["table"]
-            print(table.to_string(index=False, float_format="{:.3f}".format) if len(table)
-                  else "no learned edges")  # fmt: skip
+            print(
+                table.to_string(index=False, float_format="{:.3f}".format)
+                if len(table)
+                else "no learned edges"
+            )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 
 import pyro
 import torch
+from _runner import header
 
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.objectives import ILCMObjective
@@ -56,8 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"batch {args.batch}, {args.steps} timed steps, one thread; milliseconds per step\n")
-    print("| n | validation | " + " | ".join(PHASES) + " |")
-    print("|---|---|" + "---|" * len(PHASES))
+    print(header("n | validation | " + " | ".join(PHASES)))
     for n in args.n:
         for validate in (True, False):
             times = [time_phase(n, args.batch, args.steps, e, validate) for e in PHASES.values()]

@@ -52,13 +52,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 import xarray as xr
 from pyro import poutine
 
 from pyrocrl import sites
 from pyrocrl.metrics import match_interventions
+from pyrocrl.observations import check_observations
 
 GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "observed_data")
 """The groups every export has."""
@@ -66,17 +66,12 @@ PSIS_DRAWS = 25
 """Fewest draws whose Pareto tail (the largest ``min(S/5, 3√S)`` weights) has 5 points."""
 
 
-def _names(n: int) -> list[str]:
-    return [f"z{k}" for k in range(1, n + 1)]
-
-
 @torch.no_grad()
 def _draws(model: Any, guide: Any, x: torch.Tensor, x_tilde: torch.Tensor, num_samples: int):
     """``num_samples`` posterior draws of the pair sites, the per-pair log-likelihood and
     replicated observations, each stacked on a leading draw axis."""
-    independent = getattr(model, "independent_views", False)
-    program = model.independent_model if independent else model.model
-    guide_program = guide.independent_guide if independent else guide.guide
+    independent = not model.infers_interventions  # a β-VAE: a VAE on each view
+    program, guide_program = model.programs(guide)
     keys = (sites.NOISE, sites.NOISE_TILDE, sites.Z, sites.Z_TILDE, sites.TARGET)
     extra = ("log_lik", "log_weight", "x", "x_tilde")
     out: dict[str, list[torch.Tensor]] = {k: [] for k in (*keys, *extra)}
@@ -150,29 +145,27 @@ def to_datatree(
         x, x_tilde = x_all[:, 0], x_all[:, 1]
         truth = data.isel(pair=cut)
     else:
-        x, x_tilde = (np.asarray(v, dtype=np.float32)[:max_pairs] for v in data)
-    if x.ndim != 2 or x.shape != x_tilde.shape or x.shape[-1] != model.dim_x:
-        raise ValueError(
-            f"x and x_tilde must both have shape (N, {model.dim_x}), got {x.shape} and "
-            f"{x_tilde.shape}"
-        )
-    if not (np.isfinite(x).all() and np.isfinite(x_tilde).all()):
-        raise ValueError("the observations hold NaN or infinite values")
+        x, x_tilde = data
+        pairs = check_observations(x, "x", dim_x=model.dim_x, finite=False)  # dtype, shape
+        if check_observations(x_tilde, "x_tilde", dim_x=model.dim_x, finite=False) != pairs:
+            raise ValueError(f"x holds {len(x)} pairs and x_tilde {len(x_tilde)}")
+        x, x_tilde = (np.asarray(v, dtype=np.float32)[:max_pairs] for v in (x, x_tilde))
+    check_observations(x, "x", dim_x=model.dim_x)
+    check_observations(x_tilde, "x_tilde", dim_x=model.dim_x)
     n, size = model.n, len(x)
-    with torch.random.fork_rng(devices=[]), poutine.block():
+    with torch.random.fork_rng(devices=[]), poutine.block():  # the draws' own random stream
         torch.manual_seed(seed)
-        pyro.set_rng_seed(seed)
         xt, xtt = torch.as_tensor(x), torch.as_tensor(x_tilde)
         draws = _draws(model, guide, xt, xtt, num_samples)
         probs = None
-        if not getattr(model, "independent_views", False):
+        if model.infers_interventions:
             probs = guide.intervention_probs(xt, xtt).detach().numpy()
 
     coords = {
         "chain": [0],
         "draw": np.arange(num_samples),
         "pair": np.arange(size),
-        "latent": _names(n),
+        "latent": sites.variable_names(n),
         "feature": np.arange(model.dim_x),
     }
 
@@ -201,7 +194,7 @@ def to_datatree(
     if probs is not None:
         groups["intervention"] = xr.Dataset(
             {"probs": (("pair", "hypothesis"), probs)},
-            coords={"pair": coords["pair"], "hypothesis": ["none", *_names(n)]},
+            coords={"pair": coords["pair"], "hypothesis": ["none", *sites.variable_names(n)]},
         )
     if truth is not None and ("target" in truth or "z" in truth):
         true_vars = {}
@@ -211,7 +204,7 @@ def to_datatree(
             true_vars["z"] = (("pair", "world", "true_latent"), truth["z"].values)
         n_true = truth["z"].shape[-1] if "z" in truth else n
         groups["ground_truth"] = xr.Dataset(
-            true_vars, coords={"pair": coords["pair"], "true_latent": _names(n_true)}
+            true_vars, coords={"pair": coords["pair"], "true_latent": sites.variable_names(n_true)}
         )
     if graph is not None:
         adjacency = np.asarray(getattr(graph, "adjacency", graph))
@@ -219,11 +212,13 @@ def to_datatree(
             raise ValueError(f"the graph must be over the {n} learned variables")
         strength = np.asarray(getattr(graph, "strength", adjacency), dtype=float)
         groups["graph"] = xr.Dataset(
-            {"adjacency": (("cause", "effect"), adjacency.astype(np.int8)),
-             "strength": (("cause", "effect"), strength)},
-            coords={"cause": _names(n), "effect": _names(n)},
+            {
+                "adjacency": (("cause", "effect"), adjacency.astype(np.int8)),
+                "strength": (("cause", "effect"), strength),
+            },
+            coords={"cause": sites.variable_names(n), "effect": sites.variable_names(n)},
             attrs={"method": getattr(graph, "method", "given")},
-        )  # fmt: skip
+        )
     if metrics:
         groups["metrics"] = xr.Dataset({k: float(v) for k, v in metrics.items()})
     tree = xr.DataTree.from_dict(groups)
@@ -382,6 +377,7 @@ def write_checks(tree: xr.DataTree, directory: str | os.PathLike) -> list[Path]:
     ``arviz_plots.plot_ppc_dist``), ``pareto_k.png``, and ``calibration.png`` and
     ``graph.png`` when the tree has what they need. Returns the paths."""
     import arviz_plots
+    import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
     from pyrocrl.plots import plot_graph, plot_pareto_k, plot_reliability
@@ -399,10 +395,10 @@ def write_checks(tree: xr.DataTree, directory: str | os.PathLike) -> list[Path]:
         plots = arviz_plots.plot_ppc_dist(
             tree, var_names=["x", "x_tilde"], backend="matplotlib", num_samples=min(50, draws)
         )
-    plots.savefig(directory / "ppc.png", dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close("all")  # the figure ArviZ made through pyplot
+    try:
+        plots.savefig(directory / "ppc.png", dpi=110)
+    finally:  # ArviZ made the figure through pyplot: close it, and only it
+        plt.close(plots.viz["figure"].item())
     paths.append(directory / "ppc.png")
     figure = Figure(figsize=(6, 3.5))
     plot_pareto_k(loo(tree)["pareto_k"], ax=figure.subplots())
@@ -419,8 +415,9 @@ def write_checks(tree: xr.DataTree, directory: str | os.PathLike) -> list[Path]:
     if "graph" in tree.children:
         graph = tree["graph"]
         figure = Figure(figsize=(4, 4))
-        plot_graph(graph["adjacency"].values, names=list(graph["cause"].values),
-                   ax=figure.subplots())  # fmt: skip
+        plot_graph(
+            graph["adjacency"].values, names=list(graph["cause"].values), ax=figure.subplots()
+        )
         figure.savefig(directory / "graph.png", dpi=110)
         paths.append(directory / "graph.png")
     return paths

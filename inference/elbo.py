@@ -13,28 +13,20 @@ evaluated with one reparameterized sample per hypothesis. This is what Pyro's
 contraction.
 """
 
-__all__ = ["NonFiniteError", "PairELBO", "scale_latents"]
+__all__ = ["PairELBO", "backend_of", "pair_bound", "scale_latents"]
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import torch
-from pyro import poutine
-from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.trace_struct import Trace
-from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_model_guide_match, check_site_shape
 
 from pyrocrl import sites
-from pyrocrl.errors import PyrocrlError
+from pyrocrl.backends import pyro as pyro_backend
 
 ENUM_DIM = -2
 """The dim the target is enumerated in: one left of the ``pair`` plate."""
-
-
-class NonFiniteError(PyrocrlError, FloatingPointError):
-    """A loss term or gradient is NaN or infinite."""
 
 
 class _LatentScaleMessenger(Messenger):
@@ -61,25 +53,62 @@ def scale_latents(fn: Callable | None = None, scale: float | torch.Tensor = 1.0)
     return messenger(fn) if fn is not None else messenger
 
 
-def _is_deterministic(site: dict[str, Any]) -> bool:
-    return bool(site["infer"].get("_deterministic"))
+def backend_of(program: Callable) -> ModuleType:
+    """The backend a program runs on: its owner's ``backend`` (Pyro for plain functions)."""
+    return getattr(getattr(program, "__self__", None), "backend", pyro_backend)
+
+
+def pair_bound(model_sites: dict, guide_sites: dict, backend: ModuleType, beta: Any = 1.0):
+    """Per-pair terms ``(N,)`` of the bound from the sites of a guide trace and of the model
+    trace that replays it, each sample site with ``log_prob`` and ``unscaled_log_prob``
+    (the backend's ``log_probs``). See :class:`PairELBO` for the terms; ``beta`` weights
+    every ``kl_<site>``."""
+    target = guide_sites.get(sites.TARGET)
+    log_q_target = target["log_prob"] if target is not None else 0.0
+    # the weights are probabilities: a KL scale on the target must not reach them
+    weight = backend.exp(target["unscaled_log_prob"]) if target is not None else 1.0
+
+    def expect(value: Any) -> Any:
+        """Weighted sum over hypotheses, keeping the pair dim."""
+        total = weight * value
+        return total.sum(tuple(range(total.ndim - 1))) if total.ndim > 1 else total
+
+    terms: dict[str, Any] = {}
+    log_likelihood = 0.0
+    for name, site in model_sites.items():
+        if site["type"] != "sample" or "log_prob" not in site:
+            continue
+        if site["infer"].get("is_auxiliary"):  # a factor
+            terms[f"log_{name}"] = expect(site["log_prob"])
+        elif site["is_observed"]:
+            log_likelihood = log_likelihood + site["log_prob"]
+        else:
+            log_q = log_q_target if name == sites.TARGET else guide_sites[name]["log_prob"]
+            terms[f"kl_{name}"] = beta * expect(log_q - site["log_prob"])
+    terms["log_likelihood"] = expect(log_likelihood)
+    kl = sum(v for k, v in terms.items() if k.startswith("kl_"))
+    factors = sum(v for k, v in terms.items() if k.startswith("log_") and k != "log_likelihood")
+    terms["elbo"] = terms["log_likelihood"] + factors - kl
+    return terms
 
 
 class PairELBO:
-    """Single-sample ELBO of a pair program whose guide may enumerate ``target``.
+    """Single-sample ELBO of a pair program whose guide may enumerate ``target``, on the
+    programs' own backend (Pyro or NumPyro; run NumPyro programs inside a ``seed``
+    handler).
 
     :meth:`terms` returns per-pair tensors (shape ``(N,)``) by name:
 
     - ``elbo``: the bound itself;
     - ``log_likelihood``: ``E_q[log p(x, x~ | …)]`` (all observed sites);
-    - ``kl_<site>``: ``E_q[log q − log p]`` of each latent site, ``kl_target`` included;
-    - ``log_<site>``: the expected value of each factor site (``pyro.factor``, e.g. the
-      prior of a learned graph), counted in the bound. Put factors inside the pair plate:
-      a factor outside it would be counted once per pair here, once per batch by Pyro.
+    - ``kl_<site>``: ``β · E_q[log q − log p]`` of each latent site, ``kl_target`` included;
+    - ``log_<site>``: the expected value of each factor site (e.g. the prior of a learned
+      graph), counted in the bound. Put factors inside the pair plate: a factor outside it
+      would be counted once per pair here, once per batch by Pyro.
 
-    Sites scaled by :func:`scale_latents` enter with their scale, so with ``β ≠ 1`` the
-    ``elbo`` term is the β-weighted objective. Without a ``target`` site in the guide every
-    weight is one.
+    ``β`` (``beta``, default 1) weights the KL terms, so with ``β ≠ 1`` the ``elbo`` term is
+    the β-weighted objective; sites scaled by a handler (e.g. :func:`scale_latents`) enter
+    with their scale. Without a ``target`` site in the guide every weight is one.
     """
 
     def __init__(self, max_plate_nesting: int = 1) -> None:
@@ -87,65 +116,28 @@ class PairELBO:
 
     def traces(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
         """``(model_trace, guide_trace)`` with log-probabilities computed."""
-        enum_guide = poutine.enum(guide, first_available_dim=ENUM_DIM)
-        guide_trace = poutine.trace(enum_guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-        if is_validation_enabled():
-            check_model_guide_match(model_trace, guide_trace, self.max_plate_nesting)
-        model_trace = prune_subsample_sites(model_trace)
-        guide_trace = prune_subsample_sites(guide_trace)
+        b = backend_of(model)
+        guide_trace = b.trace(b.enum(guide, first_available_dim=ENUM_DIM), *args, **kwargs)
+        model_trace = b.trace(b.replay(model, trace=guide_trace), *args, **kwargs)
         for trace in (model_trace, guide_trace):
-            trace.compute_log_prob(lambda name, site: not _is_deterministic(site))
-            if is_validation_enabled():
-                for site in trace.nodes.values():
-                    if site["type"] == "sample" and "log_prob" in site:
-                        check_site_shape(site, self.max_plate_nesting)
+            b.log_probs(trace)
+        b.check_traces(model_trace, guide_trace, self.max_plate_nesting)
         return model_trace, guide_trace
 
     def terms(
-        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
-    ) -> dict[str, torch.Tensor]:
+        self, model: Callable, guide: Callable, *args: Any, beta: Any = 1.0, **kwargs: Any
+    ) -> dict[str, Any]:
         model_trace, guide_trace = self.traces(model, guide, *args, **kwargs)
-        return self.terms_from_traces(model_trace, guide_trace)
+        return self.terms_from_traces(model_trace, guide_trace, backend_of(model), beta)
 
-    def terms_from_traces(self, model_trace: Trace, guide_trace: Trace) -> dict[str, torch.Tensor]:
+    def terms_from_traces(
+        self, model_trace: Any, guide_trace: Any, backend: ModuleType = pyro_backend, beta=1.0
+    ) -> dict[str, Any]:
         """Per-pair terms from traces made by :meth:`traces`."""
-        target = guide_trace.nodes.get(sites.TARGET)
-        log_q_target = target["log_prob"] if target is not None else torch.zeros(())
-        # the weights are probabilities: a KL scale on the target must not reach them
-        weight = target["unscaled_log_prob"].exp() if target is not None else torch.ones(())
-
-        def expect(value: torch.Tensor) -> torch.Tensor:
-            """Weighted sum over hypotheses, keeping the pair dim."""
-            total = weight * value
-            return total.sum(tuple(range(total.dim() - 1))) if total.dim() > 1 else total
-
-        terms: dict[str, torch.Tensor] = {}
-        log_likelihood = 0.0
-        for name, site in model_trace.nodes.items():
-            if site["type"] != "sample" or "log_prob" not in site or _is_deterministic(site):
-                continue
-            if site["infer"].get("is_auxiliary"):  # a pyro.factor
-                terms[f"log_{name}"] = expect(site["log_prob"])
-                continue
-            if site["is_observed"]:
-                log_likelihood = log_likelihood + site["log_prob"]
-                continue
-            guide_site = guide_trace.nodes[name]
-            log_q = log_q_target if name == sites.TARGET else guide_site["log_prob"]
-            terms[f"kl_{name}"] = expect(log_q - site["log_prob"])
-        terms["log_likelihood"] = expect(log_likelihood)
-        kl = sum(v for k, v in terms.items() if k.startswith("kl_"))
-        factors = sum(
-            v for k, v in terms.items() if k.startswith("log_") and k != "log_likelihood"
-        )
-        terms["elbo"] = terms["log_likelihood"] + factors - kl
-        return terms
+        return pair_bound(backend.nodes(model_trace), backend.nodes(guide_trace), backend, beta)
 
     def differentiable_loss(
         self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
-    ) -> torch.Tensor:
+    ) -> Any:
         """``−ELBO`` summed over pairs."""
         return -self.terms(model, guide, *args, **kwargs)["elbo"].sum()

@@ -17,14 +17,14 @@ from pyrocrl.models.ilcm import ILCM
 def elbo_per_pair(
     model: ILCM, guide: ILCMGuide, x: torch.Tensor, x_tilde: torch.Tensor, batch: int = 4096
 ) -> float:
-    """Mean ELBO per pair (β = 1, target summed over all hypotheses, one sample each); of
-    the independent program for models of independent views."""
+    """Mean ELBO per pair (β = 1, target summed over all hypotheses, one sample each) of
+    the programs that score the model, ``model.programs(guide)`` (for the β-VAE: its
+    independent ones).
+
+    :param x, x_tilde: the pairs' observations, ``(N, D)`` each.
+    """
     elbo = PairELBO()
-    programs = (
-        (model.independent_model, guide.independent_guide)
-        if model.independent_views
-        else (model.model, guide.guide)
-    )
+    programs = model.programs(guide)
     total = 0.0
     for a, b in zip(x.split(batch), x_tilde.split(batch), strict=True):
         total += float(elbo.terms(*programs, a, b)["elbo"].sum())
@@ -55,7 +55,7 @@ def evaluate(
         torch.manual_seed(seed)
         x = torch.as_tensor(test["x"].values)
         results = {"elbo": elbo_per_pair(model, guide, x[:, 0], x[:, 1])}
-        if "target" in test and not model.independent_views:
+        if "target" in test and model.infers_interventions:
             probs = intervention_posterior(guide, x[:, 0], x[:, 1])
             results["intervention_accuracy"] = intervention_accuracy(
                 probs.argmax(-1).numpy(), test["target"].values, model.n

@@ -1,37 +1,65 @@
-"""Fitting an ILCM end to end: build, train, evaluate, report, save; and loading it back."""
+"""Fitting an ILCM end to end: build, train, evaluate, report, save; and loading it back.
 
-__all__ = ["MODELS", "FitReport", "build_ilcm", "candidate_seed", "fit_ilcm", "load_ilcm"]
+:func:`fit_ilcm` is a composition of its stages, each usable on its own:
+
+1. :func:`check_fit_options` refuses what cannot be fitted, before anything is built;
+2. :func:`~pyrocrl.inference.candidates.build_candidate` builds a model and its guide from
+   :class:`~pyrocrl.inference.candidates.ModelParts` and a model seed, and preconditions
+   the encoder;
+3. :func:`~pyrocrl.inference.candidates.make_trainer` makes a candidate's trainer (Pyro,
+   or the JAX twin);
+4. :func:`~pyrocrl.inference.candidates.choose_candidate` picks the candidate to finish:
+   the one an earlier call left in ``output``, the only one, or the best of several after
+   training each to the selection epoch; its trainer finishes it;
+5. :func:`held_out_metrics` evaluates the finished model on held-out pairs;
+6. :func:`write_results` writes ``results.json`` and ``training.png`` beside the checkpoint.
+"""
+
+__all__ = [
+    "MODELS",
+    "FitReport",
+    "build_ilcm",
+    "candidate_seed",
+    "check_fit_options",
+    "fit_ilcm",
+    "held_out_metrics",
+    "load_ilcm",
+    "recorded_metrics",
+    "write_results",
+]
 
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import xarray as xr
 from torch import nn
 
-from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
+from pyrocrl.errors import CheckpointError
+from pyrocrl.inference.candidates import (
+    CHECKPOINT_FILE,
+    MODELS,
+    RESULTS_FILE,
+    SELECTION_FILE,
+    GuideSpec,
+    ModelParts,
+    ModelSpec,
+    build_candidate,
+    candidate_seed,
+    choose_candidate,
+    make_trainer,
+    remove_candidates,
+)
+from pyrocrl.inference.evaluate import evaluate
 from pyrocrl.inference.guides import ILCMGuide
-from pyrocrl.inference.objectives import ILCMObjective
-from pyrocrl.inference.recipes import Recipe, for_model, get_recipe
-from pyrocrl.inference.svi import Trainer, pairs_tensor
-from pyrocrl.io import CheckpointError, load_checkpoint, write_json
-from pyrocrl.models.baselines import DVAE, BetaVAE
-from pyrocrl.models.elcm import ELCM
+from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.inference.svi import pairs_tensor
+from pyrocrl.io import load_checkpoint, write_json
 from pyrocrl.models.ilcm import ILCM
-
-SELECTION_PAIRS = 4096
-"""Training pairs on which candidates are compared."""
-PRECONDITION_PAIRS = 20_000
-"""Training pairs whose statistics precondition the encoder."""
-SELECTION_FILE = "selection.json"
-"""The candidate selection and its training seconds, kept in ``output`` while the chosen
-candidate is finished (so a resumed run reports them)."""
 
 
 @dataclass
@@ -123,8 +151,6 @@ def _duration(seconds: float) -> str:
     return f"{int(minutes)}m{sec:04.1f}s" if minutes else f"{sec:.1f}s"
 
 
-MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM, "dvae": DVAE, "betavae": BetaVAE}
-"""The built-in latent causal models by name."""
 SOLUTIONS = {"ilcm": "affine", "elcm": "graph", "dvae": "affine-empty", "betavae": "affine-empty"}
 """The solution function each built-in model records in its configuration."""
 
@@ -174,15 +200,108 @@ def load_ilcm(path: str | os.PathLike) -> tuple[ILCM, ILCMGuide]:
     return model, guide
 
 
-def candidate_seed(seed: int, candidate: int) -> int:
-    """Model seed of candidate ``candidate`` of a run with ``seed`` (candidate 0: ``seed``)."""
-    if candidate == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, candidate]).generate_state(1)[0])
+def recorded_metrics(checkpoint: str | os.PathLike) -> dict[str, float] | None:
+    """The test metrics that :func:`fit_ilcm` recorded beside ``checkpoint`` (in the
+    ``results.json`` of its directory); ``None`` when there is no such record."""
+    results = Path(checkpoint).parent / RESULTS_FILE
+    return json.loads(results.read_text()).get("metrics") if results.exists() else None
 
 
-ModelSpec = str | ILCM | Callable[[], ILCM] | None
-GuideSpec = ILCMGuide | Callable[[ILCM], ILCMGuide] | None
+def check_fit_options(
+    n: int,
+    recipe: Recipe,
+    *,
+    model: ModelSpec = None,
+    guide: GuideSpec = None,
+    backend: str = "torch",
+    validate_every: int | None = None,
+) -> None:
+    """Refuse the settings of :func:`fit_ilcm` that cannot be fitted, before anything is
+    built (the arguments are those of :func:`fit_ilcm`).
+
+    :raises ValueError: on ``n < 1``, an unknown model name or backend, ``validate_every``
+        with the JAX backend, or model or guide *modules* with a recipe of several
+        candidates (each candidate needs a fresh one).
+    :raises ImportError: for ``backend="jax"`` without the ``jax`` extra.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    if isinstance(model, str) and model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
+    if backend not in ("torch", "jax"):
+        raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
+    if backend == "jax":
+        _require_jax()
+    if backend == "jax" and validate_every:
+        raise ValueError("the JAX backend does not validate while training: drop validate_every")
+    if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):
+        raise ValueError(
+            f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
+            "build the model and guide, or use recipe.replace(candidates=1)"
+        )
+
+
+def _require_jax() -> None:
+    import importlib
+
+    try:
+        for name in ("jax", "numpyro", "equinox", "optax"):
+            importlib.import_module(name)
+    except ImportError as error:
+        raise ImportError(
+            f"backend='jax' needs JAX ({error.name} is missing): pip install 'pyrocrl[jax]'"
+        ) from error
+
+
+def _prepared_directory(output: str | os.PathLike | None) -> Path | None:
+    if output is None:
+        return None
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    return output
+
+
+def held_out_metrics(
+    model: ILCM,
+    guide: ILCMGuide,
+    test: xr.Dataset | None,
+    dci_train: xr.Dataset | None = None,
+    *,
+    seed: int = 0,
+    dci_pairs: tuple[int, int] = (10_000, 5_000),
+) -> dict[str, float]:
+    """:func:`~pyrocrl.inference.evaluate.evaluate` on ``test`` with its size as
+    ``test_pairs``; empty without ``test``.
+
+    :param dci_pairs: pairs to fit the DCI regressors on (of ``dci_train``, else ``test``)
+        and to score them on (of ``test``).
+    """
+    if test is None:
+        return {}
+    metrics = evaluate(model, guide, test, dci_train, seed=seed, dci_pairs=dci_pairs[0],
+                       dci_test_pairs=dci_pairs[1])  # fmt: skip
+    metrics["test_pairs"] = float(test.sizes["pair"])
+    return metrics
+
+
+def write_results(
+    report: FitReport, output: Path, recipe: Recipe, history: list[dict[str, Any]]
+) -> list[str]:
+    """Write ``results.json`` (the report, ``recipe_settings`` and the training
+    ``history``) and ``training.png`` into ``output``, beside the checkpoint; the selection
+    record, which ``results.json`` now holds, is removed. Sets and returns
+    ``report.files``."""
+    report.files = [str(output / name) for name in (CHECKPOINT_FILE, RESULTS_FILE)]
+    report.files.append(str(_save_history_plot(history, output / "training.png")))
+    results = {**asdict(report), "recipe_settings": recipe.to_dict(), "history": history}
+    write_json(output / RESULTS_FILE, results)
+    (output / SELECTION_FILE).unlink(missing_ok=True)
+    return report.files
+
+
+def _data_source(train: xr.Dataset) -> dict[str, Any]:
+    """The simulator settings a dataset records, for the report."""
+    return {k: train.attrs[k] for k in ("simulator", "n", "graph_seed") if k in train.attrs}
 
 
 def fit_ilcm(
@@ -238,171 +357,30 @@ def fit_ilcm(
     start = time.perf_counter()
     recipe = get_recipe(recipe)
     data = pairs_tensor(train)
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    if isinstance(model, str) and model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
-    if backend not in ("torch", "jax"):
-        raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
-    if backend == "jax":
-        import importlib
-
-        try:
-            for name in ("jax", "numpyro", "equinox", "optax"):
-                importlib.import_module(name)
-        except ImportError as error:
-            raise ImportError(
-                f"backend='jax' needs JAX ({error.name} is missing): pip install 'pyrocrl[jax]'"
-            ) from error
-    if backend == "jax" and validate_every:
-        raise ValueError("the JAX backend does not validate while training: drop validate_every")
-    if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):
-        raise ValueError(
-            f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
-            "build the model and guide, or use recipe.replace(candidates=1)"
-        )
-    output = Path(output) if output is not None else None
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
-
-    def build(model_seed: int) -> tuple[ILCM, ILCMGuide]:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(model_seed)
-            if model is None or isinstance(model, str):
-                m = MODELS[model or "ilcm"](
-                    data.shape[-1], n, hidden=hidden, likelihood=likelihood
-                )
-            else:
-                m = model if isinstance(model, nn.Module) else model()
-            if guide is None:
-                g = ILCMGuide(m, hidden=hidden, intervention_encoder=intervention_encoder)
-            else:
-                g = guide if isinstance(guide, nn.Module) else guide(m)
-        if m.n != n or m.dim_x != data.shape[-1]:
-            raise ValueError(
-                f"the model has n={m.n}, dim_x={m.dim_x}; the data need n={n}, "
-                f"dim_x={data.shape[-1]}"
-            )
-        if for_model(recipe, m).precondition:
-            sample = data[:PRECONDITION_PAIRS]
-            g.precondition(sample[:, 0], sample[:, 1])
-        return m, g
-
-    def make_trainer(m: ILCM, g: ILCMGuide, model_seed: int, path: Path | None) -> Trainer:
-        if backend == "jax":
-            from pyrocrl.inference.svi_jax import TwinTrainer
-
-            return TwinTrainer(m, g, recipe, seed=model_seed, checkpoint=path, progress=progress)
-        validation = None
-        if test is not None and validate_every:
-            small_test = test.isel(pair=slice(0, 2000))
-
-            def validation(step: int) -> dict[str, float]:
-                return evaluate(m, g, small_test, dci_train, seed=seed, dci_pairs=3000,
-                                dci_test_pairs=2000)  # fmt: skip
-
-        return Trainer(
-            m,
-            g,
-            ILCMObjective(m, g),
-            recipe,
-            seed=model_seed,
-            checkpoint=path,
-            validation=validation,
-            validate_every=validate_every,
-            progress=progress,
-            validate_model=validate_model,
-        )
-
-    final = output / "checkpoint.pt" if output is not None else None
-    selection: list[dict[str, float]] = []
-    earlier = 0.0  # training seconds of the earlier calls this one resumes
-    if resume and final is not None and final.exists():
-        selection, earlier = _earlier_record(output)
-        chosen = int(load_checkpoint(final)["seed"])
-        model_, guide_ = build(chosen)
-        trainer = make_trainer(model_, guide_, chosen, final)
-    elif recipe.candidates == 1:
-        model_, guide_ = build(seed)
-        trainer = make_trainer(model_, guide_, seed, final)
-    else:
-        subset = data[:SELECTION_PAIRS]
-        best = None
-        for c in range(recipe.candidates):
-            c_seed = candidate_seed(seed, c)
-            m, g = build(c_seed)
-            path = output / f"candidate{c}.pt" if output is not None else None
-            t = make_trainer(m, g, c_seed, path)
-            t.fit(data, resume=resume, until_epoch=recipe.select_epoch)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                score = elbo_per_pair(m, g, subset[:, 0], subset[:, 1])
-            selection.append({"candidate": c, "seed": c_seed, "elbo": score})
-            if best is None or score > best[0]:
-                best = (score, m, g, t)
-        _, model_, guide_, trainer = best
-        trainer.checkpoint = final
-        if output is not None:  # kept until results.json holds it
-            record = {"selection": selection, "train_time": time.perf_counter() - start}
-            write_json(output / SELECTION_FILE, record)
-    result = trainer.fit(data, resume=resume)
-    train_time = earlier + time.perf_counter() - start
-    if output is not None:
-        for leftover in output.glob("candidate*"):
-            leftover.unlink()
-
-    metrics: dict[str, float] = {}
-    if test is not None:
-        metrics = evaluate(
-            model_, guide_, test, dci_train, seed=seed, dci_pairs=dci_pairs[0],
-            dci_test_pairs=dci_pairs[1],
-        )  # fmt: skip
-        metrics["test_pairs"] = float(test.sizes["pair"])
+    check_fit_options(n, recipe, model=model, guide=guide, backend=backend,
+                      validate_every=validate_every)  # fmt: skip
+    output = _prepared_directory(output)
+    parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder)
+    build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
+    trainer_for = partial(make_trainer, recipe=recipe, backend=backend, progress=progress,
+                          validate_every=validate_every, validate_model=validate_model,
+                          test=test, dci_train=dci_train, evaluation_seed=seed)  # fmt: skip
+    chosen = choose_candidate(data, recipe, seed=seed, build=build, trainer_for=trainer_for,
+                              output=output, resume=resume, started=start)  # fmt: skip
+    result = chosen.trainer.fit(data, resume=resume)
+    train_time = chosen.earlier + time.perf_counter() - start
+    remove_candidates(output)
+    metrics = held_out_metrics(chosen.model, chosen.guide, test, dci_train, seed=seed,
+                               dci_pairs=dci_pairs)  # fmt: skip
     report = FitReport(
-        recipe=recipe.name,
-        seed=seed,
-        pairs=len(data),
-        batch_size=recipe.batch_size,
-        steps=result.steps,
-        epochs=result.epochs,
-        train_time=train_time,
-        total_time=time.perf_counter() - start,
-        metrics=metrics,
-        dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
-        if "dci_disentanglement" in metrics
+        recipe=recipe.name, seed=seed, pairs=len(data), batch_size=recipe.batch_size,
+        steps=result.steps, epochs=result.epochs, train_time=train_time,
+        total_time=time.perf_counter() - start, metrics=metrics,
+        dci_pairs=_dci_sizes(dci_pairs, dci_train, test) if "dci_disentanglement" in metrics
         else None,
-        data={k: train.attrs[k] for k in ("simulator", "n", "graph_seed") if k in train.attrs},
-        selection=selection,
-        model=type(model_).__name__,
-        backend=backend,
-    )
+        data=_data_source(train), selection=chosen.selection,
+        model=type(chosen.model).__name__, backend=backend,
+    )  # fmt: skip
     if output is not None:
-        report.files = [str(output / name) for name in ("checkpoint.pt", "results.json")]
-        report.files.append(str(_save_history_plot(result.history, output / "training.png")))
-        results = {
-            **asdict(report),
-            "recipe_settings": recipe.to_dict(),
-            "history": result.history,
-        }
-        write_json(output / "results.json", results)
-        (output / SELECTION_FILE).unlink(missing_ok=True)
-    return model_, guide_, report
-
-
-def _earlier_record(output: Path) -> tuple[list[dict[str, float]], float]:
-    """The candidate selection and training seconds of the earlier calls that a resumed
-    :func:`fit_ilcm` goes on from: from ``results.json`` if that run finished, else from the
-    record written at the selection (a run interrupted while finishing loses only the
-    seconds of that last stretch)."""
-    for name in ("results.json", SELECTION_FILE):
-        path = output / name
-        if path.exists():
-            try:
-                record = json.loads(path.read_text())
-                return list(record["selection"]), float(record["train_time"])
-            except (ValueError, KeyError, TypeError) as error:
-                raise CheckpointError(
-                    f"{path} is not a record written by fit_ilcm ({error!r}); remove it to "
-                    "resume without the earlier selection and timing"
-                ) from error
-    return [], 0.0
+        write_results(report, output, recipe, result.history)
+    return chosen.model, chosen.guide, report

@@ -13,7 +13,9 @@ graph through :func:`pyrocrl.metrics.graph_scores` and a matching of variables.
 
 __all__ = [
     "METHODS",
+    "NO_GRAPH",
     "LearnedGraph",
+    "default_method",
     "dependence",
     "enco",
     "explicit_graph",
@@ -339,6 +341,18 @@ def explicit_graph(solution: Any) -> LearnedGraph:
 
 
 METHODS = ("ilcm-h", "enco", "elcm")
+"""The methods of :func:`learn_graph`."""
+NO_GRAPH = "none"
+"""What :func:`default_method` answers for a model without a causal graph."""
+
+
+def default_method(model: Any) -> str:
+    """How to find the graph of a fitted model when not told: ``"elcm"`` for an explicit
+    model (its graph parameter), :data:`NO_GRAPH` for a model that infers no interventions
+    (the β-VAE: it has no causal graph), else ``"ilcm-h"``."""
+    if not model.infers_interventions:
+        return NO_GRAPH
+    return "elcm" if model.config.get("model") == "elcm" else "ilcm-h"
 
 
 def learn_graph(
@@ -365,7 +379,7 @@ def learn_graph(
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if getattr(model, "independent_views", False):
+    if not model.infers_interventions:
         raise ValueError(
             f"a {type(model).__name__} models the two views as independent: it has no "
             "interventions and no causal graph to learn"

@@ -1,19 +1,26 @@
-"""Amortized guides: the encoder of noise and intervention targets for pair programs."""
+"""Amortized guides: the encoder of noise and intervention targets for pair programs,
+written once for both backends (:class:`PairGuide`), and its Pyro module
+(:class:`ILCMGuide`)."""
 
-__all__ = ["HeuristicInterventionEncoder", "ILCMGuide", "MLPInterventionEncoder"]
+__all__ = [
+    "Encoding",
+    "HeuristicInterventionEncoder",
+    "ILCMGuide",
+    "MLPInterventionEncoder",
+    "PairGuide",
+]
 
 from collections.abc import Sequence
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar, NamedTuple
 
-import pyro
-import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
 from pyrocrl import sites
-from pyrocrl.models.ilcm import ILCM, intervention_mask, select
+from pyrocrl.backends import pyro as pyro_backend
+from pyrocrl.models.ilcm import DEFAULT_OFFSET, ILCM, intervention_mask, select
 from pyrocrl.nets import MLP, GaussianEncoder
 
 
@@ -21,27 +28,23 @@ class HeuristicInterventionEncoder(nn.Module):
     """``q(I | x, x~)`` from the change of the noise encodings, with three parameters.
 
     With ``Δ = μ(x~) − μ(x)``: ``logit(none) = 0`` and ``logit(k) = α + β|Δ_k| + γΔ_k²``
-    (initialized ``α = −3, β = γ = 15``), then ``q ← (q + ε) / (1 + (n + 1)ε)``. The offset
-    ``ε`` (buffer ``offset``) keeps every hypothesis alive early in training.
+    (initialized ``α = −3, β = γ = 15``).
 
     :returns: probabilities ``(*, n + 1)``.
     """
 
-    def __init__(
-        self, n: int, offset: float = 1e-4, init: tuple[float, float, float] = (-3.0, 15.0, 15.0)
-    ) -> None:
+    def __init__(self, n: int, init: tuple[float, float, float] = (-3.0, 15.0, 15.0)) -> None:
         super().__init__()
         self.n = n
         self.alpha = nn.Parameter(torch.tensor(float(init[0])))
         self.beta = nn.Parameter(torch.tensor(float(init[1])))
         self.gamma = nn.Parameter(torch.tensor(float(init[2])))
-        self.register_buffer("offset", torch.tensor(float(offset)))
 
     def forward(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
         delta = loc_tilde - loc
         logits = self.alpha + self.beta * delta.abs() + self.gamma * delta**2
         logits = torch.cat([torch.zeros_like(logits[..., :1]), logits], dim=-1)
-        return _offset(logits.softmax(-1), self.offset)
+        return logits.softmax(-1)
 
 
 class MLPInterventionEncoder(nn.Module):
@@ -50,25 +53,31 @@ class MLPInterventionEncoder(nn.Module):
     :returns: probabilities ``(*, n + 1)``.
     """
 
-    def __init__(self, n: int, hidden: Sequence[int] = (64, 64), offset: float = 1e-4):
+    def __init__(self, n: int, hidden: Sequence[int] = (64, 64)):
         super().__init__()
         self.net = MLP(2 * n, n + 1, hidden)
-        self.register_buffer("offset", torch.tensor(float(offset)))
 
     def forward(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
         logits = self.net(torch.cat([loc, loc_tilde - loc], dim=-1))
-        return _offset(logits.softmax(-1), self.offset)
-
-
-def _offset(probs: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    return (probs + offset) / (1 + probs.shape[-1] * offset)
+        return logits.softmax(-1)
 
 
 INTERVENTION_ENCODERS = {"heuristic": HeuristicInterventionEncoder, "mlp": MLPInterventionEncoder}
 
 
-class ILCMGuide(PyroModule):
-    """Amortized guide of :class:`~pyrocrl.models.ilcm.ILCM`.
+class Encoding(NamedTuple):
+    """What a guide returns: the encodings of both views, each ``(N, n)``, and
+    ``q(I | x, x~)`` ``(N, n + 1)`` (``None`` for the independent guide)."""
+
+    loc: Any
+    scale: Any
+    loc_tilde: Any
+    scale_tilde: Any
+    probs: Any = None
+
+
+class PairGuide:
+    """The amortized guide of a pair program, for any backend.
 
     One Gaussian encoder ``q(e | x) = N(μ(x), σ(x)²)`` serves both views. The target site
     is enumerated in parallel (``infer={"enumerate": "parallel"}``), so an ELBO can sum
@@ -80,15 +89,120 @@ class ILCMGuide(PyroModule):
     noise ``e~_I ~ N(μ~_I, σ~_I²)`` is passed through the model's solution function to the
     site ``value`` (an affine map, so still Gaussian).
 
-    The buffer ``posterior_power`` (default 1) flattens ``q(I | x, x~)`` to
-    ``q^power / Σ q^power``; any ``q`` gives a valid bound, and training recipes start
-    flat so that every hypothesis shapes the encoder before the posterior sharpens.
+    ``q(I | x, x~)`` is the intervention encoder's output ``q`` floored and flattened,
+    ``q ← (q + ε) / (1 + (n + 1)ε)`` (``offset`` ``ε``), then ``q ← q^p / Σ q^p``
+    (``posterior_power`` ``p``); any ``q`` gives a valid bound, and training recipes start flat and
+    with a large offset so that every hypothesis shapes the encoder before the posterior
+    sharpens. Both are arguments of the programs (the recipe schedules them); the defaults
+    are the values outside training.
 
     With ``deterministic=True`` only the most probable hypothesis is kept (a ``Delta`` at
     the argmax whose weight carries a straight-through gradient to ``q(I | x, x~)``).
 
-    The guide reads the model's solution function; it does not own it (its state dict holds
-    the encoders only).
+    A subclass needs ``backend``, ``n``, ``dim_x``, ``tie``, ``encoder`` (``x ↦ (μ, σ)``),
+    ``intervention_encoder`` (``(μ(x), μ(x~)) ↦`` probabilities ``(*, n + 1)``) and
+    ``model`` (the model whose solution function it reads).
+    """
+
+    backend: ClassVar[ModuleType]
+
+    def encode(self, x: Any, x_tilde: Any) -> tuple[Any, Any, Any, Any]:
+        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass."""
+        loc, scale = self.encoder(self.backend.concat([x, x_tilde]))
+        size = x.shape[0]
+        return loc[:size], scale[:size], loc[size:], scale[size:]
+
+    def target_probs(
+        self, loc: Any, loc_tilde: Any, offset: Any = DEFAULT_OFFSET, posterior_power: Any = 1.0
+    ) -> Any:
+        """``q(I | x, x~)`` from the encodings, ``(N, n + 1)``."""
+        probs = self.intervention_encoder(loc, loc_tilde)
+        probs = (probs + offset) / (1 + probs.shape[-1] * offset)
+        if not (isinstance(posterior_power, int | float) and posterior_power == 1):
+            probs = probs**posterior_power
+            probs = probs / probs.sum(-1)[..., None]
+        return probs
+
+    def intervention_probs(self, x: Any, x_tilde: Any) -> Any:
+        """``q(I | x, x~)`` of pairs ``(N, D)``, shape ``(N, n + 1)``."""
+        loc, _, loc_tilde, _ = self.encode(x, x_tilde)
+        return self.target_probs(loc, loc_tilde)
+
+    def guide(
+        self,
+        x: Any = None,
+        x_tilde: Any = None,
+        *,
+        size: int | None = None,
+        intervention_prior: Any = True,
+        deterministic: bool = False,
+        offset: Any = DEFAULT_OFFSET,
+        posterior_power: Any = 1.0,
+    ) -> Encoding:
+        """Sites ``target``, ``noise`` and ``value`` given observed pairs ``(N, D)``.
+
+        ``size`` and ``intervention_prior`` are model options, accepted for a shared
+        signature. Returns the :class:`Encoding` of the pairs, for regularizers and
+        diagnostics.
+        """
+        del intervention_prior
+        b = self.backend
+        if x is None or x_tilde is None:
+            raise ValueError("the guide needs observed pairs x and x_tilde")
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
+        probs = self.target_probs(loc, loc_tilde, offset, posterior_power)
+        with b.plate(sites.PAIR_PLATE, size):
+            if deterministic:
+                best = b.argmax(probs, -1)
+                weight = b.take_along(probs, best)
+                straight_through = 1.0 + weight - b.stop_gradient(weight)
+                target = b.sample(
+                    sites.TARGET, b.dist.Delta(best, log_density=b.log(straight_through))
+                )
+            else:
+                target = b.sample(
+                    sites.TARGET, b.dist.Categorical(probs), infer={"enumerate": "parallel"}
+                )
+            onehot, intervened = intervention_mask(b, target, self.n)
+            shape = b.broadcast_shapes(onehot.shape, loc.shape)
+            lam = b.uniform(shape, like=loc) if self.tie == "random" else b.full(shape, 0.5, loc)
+            noise_loc = b.where(onehot, loc, lam * loc + (1 - lam) * loc_tilde)
+            noise_scale = b.where(onehot, scale, lam * scale + (1 - lam) * scale_tilde)
+            noise = b.sample(sites.NOISE, b.dist.Normal(noise_loc, noise_scale).to_event(1))
+            # e~_I ~ N(μ~_I, σ~_I²), mapped to v = (e~_I − shift_I) / scale_I
+            shift, sol_scale = self.model.solution.shift_scale(noise)
+            shift_i = select(b, shift, onehot, intervened, 0.0)
+            scale_i = select(b, sol_scale, onehot, intervened, 1.0)
+            new_loc = select(b, loc_tilde, onehot, intervened, 0.0)
+            new_scale = select(b, scale_tilde, onehot, intervened, 1.0)
+            with b.mask(mask=intervened):
+                b.sample(
+                    sites.VALUE, b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
+                )
+        return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
+
+    def independent_guide(
+        self, x: Any = None, x_tilde: Any = None, *, size: int | None = None
+    ) -> Encoding:
+        """Guide of the model's ``independent_model``: each view encoded on its own."""
+        b = self.backend
+        if x is None or x_tilde is None:
+            raise ValueError("the guide needs observed pairs x and x_tilde")
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
+        with b.plate(sites.PAIR_PLATE, size):
+            b.sample(sites.NOISE, b.dist.Normal(loc, scale).to_event(1))
+            b.sample(sites.NOISE_TILDE, b.dist.Normal(loc_tilde, scale_tilde).to_event(1))
+        return Encoding(loc, scale, loc_tilde, scale_tilde)
+
+
+class ILCMGuide(PairGuide, PyroModule):
+    """Amortized guide of :class:`~pyrocrl.models.ilcm.ILCM`, in Pyro.
+
+    The program is :class:`PairGuide`'s (see there); this class holds its PyTorch
+    networks. The guide reads the model's solution function; it does not own it (its state
+    dict holds the encoders only).
 
     :param model: the ILCM this guide serves.
     :param hidden: hidden layer sizes of the noise encoder.
@@ -96,6 +210,8 @@ class ILCMGuide(PyroModule):
         mapping ``(μ(x), μ(x~))`` to probabilities ``(*, n + 1)``.
     :param str tie: ``"random"`` (``λ ~ U(0, 1)``) or ``"mean"`` (``λ = ½``).
     """
+
+    backend = pyro_backend
 
     def __init__(
         self,
@@ -123,7 +239,7 @@ class ILCMGuide(PyroModule):
         if tie not in ("random", "mean"):
             raise ValueError(f"tie must be 'random' or 'mean', got {tie!r}")
         self.tie = tie
-        self.register_buffer("posterior_power", torch.tensor(1.0))
+        self._register_load_state_dict_pre_hook(_drop_schedule_buffers)
         self.config = {
             "hidden": list(hidden),
             "intervention_encoder": encoder_name,
@@ -169,101 +285,12 @@ class ILCMGuide(PyroModule):
         skip[:top, :top] = torch.eye(top)
         encoder.skip.weight.copy_(skip)
 
-    def encode(
-        self, x: torch.Tensor, x_tilde: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass."""
-        loc, scale = self.encoder(torch.cat([x, x_tilde]))
-        return loc[: len(x)], scale[: len(x)], loc[len(x) :], scale[len(x) :]
-
-    def intervention_probs(self, x: torch.Tensor, x_tilde: torch.Tensor) -> torch.Tensor:
-        """``q(I | x, x~)``, shape ``(N, n + 1)``."""
-        loc, _, loc_tilde, _ = self.encode(x, x_tilde)
-        return self._target_probs(loc, loc_tilde)
-
-    def _target_probs(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
-        probs = self.intervention_encoder(loc, loc_tilde)
-        if self.posterior_power != 1:
-            probs = probs.pow(self.posterior_power)
-            probs = probs / probs.sum(-1, keepdim=True)
-        return probs
-
-    def guide(
-        self,
-        x: torch.Tensor | None = None,
-        x_tilde: torch.Tensor | None = None,
-        *,
-        size: int | None = None,
-        intervention_prior: bool = True,
-        deterministic: bool = False,
-    ) -> dict[str, torch.Tensor]:
-        """Sites ``target``, ``noise`` and ``value`` given observed pairs ``(N, D)``.
-
-        ``size`` and ``intervention_prior`` are model options, accepted for a shared
-        signature. Returns the encoder outputs (``loc``, ``scale``, ``loc_tilde``,
-        ``scale_tilde``, each ``(N, n)``) and ``probs``, ``q(I | x, x~)`` of shape
-        ``(N, n + 1)``, for regularizers and diagnostics.
-        """
-        del intervention_prior
-        if x is None or x_tilde is None:
-            raise ValueError("the guide needs observed pairs x and x_tilde")
-        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
-        loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
-        probs = self._target_probs(loc, loc_tilde)
-        with pyro.plate(sites.PAIR_PLATE, size):
-            if deterministic:
-                best = probs.argmax(-1)
-                weight = probs.gather(-1, best.unsqueeze(-1)).squeeze(-1)
-                straight_through = 1.0 + weight - weight.detach()
-                target = pyro.sample(
-                    sites.TARGET, dist.Delta(best, log_density=straight_through.log())
-                )
-            else:
-                target = pyro.sample(
-                    sites.TARGET, dist.Categorical(probs), infer={"enumerate": "parallel"}
-                )
-            onehot, intervened = intervention_mask(target, self.n)
-            shape = torch.broadcast_shapes(onehot.shape, loc.shape)
-            lam = torch.rand(shape) if self.tie == "random" else torch.full(shape, 0.5)
-            tied_loc = lam * loc + (1 - lam) * loc_tilde
-            tied_scale = lam * scale + (1 - lam) * scale_tilde
-            noise_loc = torch.where(onehot, loc, tied_loc)
-            noise_scale = torch.where(onehot, scale, tied_scale)
-            noise = pyro.sample(sites.NOISE, dist.Normal(noise_loc, noise_scale).to_event(1))
-            # e~_I ~ N(μ~_I, σ~_I²), mapped to v = (e~_I − shift_I) / scale_I
-            shift, sol_scale = self.model.solution.shift_scale(noise)
-            shift_i = select(shift, onehot, intervened, 0.0)
-            scale_i = select(sol_scale, onehot, intervened, 1.0)
-            new_loc = select(loc_tilde, onehot, intervened, 0.0)
-            new_scale = select(scale_tilde, onehot, intervened, 1.0)
-            with poutine.mask(mask=intervened):
-                pyro.sample(
-                    sites.VALUE, dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
-                )
-        return {
-            "probs": probs,
-            "loc": loc,
-            "scale": scale,
-            "loc_tilde": loc_tilde,
-            "scale_tilde": scale_tilde,
-        }
-
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+    def forward(self, *args: Any, **kwargs: Any) -> Encoding:
         return self.guide(*args, **kwargs)
 
-    def independent_guide(
-        self,
-        x: torch.Tensor | None = None,
-        x_tilde: torch.Tensor | None = None,
-        *,
-        size: int | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Guide of :meth:`ILCM.independent_model`: each view encoded on its own."""
-        if x is None or x_tilde is None:
-            raise ValueError("the guide needs observed pairs x and x_tilde")
-        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
-        loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
-        with pyro.plate(sites.PAIR_PLATE, size):
-            pyro.sample(sites.NOISE, dist.Normal(loc, scale).to_event(1))
-            pyro.sample(sites.NOISE_TILDE, dist.Normal(loc_tilde, scale_tilde).to_event(1))
-        return {"loc": loc, "scale": scale, "loc_tilde": loc_tilde, "scale_tilde": scale_tilde}
+
+def _drop_schedule_buffers(state: dict, prefix: str, *_: Any) -> None:
+    """Checkpoints written before the schedule became an argument of the programs hold it
+    as buffers; their values are the defaults now."""
+    for name in ("posterior_power", "intervention_encoder.offset"):
+        state.pop(prefix + name, None)

@@ -1,22 +1,68 @@
-"""Training objectives: the ELBO of a pair program plus the recipe's regularizers."""
+"""Training objectives: the ELBO of a pair program plus the recipe's regularizers, written
+once for both backends (:func:`pair_objective`); :class:`ILCMObjective` is the Pyro
+trainer's view of it."""
 
-__all__ = ["ILCMObjective", "change_balance", "change_sparsity"]
+__all__ = [
+    "REGULARIZERS",
+    "TERMS",
+    "ILCMObjective",
+    "change_balance",
+    "change_sparsity",
+    "pair_objective",
+    "regularizers",
+]
+
+from types import ModuleType
+from typing import Any
 
 import torch
-from pyro.poutine.trace_struct import Trace
 
-from pyrocrl.inference.elbo import NonFiniteError, PairELBO, scale_latents
-from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.backends import pyro as pyro_backend
+from pyrocrl.errors import NonFiniteError
+from pyrocrl.inference.elbo import PairELBO
+from pyrocrl.inference.guides import Encoding
 from pyrocrl.inference.recipes import Phase
-from pyrocrl.models.ilcm import ILCM
+
+TERMS = ("elbo", "log_likelihood", "log_graph", "kl_noise", "kl_noise_tilde", "kl_target",
+         "kl_value")  # fmt: skip
+"""The terms of the bound a pair objective reports (those of every built-in program)."""
+REGULARIZERS = (
+    "intervention_entropy",
+    "consistency",
+    "noise_norm",
+    "change_sparsity",
+    "change_balance",
+)
+"""The regularizers a pair objective reports."""
 
 
-class ILCMObjective:
-    """The loss of one minibatch of pairs for an ILCM and its guide.
+def _on(weight: Any) -> bool:
+    """``False`` only for a weight known to be 0 (a traced weight is always on)."""
+    return not (isinstance(weight, int | float) and weight == 0)
 
-    ``loss = −mean ELBO_β + Σ regularizers``, where ``ELBO_β`` weights the KL of the
-    latent sites by the phase's ``β`` (:func:`~pyrocrl.inference.elbo.scale_latents`) and
-    the regularizers are
+
+def change_sparsity(delta: Any, backend: ModuleType = pyro_backend) -> Any:
+    """``Σ_b ‖Δ_b‖₁ / Σ_b ‖Δ_b‖₂`` of changes ``Δ (B, n)``: 1 when every change is on one
+    component, ``√n`` when every change is spread evenly."""
+    return abs(delta).sum() / backend.maximum(backend.norm(delta).sum(), 1e-12)
+
+
+def change_balance(delta: Any, backend: ModuleType = pyro_backend) -> Any:
+    """``KL(s ‖ uniform)`` of the share ``s_j`` of the changes ``Δ (B, n)`` on component ``j``.
+
+    Each pair spreads its size ``‖Δ_b‖`` over components in proportion to ``Δ_bj²``; the
+    shares are summed over the batch. 0 when all components change equally, ``log n`` when
+    one carries everything.
+    """
+    size = backend.norm(delta)[..., None]
+    share = (delta**2 / backend.maximum(size, 1e-12)).sum(0)
+    share = share / backend.maximum(share.sum(), 1e-12)
+    return (share * backend.log(backend.maximum(share * share.shape[-1], 1e-12))).sum()
+
+
+def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: Any) -> dict:
+    """The recipe's regularizers of one minibatch (weights from ``phase``; those known to be
+    0 are skipped), each a scalar:
 
     - ``intervention_entropy``: ``−w·H(mean over the batch of q(I | x, x~))``, which keeps
       all hypotheses in use;
@@ -32,13 +78,83 @@ class ILCMObjective:
     - ``change_balance``: ``w·KL(s ‖ uniform)`` where ``s_j`` is the share of all changes
       (each pair weighted by its size) that falls on component ``j``; interventions hit
       every variable equally often under the uniform intervention prior, so every
-      component should change about as much as the others. Without it, two causal variables
-      can settle on one component and leave another unused.
-
-    In the pretraining phase the ELBO is that of a VAE on each view (no causal structure).
+      component should change about as much as the others. Without it, two causal
+      variables can settle on one component and leave another unused.
     """
+    b = model.backend
+    loc, scale, loc_tilde, scale_tilde, probs = encoding
+    out: dict[str, Any] = {}
+    if _on(phase.entropy_weight) and probs is not None:
+        aggregate = probs.mean(0)
+        entropy = -(aggregate * b.log(b.maximum(aggregate, 1e-30))).sum()
+        out["intervention_entropy"] = -phase.entropy_weight * entropy
+    if _on(phase.consistency_weight) or _on(phase.norm_weight):
+        e = loc + scale * b.normal(loc.shape, like=loc)
+        e_tilde = loc_tilde + scale_tilde * b.normal(loc.shape, like=loc)
+        if _on(phase.norm_weight):
+            norm = ((e**2).sum(-1) + (e_tilde**2).sum(-1)).mean()
+            out["noise_norm"] = phase.norm_weight * norm
+        if _on(phase.consistency_weight):
+            mean = model.x_dist(b.concat([e, e_tilde])).mean
+            error = ((mean - b.concat([x, x_tilde])) ** 2).sum(-1).mean() * 2
+            out["consistency"] = phase.consistency_weight * error
+    if _on(phase.sparsity_weight) or _on(phase.balance_weight):
+        both = b.concat([loc, loc_tilde])
+        delta = (loc_tilde - loc) / b.maximum(b.std(both, 0), 1e-6)
+        if _on(phase.sparsity_weight):
+            out["change_sparsity"] = phase.sparsity_weight * change_sparsity(delta, b)
+        if _on(phase.balance_weight):
+            out["change_balance"] = phase.balance_weight * change_balance(delta, b)
+    return out
 
-    def __init__(self, model: ILCM, guide: ILCMGuide) -> None:
+
+def pair_objective(
+    model: Any,
+    guide: Any,
+    x: Any,
+    x_tilde: Any,
+    phase: Any,
+    *,
+    pretrain: bool,
+    deterministic: bool,
+    elbo: PairELBO | None = None,
+) -> tuple[Any, dict[str, Any], tuple[Any, Any]]:
+    """``(loss, report, (model_trace, guide_trace))`` of one minibatch on the programs'
+    backend: ``loss = −mean ELBO_β + Σ regularizers``, where ``ELBO_β`` weights the KL of
+    the latent sites by ``phase.beta`` and the regularizers are those of
+    :func:`regularizers`. The report holds every term (means over pairs) and every
+    regularizer by name.
+
+    With ``pretrain`` the ELBO is that of a VAE on each view (the independent programs, no
+    causal structure); otherwise the pair programs run with the phase's intervention prior,
+    offset and posterior power, and ``deterministic`` keeps the most probable hypothesis.
+    ``phase`` is a :class:`~pyrocrl.inference.recipes.Phase` or its array form.
+    """
+    elbo = elbo if elbo is not None else PairELBO()
+    b = model.backend
+    if pretrain:
+        traces = elbo.traces(model.independent_model, guide.independent_guide, x, x_tilde)
+    else:
+        options = {
+            "intervention_prior": phase.intervention_prior,
+            "deterministic": deterministic,
+            "offset": phase.offset,
+            "posterior_power": phase.posterior_power,
+        }
+        traces = elbo.traces(model.model, guide.guide, x, x_tilde, **options)
+    terms = elbo.terms_from_traces(*traces, b, phase.beta)
+    report = {k: v.mean() for k, v in terms.items()}
+    encoding = b.nodes(traces[1])["_RETURN"]["value"]
+    report.update(regularizers(model, encoding, x, x_tilde, phase))
+    loss = -report["elbo"] + sum(v for k, v in report.items() if k in REGULARIZERS)
+    return loss, report, traces
+
+
+class ILCMObjective:
+    """The loss of one minibatch of pairs for a Pyro model and its guide
+    (:func:`pair_objective`), with every non-finite value named."""
+
+    def __init__(self, model: Any, guide: Any) -> None:
         self.model, self.guide = model, guide
         self.elbo = PairELBO()
 
@@ -47,81 +163,22 @@ class ILCMObjective:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """``(loss, report)``; the report holds every term as a float (means over pairs).
 
-        :raises NonFiniteError: naming the first term that is NaN or infinite.
+        :raises NonFiniteError: naming the first site or term that is NaN or infinite.
         """
-        if hasattr(self.guide.intervention_encoder, "offset"):
-            self.guide.intervention_encoder.offset.fill_(phase.offset)
-        self.guide.posterior_power.fill_(phase.posterior_power)
-        if phase.pretrain:
-            with scale_latents(scale=phase.beta):
-                traces = self.elbo.traces(
-                    self.model.independent_model, self.guide.independent_guide, x, x_tilde
-                )
-        else:
-            with scale_latents(scale=phase.beta):
-                traces = self.elbo.traces(
-                    self.model.model,
-                    self.guide.guide,
-                    x,
-                    x_tilde,
-                    intervention_prior=phase.intervention_prior,
-                    deterministic=phase.deterministic,
-                )
+        loss, report, traces = pair_objective(
+            self.model, self.guide, x, x_tilde, phase, pretrain=phase.pretrain,
+            deterministic=phase.deterministic, elbo=self.elbo,
+        )  # fmt: skip
         _check_sites(*traces)
-        terms = {k: v.mean() for k, v in self.elbo.terms_from_traces(*traces).items()}
-        encoded = traces[1].nodes["_RETURN"]["value"]
-        loss = -terms["elbo"]
-        regularizers: dict[str, torch.Tensor] = {}
-        if phase.entropy_weight and "probs" in encoded:
-            aggregate = encoded["probs"].mean(0)
-            entropy = -(aggregate * aggregate.clamp_min(1e-30).log()).sum()
-            regularizers["intervention_entropy"] = -phase.entropy_weight * entropy
-        if phase.consistency_weight or phase.norm_weight:
-            e = encoded["loc"] + encoded["scale"] * torch.randn_like(encoded["loc"])
-            e_tilde = encoded["loc_tilde"] + encoded["scale_tilde"] * torch.randn_like(e)
-            if phase.norm_weight:
-                norm = (e.pow(2).sum(-1) + e_tilde.pow(2).sum(-1)).mean()
-                regularizers["noise_norm"] = phase.norm_weight * norm
-            if phase.consistency_weight:
-                mean = self.model.x_dist(torch.cat([e, e_tilde])).mean
-                error = (mean - torch.cat([x, x_tilde])).pow(2).sum(-1).mean() * 2
-                regularizers["consistency"] = phase.consistency_weight * error
-        if phase.sparsity_weight or phase.balance_weight:
-            loc = torch.cat([encoded["loc"], encoded["loc_tilde"]])
-            delta = (encoded["loc_tilde"] - encoded["loc"]) / loc.std(0).clamp_min(1e-6)
-            if phase.sparsity_weight:
-                regularizers["change_sparsity"] = phase.sparsity_weight * change_sparsity(delta)
-            if phase.balance_weight:
-                regularizers["change_balance"] = phase.balance_weight * change_balance(delta)
-        for name, value in {**terms, **regularizers}.items():
+        for name, value in report.items():
             if not torch.isfinite(value):
                 raise NonFiniteError(f"the term {name!r} is {value.item()}")
-        loss = loss + sum(regularizers.values())
-        report = {k: float(v.detach()) for k, v in {**terms, **regularizers}.items()}
+        report = {k: float(v.detach()) for k, v in report.items()}
         report["loss"] = float(loss.detach())
         return loss, report
 
 
-def change_sparsity(delta: torch.Tensor) -> torch.Tensor:
-    """``Σ_b ‖Δ_b‖₁ / Σ_b ‖Δ_b‖₂`` of changes ``Δ (B, n)``: 1 when every change is on one
-    component, ``√n`` when every change is spread evenly."""
-    return delta.abs().sum() / delta.norm(dim=-1).sum().clamp_min(1e-12)
-
-
-def change_balance(delta: torch.Tensor) -> torch.Tensor:
-    """``KL(s ‖ uniform)`` of the share ``s_j`` of the changes ``Δ (B, n)`` on component ``j``.
-
-    Each pair spreads its size ``‖Δ_b‖`` over components in proportion to ``Δ_bj²``; the
-    shares are summed over the batch. 0 when all components change equally, ``log n`` when
-    one carries everything.
-    """
-    size = delta.norm(dim=-1, keepdim=True)
-    share = (delta.pow(2) / size.clamp_min(1e-12)).sum(0)
-    share = share / share.sum().clamp_min(1e-12)
-    return (share * (share * share.numel()).clamp_min(1e-12).log()).sum()
-
-
-def _check_sites(model_trace: Trace, guide_trace: Trace) -> None:
+def _check_sites(model_trace: Any, guide_trace: Any) -> None:
     """Name the first site whose log-density is NaN or infinite."""
     for role, trace in (("model", model_trace), ("guide", guide_trace)):
         for name, site in trace.nodes.items():

@@ -43,10 +43,14 @@ from tqdm.auto import tqdm
 from pyrocrl import sites
 from pyrocrl.data.dataset import pairs_dataset
 from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.observations import check_observations
 
 BATCH = 8192
-"""Pairs per batch in queries; results do not depend on it (each batch is seeded apart
-only by the global random stream, which queries fork)."""
+"""Pairs per batch in queries, which bounds their memory. Deterministic answers (posterior
+means, intervention posteriors, counterfactual means) do not depend on it. Sampled ones
+(:func:`intervene`, :func:`generate`, counterfactual samples) do once a query spans several
+batches: the batches draw their sites from one random stream in turn, so the same seed
+gives the same samples only with the same ``BATCH``."""
 
 Value = float | torch.Tensor | dist.Distribution
 
@@ -76,7 +80,7 @@ def encode(guide: ILCMGuide, x: Any, *, num_samples: int = 0) -> dict[str, torch
 @torch.no_grad()
 def intervention_posterior(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tensor:
     """``q(I | x, x~)`` for each pair, shape ``(N, n + 1)`` (column 0: no intervention)."""
-    if getattr(guide.model, "independent_views", False):
+    if not guide.model.infers_interventions:
         raise ValueError(
             f"a {type(guide.model).__name__} models the two views as independent: it infers "
             "no intervention"
@@ -98,13 +102,12 @@ def predict_targets(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tensor:
     return intervention_posterior(guide, x, x_tilde).argmax(-1)
 
 
-def _as_observations(x: Any, dim_x: int, name: str) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+def _as_observations(x: Any, dim_x: int | None, name: str) -> torch.Tensor:
+    """Observations ``(N, D)`` as a tensor of the default dtype, checked."""
+    check_observations(x, name, dim_x=dim_x, finite=False)  # dtype and shape, as given
+    x = torch.as_tensor(x if torch.is_tensor(x) else np.asarray(x))
     x = x.to(torch.get_default_dtype())
-    if x.dim() != 2 or x.shape[-1] != dim_x:
-        raise ValueError(f"{name} must have shape (N, {dim_x}), got {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
+    check_observations(x, name, dim_x=dim_x)  # the values, as the model sees them
     return x
 
 
@@ -359,9 +362,15 @@ def generate(
         target = torch.full((len(out["x"]),), _parse(z)[0])
         observed = _as_observations(x, out["x"].shape[-1], "x")
         return pairs_dataset(
-            observed, out["x_tilde"], z=out["z"], z_tilde=out["z_tilde"], noise=out["noise"],
-            noise_tilde=out["noise_tilde"], target=target, attrs=attrs,
-        )  # fmt: skip
+            observed,
+            out["x_tilde"],
+            z=out["z"],
+            z_tilde=out["z_tilde"],
+            noise=out["noise"],
+            noise_tilde=out["noise_tilde"],
+            target=target,
+            attrs=attrs,
+        )
     if size is None or size < 1:
         raise ValueError(f"give the number of pairs size ≥ 1, got {size}")
     if kind == "interventional":
@@ -374,9 +383,15 @@ def generate(
             batches = _batches(size, progress, kind)
             out = _concat([_run(lcm.model, min(BATCH, size - s))[0] for s in batches])
     return pairs_dataset(
-        out["x"], out["x_tilde"], z=out["z"], z_tilde=out["z_tilde"], noise=out["noise"],
-        noise_tilde=out["noise_tilde"], target=out["target"], attrs=attrs,
-    )  # fmt: skip
+        out["x"],
+        out["x_tilde"],
+        z=out["z"],
+        z_tilde=out["z_tilde"],
+        noise=out["noise"],
+        noise_tilde=out["noise_tilde"],
+        target=out["target"],
+        attrs=attrs,
+    )
 
 
 def _describe(k: int, value: Value) -> str:

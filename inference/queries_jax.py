@@ -26,17 +26,16 @@ from numpyro import handlers
 from pyrocrl import sites
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.models.ilcm_jax import NumPyroILCM
+from pyrocrl.observations import check_observations
 
 Array = jax.Array
 
 
 def _observations(x: Any, dim_x: int, name: str) -> Array:
-    x = jnp.asarray(np.asarray(x, dtype=np.float32))
-    if x.ndim != 2 or x.shape[1] != dim_x:
-        raise ValueError(f"{name} must have shape (N, {dim_x}), got {tuple(x.shape)}")
-    if not jnp.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or infinite values")
-    return x
+    check_observations(x, name, dim_x=dim_x, finite=False)  # dtype and shape, as given
+    x = np.asarray(x, dtype=np.float32)
+    check_observations(x, name, dim_x=dim_x)  # the values, as the model sees them
+    return jnp.asarray(x)
 
 
 def encode(guide: NumPyroILCMGuide, x: Any) -> dict[str, Array]:
@@ -51,8 +50,7 @@ def intervention_posterior(guide: NumPyroILCMGuide, x: Any, x_tilde: Any) -> Arr
     """``q(I | x, x~)`` of pairs, ``(N, n + 1)``; column 0 is "no intervention"."""
     x = _observations(x, guide.dim_x, "x")
     x_tilde = _observations(x_tilde, guide.dim_x, "x_tilde")
-    loc, _, loc_tilde, _ = guide.encode(guide.encoder, x, x_tilde)
-    return guide.target_probs(guide.intervention_encoder, loc, loc_tilde, 1e-4, 1.0)
+    return guide.intervention_probs(x, x_tilde)
 
 
 def counterfactual(

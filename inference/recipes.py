@@ -331,12 +331,10 @@ def get_recipe(recipe: str | Recipe) -> Recipe:
 
 
 def for_model(recipe: str | Recipe, model: Any) -> Recipe:
-    """The recipe as ``model`` is trained with it: when the model's class says both views
-    are independent (the β-VAE baseline), with ``independent_views`` set and without
-    ``precondition`` (which reads how the pairs change); unchanged otherwise. Both
-    trainers and :func:`~pyrocrl.inference.fit.fit_ilcm` call it, so a model is never
-    trained with a pair objective it does not have."""
+    """The recipe as ``model`` is trained with it (the model's ``training_recipe``: e.g.
+    the β-VAE baseline trains every step as a VAE on each view). Both trainers and
+    :func:`~pyrocrl.inference.fit.fit_ilcm` call it, so a model is never trained with a
+    pair objective it does not have."""
     recipe = get_recipe(recipe)
-    if getattr(model, "independent_views", False) and not recipe.independent_views:
-        return recipe.replace(independent_views=True, precondition=False)
-    return recipe
+    adapt = getattr(model, "training_recipe", None)
+    return adapt(recipe) if adapt is not None else recipe

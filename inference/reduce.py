@@ -34,8 +34,9 @@ from pyro.optim import Adam
 from pyrocrl.conv import to_images, to_pixels
 from pyrocrl.data.dataset import images as pair_images
 from pyrocrl.data.dataset import pairs_dataset
-from pyrocrl.inference.svi import TrainingError, progress_bar
-from pyrocrl.io import CheckpointError, load_checkpoint, save_checkpoint
+from pyrocrl.errors import CheckpointError, TrainingError
+from pyrocrl.inference.svi import progress_bar
+from pyrocrl.io import load_checkpoint, save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -94,14 +95,20 @@ def fit_image_vae(
         raise ValueError(f"checkpoint_every must be a positive step count, got {checkpoint_every}")
     resolution = int(ds.attrs["image_shape"][0])
     settings = {
-        "dim": dim, "epochs": float(epochs), "max_images": max_images, "batch_size": batch_size,
-        "lr": lr, "seed": seed, "vae": {k: repr(v) for k, v in sorted(vae_kwargs.items())},
-        "distinct_images": len(pixels), "image_shape": list(pixels.shape[1:]),
+        "dim": dim,
+        "epochs": float(epochs),
+        "max_images": max_images,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "vae": {k: repr(v) for k, v in sorted(vae_kwargs.items())},
+        "distinct_images": len(pixels),
+        "image_shape": list(pixels.shape[1:]),
         "fingerprint": zlib.crc32(np.ascontiguousarray(pixels[:: max(1, len(pixels) // 64)])),
-    }  # fmt: skip
+    }
     checkpoint = Path(checkpoint) if checkpoint is not None else None
-    pyro.clear_param_store()
-    with torch.random.fork_rng(devices=[]):
+    # a fresh param store and a private random stream; both are restored afterwards
+    with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vae = ImageVAE(dim, resolution=resolution, **vae_kwargs)
         svi = SVI(vae.model, vae.guide, Adam({"lr": lr}), Trace_ELBO())
@@ -127,9 +134,13 @@ def fit_image_vae(
                 done = step + 1
                 if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
                     state = {
-                        "settings": settings, "step": done, "recent": recent, "order": order,
-                        "seconds": spent + time.perf_counter() - start, "rng": rng,
-                    }  # fmt: skip
+                        "settings": settings,
+                        "step": done,
+                        "recent": recent,
+                        "order": order,
+                        "seconds": spent + time.perf_counter() - start,
+                        "rng": rng,
+                    }
                     _save_vae_state(checkpoint, state, vae, svi)
     vae.eval()
     with torch.no_grad():

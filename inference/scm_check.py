@@ -34,6 +34,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from pyrocrl.graphs import check_adjacency, is_acyclic
+from pyrocrl.sites import variable_names
 
 PRIOR_SCALE = 2.0
 """Scale of the priors: ``w, b ~ N(0, 2²)``, ``σ ~ HalfNormal(2)``."""
@@ -82,7 +83,7 @@ def _check_inputs(
     adjacency = check_adjacency(adjacency)
     if not is_acyclic(adjacency):
         raise ValueError("adjacency has a directed cycle; a linear SCM needs a DAG")
-    names = [f"z{j + 1}" for j in range(n)] if names is None else [str(s) for s in names]
+    names = variable_names(n) if names is None else [str(s) for s in names]
     if len(names) != n or len(set(names)) != n:
         raise ValueError(f"names must be {n} distinct labels, got {names}")
     z, z_tilde, targets = z.astype(np.float64), z_tilde.astype(np.float64), targets.astype(int)

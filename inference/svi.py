@@ -10,7 +10,6 @@ uninterrupted one.
 __all__ = [
     "RunningLog",
     "Trainer",
-    "TrainingError",
     "TrainingResult",
     "check_same_run",
     "pairs_tensor",
@@ -34,17 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pyrocrl.data.dataset import validate
-from pyrocrl.errors import PyrocrlError
-from pyrocrl.inference.elbo import NonFiniteError
+from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
 from pyrocrl.io import load_checkpoint, save_checkpoint
+from pyrocrl.observations import check_observations
 
 Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
 Validation = Callable[[int], dict[str, float]]
-
-
-class TrainingError(PyrocrlError, RuntimeError):
-    """Training cannot go on (a non-finite loss or gradient, or a bad checkpoint)."""
 
 
 @dataclass
@@ -65,7 +60,7 @@ def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None
     Accepts a pyrocrl dataset, or an array whose second axis holds the two worlds.
 
     :raises ValueError: on a wrong shape, a feature size other than ``dim_x``, or
-        non-finite values.
+        non-finite values (:func:`~pyrocrl.observations.check_observations`).
     """
     if isinstance(data, xr.Dataset):
         validate(data)
@@ -75,15 +70,10 @@ def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None
                 "(pyrocrl.inference.reduce.fit_image_vae and reduce, or 'pyrocrl reduce')"
             )
         data = data["x"].values
-    x = torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data)
+    check_observations(data, "pairs", dim_x=dim_x, pairs=True, finite=False)  # dtype, shape
+    x = torch.as_tensor(data if torch.is_tensor(data) else np.asarray(data))
     x = x.to(torch.get_default_dtype())
-    if x.dim() != 3 or x.shape[1] != 2:
-        raise ValueError(f"pairs must have shape (pairs, 2, features), got {tuple(x.shape)}")
-    if dim_x is not None and x.shape[2] != dim_x:
-        raise ValueError(f"the model expects {dim_x} features per observation, got {x.shape[2]}")
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).any(-1).any(-1).sum())
-        raise ValueError(f"the observations hold NaN or infinite values in {bad} pairs")
+    check_observations(x, "pairs", dim_x=dim_x, pairs=True)  # the values, as trained on
     return x
 
 

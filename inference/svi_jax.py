@@ -10,25 +10,27 @@ uninterrupted one. Checkpoints are ``.npz`` files (no pickles); parameters are s
 under the names of the Pyro modules' ``state_dict``.
 """
 
-__all__ = ["NETWORKS", "JAXTrainer", "TwinTrainer"]
+__all__ = ["NETWORKS", "JAXTrainer", "Schedule", "TwinTrainer", "bind", "ilcm_loss"]
 
 import json
 import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from numpyro import handlers
 
-from pyrocrl.inference.elbo_jax import Schedule, ilcm_loss
+from pyrocrl.errors import TrainingError
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
-from pyrocrl.inference.recipes import Recipe, for_model
+from pyrocrl.inference.objectives import REGULARIZERS, TERMS, pair_objective
+from pyrocrl.inference.recipes import Phase, Recipe, for_model
 from pyrocrl.inference.svi import (
     RunningLog,
-    TrainingError,
     TrainingResult,
     check_same_run,
     pairs_tensor,
@@ -43,7 +45,63 @@ NETWORKS = (
     ("guide", "encoder"),
     ("guide", "intervention_encoder"),
 )
-"""``(owner, attribute)`` of every trained network; its NumPyro name is ``attribute$params``."""
+"""``(owner, attribute)`` of every trained network; its parameters are ``params[attribute]``."""
+
+
+class Schedule(NamedTuple("Settings", [(f.name, Any) for f in fields(Phase)])):
+    """The settings of one or more steps: :class:`~pyrocrl.inference.recipes.Phase` as
+    arrays, one field per field of a phase."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_phases(cls, phases: list[Any]) -> "Schedule":
+        """Stack :class:`~pyrocrl.inference.recipes.Phase` objects, one row per step."""
+        return cls(*(jnp.asarray([getattr(p, f) for p in phases]) for f in cls._fields))
+
+
+def bind(model: NumPyroILCM, guide: NumPyroILCMGuide, networks: dict[str, Any]):
+    """``(model, guide)`` with the networks of :data:`NETWORKS` replaced by ``networks``
+    (by attribute): copies that live as long as the computation that uses them."""
+    parts = {owner: {a: networks[a] for o, a in NETWORKS if o == owner} for owner, _ in NETWORKS}
+    model = model.replace(**parts["model"])
+    return model, guide.replace(model=model, **parts["guide"])
+
+
+def ilcm_loss(
+    params: dict[str, Any],
+    static: dict[str, Any],
+    model: NumPyroILCM,
+    guide: NumPyroILCMGuide,
+    x: jax.Array,
+    x_tilde: jax.Array,
+    key: jax.Array,
+    schedule: Schedule,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``(loss, report)`` of one minibatch: :func:`~pyrocrl.inference.objectives.
+    pair_objective` with the trainable arrays ``params`` (and the rest, ``static``) of the
+    networks, as a function JAX can differentiate and compile. The phases are the branches
+    of one ``lax.switch`` on the schedule's traced switches, so one compiled step serves a
+    whole run. The report holds every name of :data:`~pyrocrl.inference.objectives.TERMS`
+    and :data:`~pyrocrl.inference.objectives.REGULARIZERS` (zero where a phase has none)
+    and ``loss``."""
+    networks = {a: eqx.combine(params[a], static[a]) for a in params}
+    model, guide = bind(model, guide, networks)
+
+    def branch(pretrain: bool, deterministic: bool):
+        def run(_):
+            options = {"pretrain": pretrain, "deterministic": deterministic}
+            with handlers.seed(rng_seed=key):
+                loss, report, _ = pair_objective(model, guide, x, x_tilde, schedule, **options)
+            report = {k: report.get(k, jnp.zeros(())) for k in (*TERMS, *REGULARIZERS)}
+            return {**report, "loss": loss}
+
+        return run
+
+    index = jnp.where(schedule.pretrain, 0, jnp.where(schedule.deterministic, 2, 1))
+    branches = [branch(True, False), branch(False, False), branch(False, True)]
+    report = jax.lax.switch(index, branches, None)
+    return report["loss"], report
 
 
 class JAXTrainer:
@@ -81,15 +139,10 @@ class JAXTrainer:
             )
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.log_every, self.chunk = log_every, chunk
-        self.static = {}
-        self.params = {}
-        for owner, attribute in NETWORKS:
-            module = getattr(getattr(self, owner), attribute)
-            params, self.static[attribute] = eqx.partition(module, eqx.is_inexact_array)
-            self.params[f"{attribute}$params"] = params
+        self.static, self.params = {}, {}
+        self._partition()
         self.adam = optax.scale_by_adam()
         self._progress: tuple[int, list[dict[str, Any]]] | None = None
-        self.offset = self.recipe.at(0.0).offset
         self.opt_state = self.adam.init(self.params)
         self._run = jax.jit(self._chunk, donate_argnums=(0, 1))
 
@@ -104,6 +157,7 @@ class JAXTrainer:
             batch = data[index]
             (_, report), grads = grad(
                 params,
+                self.static,
                 self.model,
                 self.guide,
                 batch[:, 0],
@@ -142,7 +196,6 @@ class JAXTrainer:
             step, history = 0, []
             if resume and self.checkpoint is not None and self.checkpoint.exists():
                 step, history = self._restore()
-                self.offset = self.recipe.at(step / steps_per_epoch).offset
         key = jax.random.PRNGKey(self.seed)
         bar = progress_bar(total, step, "fit (jax)", self.progress)
         log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
@@ -178,11 +231,10 @@ class JAXTrainer:
                     step += 1
                     log.add(step, phases[i], {k: v[i] for k, v in reports.items()})
                 bar.update(size)
-                self.offset = phases[size - 1].offset
                 if self.checkpoint is not None and (
                     step == stop or step % self.checkpoint_every == 0
                 ):
-                    self._save(step, history, self.offset)
+                    self._save(step, history)
         self._progress = (step, history)
         self._write_back()
         return TrainingResult(
@@ -213,14 +265,21 @@ class JAXTrainer:
                     f"{reports[bad[0]][i]}; the last checkpoint holds the work before it"
                 )
 
+    def _partition(self) -> None:
+        """Split every network into its trainable arrays and the rest."""
+        for owner, attribute in NETWORKS:
+            module = getattr(getattr(self, owner), attribute)
+            self.params[attribute], self.static[attribute] = eqx.partition(
+                module, eqx.is_inexact_array
+            )
+
     def _write_back(self) -> None:
         """Put the trained parameters into the model's and guide's networks."""
-        for owner, attribute in NETWORKS:
-            module = eqx.combine(self.params[f"{attribute}$params"], self.static[attribute])
-            setattr(getattr(self, owner), attribute, module)
+        networks = {a: eqx.combine(self.params[a], self.static[a]) for a in self.params}
+        self.model, self.guide = bind(self.model, self.guide, networks)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def _save(self, step: int, history: list[dict[str, Any]], offset: float) -> None:
+    def _save(self, step: int, history: list[dict[str, Any]]) -> None:
         """An ``.npz`` file (no pickles): parameters under ``model/…`` and ``guide/…`` with
         their Pyro names, the optimizer's arrays under ``adam/<i>``, the rest as JSON."""
         self._write_back()
@@ -230,7 +289,7 @@ class JAXTrainer:
             "model_config": self.model.config, "guide_config": self.guide.config,
         }  # fmt: skip
         arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        arrays.update({f"guide/{k}": v for k, v in self.guide.state_dict(offset).items()})
+        arrays.update({f"guide/{k}": v for k, v in self.guide.state_dict().items()})
         for i, leaf in enumerate(jax.tree.leaves(self.opt_state)):
             arrays[f"adam/{i}"] = np.asarray(leaf)
         partial = self.checkpoint.with_suffix(self.checkpoint.suffix + ".partial")
@@ -249,11 +308,15 @@ class JAXTrainer:
         check_same_run(meta, self.recipe, self.seed, self.checkpoint)
         part = lambda prefix: {k[len(prefix) :]: v for k, v in arrays.items()  # noqa: E731
                                if k.startswith(prefix)}  # fmt: skip
-        self.model.load_state_dict(part("model/"))
-        self.guide.load_state_dict(part("guide/"))
-        for owner, attribute in NETWORKS:
-            module = getattr(getattr(self, owner), attribute)
-            self.params[f"{attribute}$params"] = eqx.partition(module, eqx.is_inexact_array)[0]
+        try:
+            self.model.load_state_dict(part("model/"))
+            self.guide.load_state_dict(part("guide/"))
+        except (KeyError, ValueError) as error:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} does not fit this model: {error}"
+            ) from error
+        self.guide = self.guide.replace(model=self.model)
+        self._partition()
         leaves, treedef = jax.tree.flatten(self.opt_state)
         adam = part("adam/")
         if len(adam) != len(leaves):
@@ -315,9 +378,7 @@ class TwinTrainer:
         result = trainer.fit(data, resume=resume, until_epoch=until_epoch)
         as_tensors = lambda d: {k: torch.as_tensor(np.array(v)) for k, v in d.items()}  # noqa: E731
         self.model.load_state_dict(as_tensors(trainer.model.state_dict()))
-        guide_state = self.guide.state_dict()
-        guide_state.update(as_tensors(trainer.guide.state_dict(trainer.offset)))
-        self.guide.load_state_dict(guide_state)
+        self.guide.load_state_dict(as_tensors(trainer.guide.state_dict()))
         self.model.eval()
         self.guide.eval()
         if self.checkpoint is not None:

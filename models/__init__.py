@@ -1,6 +1,24 @@
-"""Generative programs: latent causal models written in Pyro (``import pyrocrl.models``)."""
+"""Generative programs: latent causal models written in Pyro (``import pyrocrl.models``).
 
+The learnable models — the implicit :class:`ILCM`, the explicit :class:`ELCM` and the
+baselines :class:`DVAE` and :class:`BetaVAE` — the ground-truth simulators
+(:class:`GroundTruthLCM`, :func:`scaling_toy`, :func:`toy2d`) and the :class:`ImageVAE` that
+reduces images to features.
+"""
+
+from pyrocrl.models.baselines import DVAE, BetaVAE
+from pyrocrl.models.elcm import ELCM
+from pyrocrl.models.ilcm import ILCM
 from pyrocrl.models.image_vae import ImageVAE
 from pyrocrl.models.truth import GroundTruthLCM, scaling_toy, toy2d
 
-__all__ = ["GroundTruthLCM", "ImageVAE", "scaling_toy", "toy2d"]
+__all__ = [
+    "DVAE",
+    "ELCM",
+    "ILCM",
+    "BetaVAE",
+    "GroundTruthLCM",
+    "ImageVAE",
+    "scaling_toy",
+    "toy2d",
+]

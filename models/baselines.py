@@ -5,9 +5,10 @@
 - :class:`BetaVAE` — a VAE on each view with an independent prior: the pairing is not used.
 """
 
-__all__ = ["DVAE", "BetaVAE"]
+__all__ = ["DVAE", "BetaVAE", "IndependentViews"]
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,7 +47,25 @@ class DVAE(ILCM):
         self.config.update(model="dvae", solution="affine-empty")
 
 
-class BetaVAE(DVAE):
+class IndependentViews:
+    """A model of two independent views, for any backend: trained and scored with its
+    independent programs (a VAE on each view), and without an intervention posterior."""
+
+    infers_interventions = False
+
+    def programs(self, guide: Any) -> tuple[Any, Any]:
+        """The independent programs: a VAE on each view."""
+        return self.independent_model, guide.independent_guide
+
+    def training_recipe(self, recipe: Any) -> Any:
+        """Every step the pretraining objective (``independent_views``), and no
+        preconditioning (it reads how the pairs change)."""
+        if recipe.independent_views:
+            return recipe
+        return recipe.replace(independent_views=True, precondition=False)
+
+
+class BetaVAE(IndependentViews, DVAE):
     """A β-VAE on each view: ``e, e~ ~ N(0, I)`` independently, ``x ~ p(x | e)``,
     ``x~ ~ p(x | e~)`` — :meth:`~pyrocrl.models.ilcm.ILCM.independent_model`.
 
@@ -60,8 +79,6 @@ class BetaVAE(DVAE):
     is no intervention posterior, so no intervention accuracy or graph either.
     ``fit_ilcm(..., model="betavae")`` fits it.
     """
-
-    independent_views = True
 
     def __init__(
         self,

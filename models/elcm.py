@@ -1,11 +1,11 @@
 """The explicit latent causal model (ELCM): the pair program over a learned causal graph."""
 
-__all__ = ["ELCM"]
+__all__ = ["ELCM", "GraphPrior"]
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import pyro
 import torch
 from torch import nn
 
@@ -14,7 +14,23 @@ from pyrocrl.models.ilcm import ILCM
 from pyrocrl.solution import GraphSolution
 
 
-class ELCM(ILCM):
+class GraphPrior:
+    """The prior of a learned graph, ``log p(A) = −λ · E[number of edges]``, as the factor
+    site ``graph`` of every pair: the pair program of an explicit model, for any backend.
+    Needs ``backend``, ``edge_penalty`` (``λ``) and a solution function with
+    ``edge_probs()``."""
+
+    def graph_log_prior(self) -> Any:
+        """``log p(A) = −λ · E[number of edges]`` (up to a constant), a scalar."""
+        return -self.edge_penalty * self.solution.edge_probs().sum()
+
+    def pair_factors(self, size: int) -> None:
+        """The graph prior, once per pair (inside the pair plate)."""
+        b = self.backend
+        b.factor(sites.GRAPH, b.broadcast_to(self.graph_log_prior(), (size,)))
+
+
+class ELCM(GraphPrior, ILCM):
     """Explicit latent causal model: an SCM with a learned graph over the causal variables.
 
     The pair program is that of :class:`~pyrocrl.models.ilcm.ILCM` — noise shared by both
@@ -79,14 +95,6 @@ class ELCM(ILCM):
             hard_graph=hard_graph,
             order=order,
         )
-
-    def graph_log_prior(self) -> torch.Tensor:
-        """``log p(A) = −λ · E[number of edges]`` (up to a constant), a scalar."""
-        return -self.edge_penalty * self.solution.edge_probs().sum()
-
-    def pair_factors(self, size: int) -> None:
-        """The graph prior, once per pair (inside the pair plate)."""
-        pyro.factor(sites.GRAPH, self.graph_log_prior().expand(size))
 
     def adjacency(self) -> np.ndarray:
         """The learned graph as a 0/1 matrix ``(n, n)``, ``[i, j] = 1`` for ``z_i → z_j``."""

@@ -1,29 +1,28 @@
-"""The implicit latent causal model (ILCM) of Brehmer et al. (2022) as a Pyro program."""
+"""The implicit latent causal model (ILCM) of Brehmer et al. (2022): the pair program,
+written once for both backends (:class:`PairModel`), and its Pyro module (:class:`ILCM`)."""
 
-__all__ = ["ILCM"]
+__all__ = ["DEFAULT_OFFSET", "ILCM", "PairModel", "intervention_mask", "select"]
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any, ClassVar
 
-import pyro
-import pyro.distributions as dist
 import torch
-from pyro import poutine
-from pyro.distributions import constraints
-from pyro.distributions.transforms import AffineTransform
 from pyro.nn import PyroModule
 from torch import nn
-from torch.nn import functional as F
 
 from pyrocrl import sites
+from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.nets import BernoulliHead, LaplaceHead, NormalHead
 from pyrocrl.solution import AffineSolution
 
 LIKELIHOODS = {"normal": NormalHead, "laplace": LaplaceHead, "bernoulli": BernoulliHead}
+DEFAULT_OFFSET = 1e-4
+"""The offset ``ε`` of ``q(I | x, x~)`` outside training (see the guide)."""
 
 
-class ILCM(PyroModule):
-    """Implicit latent causal model for weakly supervised pairs ``(x, x~)``.
+class PairModel:
+    """The pair program of a latent causal model, for any backend.
 
     Generative story of one pair (site names in quotes; ``*`` is the plate ``pair``)::
 
@@ -34,17 +33,136 @@ class ILCM(PyroModule):
         z, z~  = s(e), s(e~)                         # "z", "z_tilde" (*, n)
         x      ~ p(x | e),  x~ ~ p(x | e~)           # "x", "x_tilde" (*, D)
 
-    ``s`` is the solution function (:class:`~pyrocrl.solution.AffineSolution`): ``z = s(e)``
-    and ``T_e`` maps an intervention value to the noise that produces it, given the other
-    components. The graph stays implicit in ``s``; the decoder reads noise, not causal
-    variables. ``value`` only matters when ``I ≥ 1``; its log-density is masked out for
-    ``I = 0``.
+    ``s`` is the solution function: ``z = s(e)`` and ``T_e`` maps an intervention value to
+    the noise that produces it, given the other components. The graph stays implicit in
+    ``s``; the decoder reads noise, not causal variables. ``value`` only matters when
+    ``I ≥ 1``; its log-density is masked out for ``I = 0``.
 
-    Every part can be swapped without touching inference code: pass another ``likelihood``
-    module (any ``nn.Module`` mapping noise ``(*, n)`` to a distribution over ``x`` with
-    event shape ``(D,)``, e.g. :class:`~pyrocrl.nets.LaplaceHead`) or ``solution``, or
-    subclass and override :meth:`noise_dist`, :meth:`target_dist` (e.g. a learned
-    intervention prior) or :meth:`value_dist` (the intervention distribution).
+    The program is written against ``self.backend`` (:mod:`pyrocrl.backends`), so the Pyro
+    module :class:`ILCM` and its NumPyro twin
+    (:class:`~pyrocrl.models.ilcm_jax.NumPyroILCM`) run this very code. A subclass needs
+    ``backend``, ``n``, ``dim_x``, ``likelihood`` (noise ``(*, n)`` ↦ a distribution over
+    ``x`` with event shape ``(D,)``), ``solution`` (with ``shift_scale`` and a call
+    ``e ↦ z``) and ``intervention_probs`` ``(n + 1,)``.
+    """
+
+    backend: ClassVar[ModuleType]
+    infers_interventions: ClassVar[bool] = True
+    """Whether the model has an intervention posterior (so intervention accuracy, graph
+    discovery and the intervention part of the posterior export apply). ``False`` for
+    models of two independent views (the β-VAE baseline)."""
+
+    def programs(self, guide: Any) -> tuple[Any, Any]:
+        """``(model, guide)`` programs whose ELBO trains and scores this model: the pair
+        programs here; a model of independent views answers with its independent ones."""
+        return self.model, guide.guide
+
+    def training_recipe(self, recipe: Any) -> Any:
+        """The :class:`~pyrocrl.inference.recipes.Recipe` as this model is trained with it
+        (unchanged here)."""
+        return recipe
+
+    # -- the swappable parts ---------------------------------------------------------------
+    def noise_dist(self) -> Any:
+        """Prior of the exogenous noise, event shape ``(n,)``."""
+        return self.backend.dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
+
+    def target_dist(self) -> Any:
+        """Prior of the intervention target over ``0 … n``."""
+        return self.backend.dist.Categorical(self.intervention_probs)
+
+    def value_dist(self, shift: Any, scale: Any, intervention_prior: Any = True) -> Any:
+        """Intervention distribution of the new value ``v = z~_I``: ``N(0, 1)``.
+
+        With ``intervention_prior=False`` the intervened *noise* ``e~_I`` gets an improper
+        flat prior instead, so the density of ``v`` is ``scale_I`` (the Jacobian of
+        ``v ↦ e~_I``). Training recipes use this early on, before the solution function is
+        worth fitting.
+
+        :param shift, scale: ``T_e`` of the intervened component, each ``(*,)``.
+        """
+        del shift  # the density of v does not depend on it
+        return self.backend.InterventionValue(scale, intervention_prior)
+
+    def x_dist(self, e: Any) -> Any:
+        """Observation likelihood ``p(x | e)``, event shape ``(D,)``."""
+        return self.likelihood(e)
+
+    def pair_factors(self, size: int) -> None:
+        """Extra log-density terms of each pair (``factor`` sites), called inside the pair
+        plate at the end of :meth:`model`; none here. ``size`` is the plate size."""
+
+    # -- the programs ----------------------------------------------------------------------
+    def model(
+        self,
+        x: Any = None,
+        x_tilde: Any = None,
+        *,
+        size: int | None = None,
+        intervention_prior: Any = True,
+        deterministic: bool = False,
+        offset: Any = DEFAULT_OFFSET,
+        posterior_power: Any = 1.0,
+    ) -> dict[str, Any]:
+        """The pair program. ``x, x_tilde``: ``(N, D)`` observations, or ``None`` to sample
+        ``size`` pairs. ``intervention_prior`` switches the prior on the intervened value
+        (see :meth:`value_dist`); ``deterministic``, ``offset`` and ``posterior_power`` are
+        options of the guide, accepted for a shared signature.
+
+        :returns: the value of every site as used downstream, keyed by site name.
+        """
+        del deterministic, offset, posterior_power
+        b = self.backend
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        with b.plate(sites.PAIR_PLATE, size):
+            noise = b.sample(sites.NOISE, self.noise_dist())
+            target = b.sample(sites.TARGET, self.target_dist())
+            shift, scale = self.solution.shift_scale(noise)
+            onehot, intervened = intervention_mask(b, target, self.n)
+            shift_i = select(b, shift, onehot, intervened, 0.0)
+            scale_i = select(b, scale, onehot, intervened, 1.0)
+            with b.mask(mask=intervened):
+                value = b.sample(
+                    sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
+                )
+            # an intervention by ``do`` may be a scalar: give it the batch shape
+            value = b.broadcast_to(b.as_array(value, like=shift_i), shift_i.shape)
+            target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift_i.shape))
+            noise_tilde = b.where(onehot, (shift_i + scale_i * value)[..., None], noise)
+            noise_tilde = b.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
+            z = b.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
+            z_tilde = b.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
+            x = b.sample(sites.X, self.x_dist(noise), obs=x)
+            x_tilde = b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
+            self.pair_factors(size)
+        values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
+        return dict(zip(sites.PAIR_SITES, values, strict=True))
+
+    def independent_model(self, x: Any = None, x_tilde: Any = None, *, size: int | None = None):
+        """Both views with independent noise, ``e, e~ ~ N(0, I)``: a VAE on each view.
+
+        Sites ``noise`` and ``noise_tilde`` are both latent here. Used to pretrain encoder
+        and decoder before the causal structure is switched on.
+        """
+        b = self.backend
+        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        with b.plate(sites.PAIR_PLATE, size):
+            noise = b.sample(sites.NOISE, self.noise_dist())
+            noise_tilde = b.sample(sites.NOISE_TILDE, self.noise_dist())
+            b.sample(sites.X, self.x_dist(noise), obs=x)
+            b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
+
+
+class ILCM(PairModel, PyroModule):
+    """Implicit latent causal model for weakly supervised pairs ``(x, x~)``, in Pyro.
+
+    The program is :class:`PairModel`'s (see there for the generative story); this class
+    holds its PyTorch networks. Every part can be swapped without touching inference code:
+    pass another ``likelihood`` module (any ``nn.Module`` mapping noise ``(*, n)`` to a
+    distribution over ``x`` with event shape ``(D,)``, e.g.
+    :class:`~pyrocrl.nets.LaplaceHead`) or ``solution``, or subclass and override
+    :meth:`noise_dist`, :meth:`target_dist` (e.g. a learned intervention prior) or
+    :meth:`value_dist` (the intervention distribution).
 
     :param int dim_x: observation size ``D``.
     :param int n: number of causal variables.
@@ -55,9 +173,7 @@ class ILCM(PyroModule):
     :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over {none, z1 … zn}.
     """
 
-    independent_views: ClassVar[bool] = False
-    """``True`` for models of two independent views (the β-VAE baseline): they are trained
-    and scored with :meth:`independent_model` and have no intervention posterior."""
+    backend = pyro_backend
 
     def __init__(
         self,
@@ -102,121 +218,17 @@ class ILCM(PyroModule):
             "solution": "affine" if solution is None else None,
         }
 
-    # -- the swappable parts ---------------------------------------------------------------
-    def noise_dist(self) -> dist.Distribution:
-        """Prior of the exogenous noise, event shape ``(n,)``."""
-        return dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
-
-    def target_dist(self) -> dist.Distribution:
-        """Prior of the intervention target over ``0 … n``."""
-        return dist.Categorical(self.intervention_probs)
-
-    def value_dist(
-        self, shift: torch.Tensor, scale: torch.Tensor, intervention_prior: bool = True
-    ) -> dist.Distribution:
-        """Intervention distribution of the new value ``v = z~_I``.
-
-        With ``intervention_prior=False`` the intervened *noise* ``e~_I`` gets an improper
-        flat prior instead, so the density of ``v`` is ``scale_I`` (the Jacobian of
-        ``v ↦ e~_I``). Training recipes use this early on, before the solution function is
-        worth fitting.
-
-        :param shift, scale: ``T_e`` of the intervened component, each ``(*,)``.
-        """
-        if intervention_prior:
-            return dist.Normal(torch.zeros_like(shift), torch.ones_like(scale))
-        flat = dist.ImproperUniform(constraints.real, shift.shape, ())
-        return dist.TransformedDistribution(flat, AffineTransform(shift, scale).inv)
-
-    def x_dist(self, e: torch.Tensor) -> dist.Distribution:
-        """Observation likelihood ``p(x | e)``, event shape ``(D,)``."""
-        return self.likelihood(e)
-
-    def pair_factors(self, size: int) -> None:
-        """Extra log-density terms of each pair (``pyro.factor`` sites), called inside the
-        pair plate at the end of :meth:`model`; none here. ``size`` is the plate size."""
-
-    # -- the program -----------------------------------------------------------------------
-    def model(
-        self,
-        x: torch.Tensor | None = None,
-        x_tilde: torch.Tensor | None = None,
-        *,
-        size: int | None = None,
-        intervention_prior: bool = True,
-        deterministic: bool = False,
-    ) -> dict[str, torch.Tensor]:
-        """The pair program. ``x, x_tilde``: ``(N, D)`` observations, or ``None`` to sample
-        ``size`` pairs. ``deterministic`` is a guide option, accepted for a shared signature.
-
-        :returns: the value of every site as used downstream.
-        """
-        del deterministic
-        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
-        with pyro.plate(sites.PAIR_PLATE, size):
-            noise = pyro.sample(sites.NOISE, self.noise_dist())
-            target = pyro.sample(sites.TARGET, self.target_dist())
-            shift, scale = self.solution.shift_scale(noise)
-            onehot, intervened = intervention_mask(target, self.n)
-            shift_i = select(shift, onehot, intervened, 0.0)
-            scale_i = select(scale, onehot, intervened, 1.0)
-            with poutine.mask(mask=intervened):
-                value = pyro.sample(
-                    sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
-                )
-            # an intervention by ``do`` may be a scalar: give it the batch shape
-            value = torch.broadcast_to(torch.as_tensor(value, dtype=shift_i.dtype), shift_i.shape)
-            target = torch.broadcast_to(
-                target, torch.broadcast_shapes(target.shape, shift_i.shape)
-            )
-            noise_tilde = torch.where(onehot, (shift_i + scale_i * value).unsqueeze(-1), noise)
-            noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
-            z = pyro.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
-            z_tilde = pyro.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
-            x = pyro.sample(sites.X, self.x_dist(noise), obs=x)
-            x_tilde = pyro.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
-            self.pair_factors(size)
-        values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
-        return dict(zip(sites.PAIR_SITES, values, strict=True))
-
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.model(*args, **kwargs)
 
-    def independent_model(
-        self,
-        x: torch.Tensor | None = None,
-        x_tilde: torch.Tensor | None = None,
-        *,
-        size: int | None = None,
-    ) -> None:
-        """Both views with independent noise, ``e, e~ ~ N(0, I)``: a VAE on each view.
 
-        Sites ``noise`` and ``noise_tilde`` are both latent here. Used to pretrain encoder
-        and decoder before the causal structure is switched on.
-        """
-        size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
-        with pyro.plate(sites.PAIR_PLATE, size):
-            noise = pyro.sample(sites.NOISE, self.noise_dist())
-            noise_tilde = pyro.sample(sites.NOISE_TILDE, self.noise_dist())
-            pyro.sample(sites.X, self.x_dist(noise), obs=x)
-            pyro.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
-
-
-def intervention_mask(target: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def intervention_mask(backend: ModuleType, target: Any, n: int) -> tuple[Any, Any]:
     """``(onehot, intervened)``: ``onehot (*, n)`` marks the intervened variable (all False
     for no intervention); ``intervened (*,)`` is ``target ≥ 1``."""
-    if target.numel() and (target.min() < 0 or target.max() > n):
-        raise ValueError(
-            f"intervention target must lie in 0..{n} (0 = none), got values in "
-            f"{int(target.min())}..{int(target.max())}"
-        )
-    onehot = F.one_hot(target, n + 1)[..., 1:].bool()
-    return onehot, target > 0
+    backend.check_targets(target, n)
+    return target[..., None] == backend.arange(1, n + 1, like=target), target > 0
 
 
-def select(
-    values: torch.Tensor, onehot: torch.Tensor, intervened: torch.Tensor, default: float
-) -> torch.Tensor:
+def select(backend: ModuleType, values: Any, onehot: Any, intervened: Any, default: float):
     """The intervened component of ``values (*, n)``, or ``default`` where none is."""
-    picked = (values * onehot).sum(-1)
-    return torch.where(intervened, picked, torch.full_like(picked, default))
+    return backend.where(intervened, (values * onehot).sum(-1), default)

@@ -2,7 +2,14 @@
 
 from pyrocrl._version import __version__
 from pyrocrl.data import describe, load, save, simulate, simulate_pairs, simulate_splits
-from pyrocrl.errors import DatasetError, PyrocrlError
+from pyrocrl.errors import (
+    CheckpointError,
+    DatasetError,
+    NonFiniteError,
+    PyrocrlError,
+    RenderingError,
+    TrainingError,
+)
 from pyrocrl.inference.fit import fit_ilcm, load_ilcm
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.queries import (
@@ -19,9 +26,13 @@ from pyrocrl.models.ilcm import ILCM
 __all__ = [
     "ELCM",
     "ILCM",
+    "CheckpointError",
     "DatasetError",
     "ILCMGuide",
+    "NonFiniteError",
     "PyrocrlError",
+    "RenderingError",
+    "TrainingError",
     "__version__",
     "counterfactual",
     "describe",

@@ -1,4 +1,22 @@
-"""The ``pyrocrl`` command line.
+"""The ``pyrocrl`` command line: argument parsing, and calls into the library functions
+that do each command's work, which Python code can call as well —
+
+==========  =====================================================================
+simulate    :func:`pyrocrl.data.catalog.simulate_dataset`, :func:`pyrocrl.data.save`,
+            :func:`pyrocrl.data.preview.plot_dataset`
+fit         :func:`pyrocrl.inference.fit_setup.toy_fit_data` or
+            :func:`~pyrocrl.inference.fit_setup.held_out_fit_data`,
+            :func:`~pyrocrl.inference.fit_setup.tuned_recipe`,
+            :func:`pyrocrl.inference.fit.fit_ilcm`
+query       :func:`pyrocrl.inference.query_data.query_dataset`,
+            :func:`~pyrocrl.inference.query_data.save_query`
+graph       :func:`pyrocrl.inference.graph_report.graph_report`,
+            :func:`~pyrocrl.inference.graph_report.write_graph`,
+            :func:`~pyrocrl.inference.graph_report.plot_learned_graph`
+check       :func:`pyrocrl.inference.check_report.check_model`
+reduce      :func:`pyrocrl.inference.image_features.reduce_to_features`
+info        :func:`pyrocrl.data.describe` of :func:`pyrocrl.data.load`
+==========  =====================================================================
 
 Every subcommand turns bad input into one line on stderr and a non-zero exit status
 (2 for bad arguments, 1 for failures while running), never a traceback.
@@ -11,18 +29,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any, NoReturn
 
 from pyrocrl._version import __version__
-
-if TYPE_CHECKING:
-    import xarray as xr
 
 DEFAULT_DATA_SEED = 302
 MODEL_NAMES = ("ilcm", "elcm", "dvae", "betavae")
 """The keys of :data:`pyrocrl.inference.fit.MODELS` (not imported here: a quick start)."""
-CIRCUIT = "causalcircuit"
-"""The image simulator (``pyrocrl.data.causalcircuit``), which renders with MuJoCo."""
+MODEL_ARTICLES = {"ilcm": "an ILCM", "elcm": "an ELCM", "dvae": "a dVAE", "betavae": "a β-VAE"}
+QUERY_HELP = {
+    "encode": "noise and causal variables of each observation",
+    "posterior": "intervention posterior q(I | x, x~) of each pair",
+    "counterfactual": "x~ had the intervention --do happened to each x",
+    "interventional": "--size new pairs under the intervention --do",
+    "observational": "--size new pairs without intervention",
+    "pairs": "--size new pairs with interventions from the model's prior",
+}
+"""The queries of :data:`pyrocrl.inference.query_data.QUERIES`, as the help says them."""
+
+Subparsers = Any  # argparse's private _SubParsersAction
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,10 +74,10 @@ _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from pyrocrl.data.simulators import SIMULATORS
-    from pyrocrl.inference.recipes import PRESETS
+# --- the parser: one function per subcommand -----------------------------------------------
 
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pyrocrl",
         description="Causal representation learning from weakly supervised pairs.",
@@ -60,6 +85,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyrocrl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    for add in (_add_simulate, _add_fit, _add_query, _add_graph, _add_check, _add_reduce,
+                _add_info):  # fmt: skip
+        add(commands)
+    return parser
+
+
+def _add_simulate(commands: Subparsers) -> None:
+    from pyrocrl.data.catalog import SIMULATOR_NAMES
 
     sim = commands.add_parser(
         "simulate",
@@ -76,7 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "simulator",
         nargs="?",
         default="scaling",
-        choices=sorted([*SIMULATORS, CIRCUIT]),
+        choices=SIMULATOR_NAMES,
         help=(
             "scaling: random linear SCM + rotation (default); toy2d: nonlinear 2-D toy; "
             "causalcircuit: a robot finger and three lights, rendered with MuJoCo"
@@ -99,7 +132,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
+    sim.set_defaults(run=_simulate)
 
+
+def _add_fit(commands: Subparsers) -> None:
     fit = commands.add_parser(
         "fit",
         help="fit an ILCM to weakly supervised pairs (default: the scaling toy)",
@@ -121,6 +157,26 @@ def _build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="train with Pyro (default) or with the compiled NumPyro twin of the model",
     )
+    _add_fit_data(fit)
+    fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
+    _add_fit_recipe(fit)
+    fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
+    fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    fit.add_argument(
+        "--validate-every", type=_positive_int, metavar="STEPS", help="evaluate while training"
+    )
+    fit.add_argument(
+        "--pyro-validation",
+        dest="validate_model",
+        action="store_true",
+        default=False,
+        help="check distributions and traces while training (slower by about 1/8)",
+    )
+    fit.set_defaults(run=_fit)
+
+
+def _add_fit_data(fit: argparse.ArgumentParser) -> None:
+    """The pairs to fit: a dataset file, or the scaling toy."""
     fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
     fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
     fit.add_argument("--n", type=_positive_int, help="causal variables (default: 4)")
@@ -129,7 +185,12 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--test-pairs", type=_positive_int, default=10_000, help="toy test and DCI pairs"
     )
-    fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
+
+
+def _add_fit_recipe(fit: argparse.ArgumentParser) -> None:
+    """The recipe, its length and its candidates."""
+    from pyrocrl.inference.recipes import PRESETS
+
     fit.add_argument("--recipe", default="fast", help=f"training recipe: {', '.join(PRESETS)}")
     fit.add_argument(
         "--recipe-scale",
@@ -152,19 +213,9 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="E",
         help="epoch at which candidates are compared (default: 6/7 of the recipe's length)",
     )
-    fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
-    fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    fit.add_argument(
-        "--validate-every", type=_positive_int, metavar="STEPS", help="evaluate while training"
-    )
-    fit.add_argument(
-        "--pyro-validation",
-        dest="validate_model",
-        action="store_true",
-        default=False,
-        help="check distributions and traces while training (slower by about 1/8)",
-    )
 
+
+def _add_query(commands: Subparsers) -> None:
     query = commands.add_parser(
         "query",
         help="encode, infer interventions, intervene or take counterfactuals with a fitted model",
@@ -177,14 +228,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument("checkpoint", type=Path, help="a checkpoint written by 'pyrocrl fit'")
     kinds = query.add_mutually_exclusive_group(required=True)
-    for kind, text in (
-        ("encode", "noise and causal variables of each observation"),
-        ("posterior", "intervention posterior q(I | x, x~) of each pair"),
-        ("counterfactual", "x~ had the intervention --do happened to each x"),
-        ("interventional", "--size new pairs under the intervention --do"),
-        ("observational", "--size new pairs without intervention"),
-        ("pairs", "--size new pairs with interventions from the model's prior"),
-    ):
+    for kind, text in QUERY_HELP.items():
         kinds.add_argument(f"--{kind}", dest="kind", action="store_const", const=kind, help=text)
     query.add_argument("--data", type=Path, help="a pyrocrl dataset (encode, posterior, cf.)")
     query.add_argument("--do", metavar="zK=VALUE", help="the intervention, e.g. z2=0.5")
@@ -193,7 +237,10 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="counterfactual samples per pair besides the mean")  # fmt: skip
     query.add_argument("--seed", type=_seed, default=0)
     query.add_argument("-o", "--output", type=Path, required=True, help="NetCDF path")
+    query.set_defaults(run=_query)
 
+
+def _add_graph(commands: Subparsers) -> None:
     graph = commands.add_parser(
         "graph",
         help="find the causal graph between the learned variables of a fitted model",
@@ -215,7 +262,10 @@ def _build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--seed", type=_seed, default=0)
     graph.add_argument("-o", "--output", type=Path, required=True, help="JSON path")
     graph.add_argument("--plot", type=Path, metavar="PNG", help="draw the graph")
+    graph.set_defaults(run=_graph)
 
+
+def _add_check(commands: Subparsers) -> None:
     check = commands.add_parser(
         "check",
         help="posterior checks of a fitted model with ArviZ",
@@ -242,7 +292,10 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("--scm", action="store_true", help="the Bayesian linear SCM (NUTS)")
     check.add_argument("--seed", type=_seed, default=0)
     check.add_argument("-o", "--output", type=Path, required=True, help="a directory")
+    check.set_defaults(run=_check)
 
+
+def _add_reduce(commands: Subparsers) -> None:
     red = commands.add_parser(
         "reduce",
         help="fit an image VAE to an image dataset and write its pairs as features",
@@ -264,123 +317,72 @@ def _build_parser() -> argparse.ArgumentParser:
     red.add_argument("--seed", type=_seed, default=0, help="model seed")
     red.add_argument("-o", "--output", type=Path, default=Path("codes.nc"), help="NetCDF path")
     red.add_argument("--vae", type=Path, help="where to save the VAE (default: OUTPUT.vae.pt)")
+    red.set_defaults(run=_reduce)
 
+
+def _add_info(commands: Subparsers) -> None:
     info = commands.add_parser("info", help="summarize a dataset file")
     info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
-    return parser
+    info.set_defaults(run=_info)
+
+
+# --- the subcommands -----------------------------------------------------------------------
+
+
+def _headless() -> None:
+    """Draw without a display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from pyrocrl.data import describe, save, simulate_pairs
+    from pyrocrl.data import describe, save
+    from pyrocrl.data.catalog import CIRCUIT, CIRCUIT_VARIABLES, MAX_RESOLUTION, simulate_dataset
 
-    n = args.n if args.n is not None or args.simulator != "scaling" else 4
+    if args.simulator == CIRCUIT and args.n not in (None, CIRCUIT_VARIABLES):
+        raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {args.n}")
+    if args.simulator == CIRCUIT and args.resolution > MAX_RESOLUTION:
+        raise ValueError(f"--resolution must be at most 512, got {args.resolution}")
     start = time.perf_counter()
-    if args.simulator == CIRCUIT:
-        from pyrocrl.data.causalcircuit import simulate_causalcircuit
-
-        if n not in (None, 4):
-            raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {n}")
-        if args.resolution > 512:
-            raise ValueError(f"--resolution must be at most 512, got {args.resolution}")
-        ds = simulate_causalcircuit(
-            args.pairs, args.seed, resolution=args.resolution, workers=args.workers
-        )
-    else:
-        ds = simulate_pairs(
-            args.simulator, args.pairs, n=n, seed=args.seed, graph_seed=args.graph_seed
-        )
+    ds = simulate_dataset(args.simulator, args.pairs, n=args.n, seed=args.seed,
+                          graph_seed=args.graph_seed, resolution=args.resolution,
+                          workers=args.workers)  # fmt: skip
     elapsed = time.perf_counter() - start
     save(ds, args.output)
     print(describe(ds))
     print(f"simulated in {elapsed:.2f} s; wrote {args.output}")
     if args.plot:
-        _plot_dataset(ds, args.plot)
-        print(f"wrote {args.plot}")
+        from pyrocrl.data.preview import plot_dataset
 
-
-def _plot_dataset(ds: "xr.Dataset", path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pyrocrl.plots import plot_graph, plot_pairs
-
-    if "image_shape" in ds.attrs:
-        _plot_images(ds, path)
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    plot_pairs(ds, ax=axes[0])
-    if "adjacency" in ds:
-        weights = ds["weights"].values if "weights" in ds else None
-        plot_graph(ds["adjacency"].values, weights=weights, ax=axes[1])
-        axes[1].set_title("true causal graph")
-    else:
-        axes[1].axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _plot_images(ds: "xr.Dataset", path: Path, pairs: int = 8) -> None:
-    import matplotlib.pyplot as plt
-
-    from pyrocrl.data import images
-    from pyrocrl.plots import plot_image_grid
-
-    shown = images(ds.isel(pair=slice(0, pairs)))  # (pairs, world, H, W, C)
-    names = ["none", *ds.attrs.get("variables", "").split(",")]
-    labels = [f"do({names[t]})" if t else "no intervention" for t in ds["target"].values[:pairs]]
-    fig = plot_image_grid(shown.swapaxes(0, 1), row_labels=["x", "x~"], column_labels=labels)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+        _headless()
+        print(f"wrote {plot_dataset(ds, args.plot)}")
 
 
 def _fit(args: argparse.Namespace) -> None:
     import torch
 
-    from pyrocrl.data import load, make_simulator, simulate_splits
     from pyrocrl.inference.fit import fit_ilcm
+    from pyrocrl.inference.fit_setup import tuned_recipe
     from pyrocrl.inference.recipes import get_recipe
 
     start = time.perf_counter()
-    recipe = get_recipe(args.recipe)
-    if args.recipe_scale != 1.0:
-        recipe = recipe.scaled(args.recipe_scale)
+    recipe = get_recipe(args.recipe)  # an unknown recipe is the first thing said
     if args.select_epoch is not None and args.candidates == 1:
         raise ValueError("--select-epoch compares candidates: give --candidates K with K ≥ 2")
-    if args.candidates > 1:
-        select = recipe.epochs * 6 / 7 if args.select_epoch is None else args.select_epoch
-        recipe = recipe.replace(candidates=args.candidates, select_epoch=select)
+    recipe = tuned_recipe(recipe, scale=args.recipe_scale, candidates=args.candidates,
+                          select_epoch=args.select_epoch)  # fmt: skip
     torch.set_num_threads(1)
     if args.backend == "jax":
         _compilation_cache()
-    dci_train = None
-    if args.data is not None:
-        train = load(args.data)
-        n = args.n or train.sizes.get("latent")
-        if n is None:
-            raise ValueError(f"{args.data} has no ground truth: give the number of variables --n")
-        if args.test is not None:
-            test = load(args.test)
-        else:
-            cut = int(0.9 * train.sizes["pair"])
-            train, test = train.isel(pair=slice(0, cut)), train.isel(pair=slice(cut, None))
-    else:
-        n = args.n or 4
-        lcm = make_simulator("scaling", n, args.data_seed)
-        sizes = {"train": args.pairs, "test": args.test_pairs, "dci": args.test_pairs}
-        splits = simulate_splits(lcm, args.data_seed, sizes)
-        train, test, dci_train = splits["train"], splits["test"], splits["dci"]
-    name = {"ilcm": "an ILCM", "elcm": "an ELCM", "dvae": "a dVAE", "betavae": "a β-VAE"}
-    print(
-        f"fitting {name[args.model]} with {n} causal variables to {train.sizes['pair']} pairs ..."
-    )
+    data = _fit_data(args)
+    print(f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
+          f"{data.train.sizes['pair']} pairs ...")  # fmt: skip
     _, _, report = fit_ilcm(
-        train,
-        n,
-        test=test,
-        dci_train=dci_train,
+        data.train,
+        data.n,
+        test=data.test,
+        dci_train=data.dci,
         recipe=recipe,
         seed=args.seed,
         dci_pairs=(min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
@@ -391,8 +393,23 @@ def _fit(args: argparse.Namespace) -> None:
         model=args.model,
         backend=args.backend,
     )
-    report.total_time = time.perf_counter() - start
+    report.total_time = time.perf_counter() - start  # with the data and JAX's start-up
     print(report.format())
+
+
+def _fit_data(args: argparse.Namespace) -> Any:
+    """The pairs of ``pyrocrl fit``: the toy, or --data (and --test, or a held-out part)."""
+    from pyrocrl.data import load
+    from pyrocrl.inference.fit_setup import held_out_fit_data, toy_fit_data
+
+    if args.data is None:
+        return toy_fit_data(args.n or 4, seed=args.data_seed, pairs=args.pairs,
+                            test_pairs=args.test_pairs)  # fmt: skip
+    train = load(args.data)
+    if (args.n or train.sizes.get("latent")) is None:
+        raise ValueError(f"{args.data} has no ground truth: give the number of variables --n")
+    test = load(args.test) if args.test is not None else None
+    return held_out_fit_data(train, test, n=args.n)
 
 
 def _compilation_cache() -> None:
@@ -420,189 +437,63 @@ def _parse_do(text: str | None) -> dict[str, float]:
 
 
 def _query(args: argparse.Namespace) -> None:
-    import torch
-    import xarray as xr
-
-    from pyrocrl.data import load, save
-    from pyrocrl.inference import queries
+    from pyrocrl.data import load
     from pyrocrl.inference.fit import load_ilcm
+    from pyrocrl.inference.query_data import OBSERVED, query_dataset, save_query
 
     model, guide = load_ilcm(args.checkpoint)
-    needs_data = args.kind in ("encode", "posterior", "counterfactual")
-    if needs_data and args.data is None:
+    if args.kind in OBSERVED and args.data is None:
         raise ValueError(f"--{args.kind} needs observations: --data FILE")
-    data = load(args.data) if needs_data else None
+    data = load(args.data) if args.kind in OBSERVED else None
     z = _parse_do(args.do) if args.kind in ("counterfactual", "interventional") else None
     if z == {}:
         raise ValueError(f"--do {args.do!r}: write it as zK=VALUE, e.g. z2=0.5")
-    if args.kind in ("encode", "posterior"):
-        x = torch.as_tensor(data["x"].values)
-        if args.kind == "encode":
-            out = queries.encode(guide, x[:, 0])
-            names = [f"z{k}" for k in range(1, model.n + 1)]
-            result = xr.Dataset(
-                {key: (("pair", "latent"), out[key].numpy()) for key in out},
-                coords={"latent": names},
-            )
-        else:
-            probs = queries.intervention_posterior(guide, x[:, 0], x[:, 1]).numpy()
-            hypotheses = ["none"] + [f"z{k}" for k in range(1, model.n + 1)]
-            result = xr.Dataset(
-                {
-                    "probs": (("pair", "hypothesis"), probs),
-                    "target": ("pair", probs.argmax(-1)),
-                },
-                coords={"hypothesis": hypotheses},
-            )
-        result.attrs = {"query": args.kind, "checkpoint": str(args.checkpoint)}
-        result.to_netcdf(args.output, engine="h5netcdf")
-    else:
-        x = data["x"].values[:, 0] if data is not None else None
-        with torch.no_grad():
-            result = queries.generate(
-                model, args.kind, size=args.size, x=x, z=z, guide=guide, seed=args.seed
-            )
-        result.attrs["checkpoint"] = str(args.checkpoint)
-        save(result, args.output)
+    result = query_dataset(model, guide, args.kind, data=data, z=z, size=args.size,
+                           seed=args.seed)  # fmt: skip
+    result.attrs["checkpoint"] = str(args.checkpoint)
+    save_query(result, args.output)
     print(f"wrote {args.output}: {args.kind} for {result.sizes['pair']} pairs")
 
 
 def _graph(args: argparse.Namespace) -> None:
     from pyrocrl.data import load
     from pyrocrl.inference.fit import load_ilcm
-    from pyrocrl.inference.graph import learn_graph
-    from pyrocrl.io import write_json
+    from pyrocrl.inference.graph_report import graph_report, plot_learned_graph, write_graph
 
     model, guide = load_ilcm(args.checkpoint)
-    data = load(args.data)
-    x = data["x"].values
-    start = time.perf_counter()
-    found = learn_graph(model, guide, x[:, 0], x[:, 1], method=args.method, seed=args.seed)
-    elapsed = time.perf_counter() - start
-    names = [f"z{k}" for k in range(1, model.n + 1)]
-    edges = [(names[i - 1], names[j - 1]) for i, j in found.edges()]
-    write_json(
-        args.output,
-        {
-            "method": found.method,
-            "variables": names,
-            "adjacency": found.adjacency,
-            "strength": found.strength,
-            "threshold": found.threshold,
-            "order": [names[i] for i in found.order],
-            "edges": edges,
-            "checkpoint": str(args.checkpoint),
-            "data": str(args.data),
-        },
-    )
-    print(f"{found.method} on {min(len(x), 5000)} pairs in {elapsed:.1f} s: {len(edges)} edges")
-    print("adjacency (row = cause, column = effect), variables " + " ".join(names))
-    for name, row in zip(names, found.adjacency, strict=True):
-        print(f"  {name:>4s}  " + " ".join(str(int(v)) for v in row))
-    print("edges: " + (", ".join(f"{a}→{b}" for a, b in edges) or "none"))
+    report = graph_report(model, guide, load(args.data), method=args.method, seed=args.seed)
+    write_graph(report, args.output, checkpoint=str(args.checkpoint), data=str(args.data))
+    print(report.format())
     print(f"wrote {args.output}")
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from pyrocrl.plots import plot_graph
-
-        strength = found.strength * found.adjacency
-        ax = plot_graph(found.adjacency, weights=strength, names=names)
-        ax.set_title(f"{found.method}: learned causal graph")
-        ax.figure.savefig(args.plot, dpi=120, bbox_inches="tight")
-        plt.close(ax.figure)
-        print(f"wrote {args.plot}")
+        print(f"wrote {plot_learned_graph(report.graph, args.plot)}")
 
 
 def _check(args: argparse.Namespace) -> None:
-    import json
-
     from pyrocrl.data import load
-    from pyrocrl.inference import diagnostics
-    from pyrocrl.inference.fit import load_ilcm
-    from pyrocrl.inference.graph import learn_graph
+    from pyrocrl.inference.check_report import check_model
+    from pyrocrl.inference.fit import load_ilcm, recorded_metrics
+    from pyrocrl.inference.graph import NO_GRAPH, default_method
 
     model, guide = load_ilcm(args.checkpoint)
-    data = load(args.data).isel(pair=slice(0, args.pairs))
-    method = args.graph or (
-        "none"  # a β-VAE has no graph; asked for one, learn_graph says so
-        if model.independent_views
-        else "elcm"
-        if model.config.get("model") == "elcm"
-        else "ilcm-h"
-    )
-    x = data["x"].values
-    found = None
-    if method != "none":
-        found = learn_graph(model, guide, x[:, 0], x[:, 1], method=method, seed=args.seed)
-    results = args.checkpoint.parent / "results.json"
-    metrics = json.loads(results.read_text()).get("metrics") if results.exists() else None
-    start = time.perf_counter()
-    tree = diagnostics.to_datatree(model, guide, data, num_samples=args.samples,
-                                   seed=args.seed, graph=found, metrics=metrics)  # fmt: skip
-    if args.scm:
-        tree["scm"] = _scm_check(model, guide, x, found, args.seed)
-    args.output.mkdir(parents=True, exist_ok=True)
-    diagnostics.save_datatree(tree, args.output / "check.nc")
-    paths = diagnostics.write_checks(tree, args.output)
-    elapsed = time.perf_counter() - start
-    print(f"{type(model).__name__}, {data.sizes['pair']} pairs, {args.samples} draws "
-          f"({elapsed:.1f} s)")  # fmt: skip
-    for key, value in diagnostics.summary(tree).items():
-        print(f"  {key:<28s}{value:10.4f}")
-    if found is not None:
-        edges = ", ".join(f"z{i}→z{j}" for i, j in found.edges()) or "none"
-        print(f"  graph ({method}): {edges}")
-    if args.scm:
-        from pyrocrl.inference.scm_check import summarize
-
-        print("Bayesian linear SCM over the learned graph (NUTS):")
-        print(summarize(tree["scm"]).to_string())
-    print("wrote " + ", ".join(str(p) for p in [args.output / "check.nc", *paths]))
-
-
-def _scm_check(model, guide, x, found, seed: int):
-    """The Bayesian linear SCM over the learned graph, fitted to the encoded pairs."""
-    from pyrocrl.inference.queries import encode, predict_targets
-    from pyrocrl.inference.scm_check import fit_linear_scm
-
-    if found is None:
+    data = load(args.data)
+    if args.scm and (args.graph or default_method(model)) == NO_GRAPH:
         raise ValueError("--scm needs a graph: drop --graph none (a β-VAE has none)")
-    z = encode(guide, x[:, 0])["z"].numpy()
-    z_tilde = encode(guide, x[:, 1])["z"].numpy()
-    targets = predict_targets(guide, x[:, 0], x[:, 1]).numpy()
-    return fit_linear_scm(z, z_tilde, targets, found.adjacency, seed=seed)
+    report = check_model(model, guide, data, args.output, pairs=args.pairs,
+                         samples=args.samples, graph=args.graph, scm=args.scm, seed=args.seed,
+                         metrics=recorded_metrics(args.checkpoint))  # fmt: skip
+    print(report.format())
 
 
 def _reduce(args: argparse.Namespace) -> None:
-    from pyrocrl.data import describe, load, save
-    from pyrocrl.inference.reduce import fit_image_vae, reduce, save_image_vae
+    from pyrocrl.data import load
+    from pyrocrl.inference.image_features import reduce_to_features
 
-    ds = load(args.data)
-    vae_path = args.vae or args.output.with_suffix(".vae.pt")
-    checkpoint = vae_path.with_name(vae_path.name + ".training")
-    vae, report = fit_image_vae(
-        ds,
-        dim=args.dim,
-        epochs=args.epochs,
-        max_images=args.max_images,
-        seed=args.seed,
-        checkpoint=checkpoint,
-    )
-    resumed = f" (resumed at step {report['resumed_at']})" if report["resumed_at"] else ""
-    print(
-        f"image VAE: {report['images']} images, {report['steps']} steps in "
-        f"{report['seconds']:.0f} s{resumed}; reconstruction MSE {report['mse']:.5f}"
-    )
-    codes = reduce(vae, ds)
-    save(codes, args.output)
-    save_image_vae(vae, vae_path)
-    checkpoint.unlink(missing_ok=True)
-    print(describe(codes))
-    print(f"wrote {args.output} and {vae_path}")
+    reduction = reduce_to_features(load(args.data), args.output, vae_path=args.vae,
+                                   dim=args.dim, epochs=args.epochs,
+                                   max_images=args.max_images, seed=args.seed,
+                                   log=print)  # fmt: skip
+    print(reduction.format())
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -616,17 +507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pyrocrl.errors import PyrocrlError
 
     args = _build_parser().parse_args(argv)
-    handlers = {
-        "simulate": _simulate,
-        "fit": _fit,
-        "query": _query,
-        "graph": _graph,
-        "check": _check,
-        "reduce": _reduce,
-        "info": _info,
-    }
     try:
-        handlers[args.command](args)
+        args.run(args)
     except (PyrocrlError, ValueError, TypeError, OSError) as error:
         # Pyro appends the shapes of the trace to errors raised inside a program: keep the
         # first line, the message itself

@@ -1,6 +1,6 @@
 """Checkpoints and result files: atomic writes and loading that never executes code."""
 
-__all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "save_checkpoint", "write_json"]
+__all__ = ["atomic_write", "load_checkpoint", "save_checkpoint", "write_json"]
 
 import json
 import os
@@ -11,14 +11,10 @@ from typing import Any
 
 import torch
 
-from pyrocrl.errors import PyrocrlError
+from pyrocrl.errors import CheckpointError, PyrocrlError
 
 CHECKPOINT_FORMAT = "pyrocrl.checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-class CheckpointError(PyrocrlError, ValueError):
-    """A checkpoint file is missing, unreadable or not a pyrocrl checkpoint."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:

@@ -124,10 +124,6 @@ class NormalHead(GaussianEncoder):
         loc, scale = super().forward(e)
         return dist.Normal(loc, scale).to_event(1)
 
-    def mean(self, e: torch.Tensor) -> torch.Tensor:
-        """The mean ``E[x | e]``, ``(*, D)``."""
-        return self.loc(self.trunk(e))
-
 
 class LaplaceHead(NormalHead):
     """Likelihood ``p(x | e) = Laplace(x; μ(e), b(e))``: heavier tails than the Normal."""
@@ -146,6 +142,3 @@ class BernoulliHead(nn.Module):
 
     def forward(self, e: torch.Tensor) -> dist.Distribution:
         return dist.Bernoulli(logits=self.net(e)).to_event(1)
-
-    def mean(self, e: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(e))

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from pyrocrl.data.dataset import validate
+from pyrocrl.sites import variable_names
 
 
 def plot_pairs(
@@ -87,7 +88,7 @@ def plot_graph(
     """
     a = np.asarray(adjacency)
     n = len(a)
-    names = list(names) if names is not None else [f"z{k}" for k in range(1, n + 1)]
+    names = list(names) if names is not None else variable_names(n)
     angles = np.pi / 2 - 2 * np.pi * np.arange(n) / n
     pos = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     ax = ax or plt.figure(figsize=(4, 4)).gca()
@@ -151,8 +152,14 @@ def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Fi
         first = next((h["step"] for h in train if h.get("phase") == phase), None)
         if first is not None:
             ax.axvline(first, color="0.7", ls=":")
-            ax.annotate(phase, (first, 1), xycoords=("data", "axes fraction"), fontsize=8,
-                        ha="left", va="top")  # fmt: skip
+            ax.annotate(
+                phase,
+                (first, 1),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                ha="left",
+                va="top",
+            )
     ax.set_yscale("symlog")
     ax.set_xlabel("step")
     ax.set_title("training objective (per pair)")
@@ -182,11 +189,11 @@ def plot_reliability(calibration: xr.Dataset, *, ax: Axes | None = None) -> Axes
     count = calibration["count"].values
     keep = count > 0
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
-    ax.plot(calibration["probability"].values[keep], calibration["frequency"].values[keep],
-            color="C0", lw=1)  # fmt: skip
-    ax.scatter(calibration["probability"].values[keep], calibration["frequency"].values[keep],
-               s=20 + 200 * count[keep] / count.max(), color="C0", zorder=3,
-               label="bins (area ∝ count)")  # fmt: skip
+    probability = calibration["probability"].values[keep]
+    frequency = calibration["frequency"].values[keep]
+    ax.plot(probability, frequency, color="C0", lw=1)
+    size = 20 + 200 * count[keep] / count.max()
+    ax.scatter(probability, frequency, s=size, color="C0", zorder=3, label="bins (area ∝ count)")
     ece, accuracy = calibration.attrs.get("ece"), calibration.attrs.get("accuracy")
     ax.set_title(f"q(I | x, x~): ECE {ece:.3f}, accuracy {accuracy:.3f}")
     ax.set_xlabel("predicted probability")
@@ -278,9 +285,9 @@ def plot_latents(
         raise ValueError("plot_latents: inputs hold NaN or infinite values")
     n, m = learned.shape[1], true.shape[1]
     if learned_names is None:
-        learned_names = [f"ẑ{j + 1}" for j in range(n)]
+        learned_names = variable_names(n, "ẑ")
     if true_names is None:
-        true_names = [f"z{i + 1}" for i in range(m)]
+        true_names = variable_names(m)
     learned_names, true_names = [str(a) for a in learned_names], [str(a) for a in true_names]
     if len(learned_names) != n or len(true_names) != m:
         raise ValueError(f"need {n} learned and {m} true names")
@@ -294,12 +301,19 @@ def plot_latents(
     for j in range(n):
         for i in range(m):
             ax = axes[j, i]
-            ax.scatter(true[:, i], learned[:, j], s=1, c=true[:, color_by], cmap="viridis",
-                       rasterized=True)  # fmt: skip
+            ax.scatter(
+                true[:, i],
+                learned[:, j],
+                s=1,
+                c=true[:, color_by],
+                cmap="viridis",
+                rasterized=True,
+            )
             if j == n - 1:
                 ax.set_xlabel(f"true {true_names[i]}")
             if i == 0:
                 ax.set_ylabel(learned_names[j])
-    figure.suptitle(f"learned (rows) against true (columns) variables; colour: true "
-                    f"{true_names[color_by]}")  # fmt: skip
+    figure.suptitle(
+        f"learned (rows) against true (columns) variables; colour: true {true_names[color_by]}"
+    )
     return figure

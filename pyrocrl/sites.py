@@ -22,10 +22,9 @@ name their per-variable mechanism sites ``z1 … zn`` so that ``pyro.poutine.do`
 The plate over pairs is named ``pair``.
 """
 
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
+from pyrocrl.observations import check_observations
 
 __all__ = [
     "GRAPH",
@@ -58,23 +57,21 @@ keyed by these names."""
 
 
 def plate_size(
-    size: int | None, *observed: "torch.Tensor | None", dim_x: int | None = None
+    size: int | None, x: Any = None, x_tilde: Any = None, *, dim_x: int | None = None
 ) -> int:
     """The number of pairs (or samples) of a program call, from its observations or ``size``.
 
-    Observations must be ``(N, D)`` arrays (torch, JAX or NumPy) with one ``N``, and
-    ``D = dim_x`` when given.
+    Observations ``x`` and ``x_tilde`` must be ``(N, D)`` arrays (torch, JAX or NumPy) with
+    one ``N``, and ``D = dim_x`` when given (:func:`~pyrocrl.observations.check_observations`;
+    their values are not read, so they may be traced).
 
     :raises ValueError: naming the inconsistency.
     """
-    sizes = set()
-    for value in observed:
-        if value is None:
-            continue
-        if value.ndim != 2 or (dim_x is not None and value.shape[-1] != dim_x):
-            expected = f"(N, {dim_x})" if dim_x is not None else "(N, D)"
-            raise ValueError(f"observations must have shape {expected}, got {tuple(value.shape)}")
-        sizes.add(int(value.shape[0]))
+    sizes = {
+        check_observations(value, name, dim_x=dim_x, finite=False)
+        for name, value in (("x", x), ("x_tilde", x_tilde))
+        if value is not None
+    }
     if len(sizes) > 1:
         raise ValueError(f"observations disagree on the number of pairs: {sorted(sizes)}")
     if sizes:

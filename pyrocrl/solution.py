@@ -6,64 +6,127 @@ noise components. A perfect intervention that sets ``z_k`` to a value ``v`` keep
 other noise component and replaces ``e_k`` with ``s_k⁻¹(v; e_\\k)``.
 """
 
-__all__ = ["AffineSolution", "GraphSolution", "SCMSolution"]
+__all__ = [
+    "AffineSolution",
+    "AffineSolutionMaths",
+    "GraphSolution",
+    "GraphSolutionMaths",
+    "SCMSolution",
+    "mechanisms",
+]
 
 from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, ClassVar
 
 import torch
-from pyro.distributions import ConditionalTransformModule
-from pyro.distributions.transforms import AffineTransform
 from torch import nn
 
+from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.nets import StackedMLP
 from pyrocrl.scm import AdditiveNoiseSCM
 
 
-class _AffineMechanisms(ConditionalTransformModule):
-    """``n`` small MLPs, one per causal variable, each giving ``(shift_k, scale_k)`` of the
-    elementwise map ``T: z ↦ e``, ``e_k = shift_k + scale_k z_k``, from a masked context
-    ``c_k = [u ⊙ m_k, m_k]``. Subclasses choose ``u`` (noise or causal values) and the
-    masks ``m_k``.
-
-    ``scale = exp(raw) + min_scale``. The broad initialization (``scale ≈ 10``, small shifts)
-    starts every ``z_k`` close to a rescaled ``e_k``.
-    """
-
-    def __init__(
-        self, n: int, hidden: Sequence[int], min_scale: float, init_log_scale: float
-    ) -> None:
-        super().__init__()
-        self.n, self.min_scale = n, min_scale
-        self.net = StackedMLP(n, 2 * n, 2, hidden)
-        with torch.no_grad():  # broad initialization
-            w, b = self.net.weights[-1], self.net.biases[-1]  # (n, hidden, 2), (n, 2)
-            w[..., 0].normal_(0.0, 0.1)
-            b[..., 0].normal_(0.0, 1e-3)
-            w[..., 1].normal_(0.0, 1e-3)
-            b[..., 1].normal_(init_log_scale, 1e-6)
-
-    def _mechanisms(
-        self, u: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(shift, scale)``, each ``(*, n)``, from inputs ``u (*, n)`` and ``masks (n, n)``
-        (row k is ``m_k``)."""
-        masks = masks.expand(*u.shape[:-1], self.n, self.n)
-        out = self.net(torch.cat([u.unsqueeze(-2) * masks, masks], dim=-1))
-        return out[..., 0], out[..., 1].exp() + self.min_scale
-
-    def condition(self, e: torch.Tensor) -> AffineTransform:
-        """The map ``T_e: z ↦ e`` (elementwise affine, ``event_dim = 0``)."""
-        shift, scale = self.shift_scale(e)  # type: ignore[attr-defined]
-        return AffineTransform(shift, scale)
+def mechanisms(backend: ModuleType, net: Any, u: Any, masks: Any, min_scale: float):
+    """``(shift, scale)`` of the elementwise maps ``T: z ↦ e``, ``e_k = shift_k + scale_k z_k``,
+    each ``(*, n)``, from ``n`` stacked MLPs ``net`` on the masked contexts
+    ``c_k = [u ⊙ m_k, m_k]`` of inputs ``u (*, n)``; row ``k`` of ``masks (n, n)`` is ``m_k``.
+    ``scale = exp(raw) + min_scale``."""
+    n = u.shape[-1]
+    masks = backend.broadcast_to(masks, (*u.shape[:-1], n, n))
+    out = net(backend.concat([u[..., None, :] * masks, masks], axis=-1))
+    return out[..., 0], backend.exp(out[..., 1]) + min_scale
 
 
-class AffineSolution(_AffineMechanisms):
+class AffineSolutionMaths:
+    """The maths of :class:`AffineSolution` for any backend: needs ``backend``, ``net``
+    (stacked MLPs), ``masks (n, n)`` and ``min_scale``."""
+
+    backend: ClassVar[ModuleType]
+
+    def shift_scale(self, e: Any) -> tuple[Any, Any]:
+        """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
+        masks = self.backend.stop_gradient(self.masks)
+        return mechanisms(self.backend, self.net, e, masks, self.min_scale)
+
+    def causal_variables(self, e: Any) -> Any:
+        """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
+        shift, scale = self.shift_scale(e)
+        return (e - shift) / scale
+
+
+class GraphSolutionMaths:
+    """The maths of :class:`GraphSolution` for any backend: needs ``backend``, ``net``,
+    ``edge_logits (n, n)``, ``positions (n,)``, ``off_diagonal (n, n)``, ``n``,
+    ``min_scale``, ``hard`` and ``order``."""
+
+    backend: ClassVar[ModuleType]
+
+    def _before(self) -> tuple[Any, Any]:
+        """``(hard, soft)`` orientation ``(n, n)``: ``[i, j]`` for ``i`` before ``j``."""
+        b = self.backend
+        index = b.arange(0, self.n, like=self.positions)
+        rho = self.positions if self.order == "learned" else index
+        key = rho[None, :] - rho[:, None]  # [i, j] = ρ_j − ρ_i
+        ties = (key == 0) & (index[None, :] > index[:, None])
+        hard = b.cast((key > 0) | ties, like=rho)
+        if self.order == "fixed":
+            return hard, hard
+        return hard, b.sigmoid(key) * b.stop_gradient(self.off_diagonal)
+
+    def edge_probs(self) -> Any:
+        """Soft adjacency ``(n, n)``: ``σ(γ_ij)`` times the soft orientation of ``i → j``."""
+        return self.backend.sigmoid(self.edge_logits) * self._before()[1]
+
+    def adjacency(self) -> Any:
+        """The adjacency the mechanisms use, ``(n, n)`` (``[i, j]`` for ``z_i → z_j``)."""
+        b = self.backend
+        before, soft_before = self._before()
+        probs = b.sigmoid(self.edge_logits) * soft_before
+        if not self.hard:
+            return probs
+        hard = b.cast(b.sigmoid(self.edge_logits) > 0.5, like=probs) * before
+        return hard + probs - b.stop_gradient(probs)
+
+    def solve(self, e: Any) -> tuple[Any, Any, Any]:
+        """``(z, shift, scale)``, each ``(*, n)``, at the solution ``z = s(e)``."""
+        masks = self.adjacency().T  # row k: the parents of z_k
+        z = self.backend.zeros_like(e)
+        for _ in range(self.n):
+            shift, scale = mechanisms(self.backend, self.net, z, masks, self.min_scale)
+            z = (e - shift) / scale
+        return z, shift, scale
+
+    def shift_scale(self, e: Any) -> tuple[Any, Any]:
+        """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
+        _, shift, scale = self.solve(e)
+        return shift, scale
+
+    def causal_variables(self, e: Any) -> Any:
+        """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
+        return self.solve(e)[0]
+
+
+def _mechanism_net(n: int, hidden: Sequence[int], init_log_scale: float) -> StackedMLP:
+    """``n`` MLPs of ``(shift, log scale)`` with a broad start: ``scale ≈ exp(init_log_scale)``
+    and small shifts, so every ``z_k`` starts close to a rescaled ``e_k``."""
+    net = StackedMLP(n, 2 * n, 2, hidden)
+    with torch.no_grad():
+        w, b = net.weights[-1], net.biases[-1]  # (n, hidden, 2), (n, 2)
+        w[..., 0].normal_(0.0, 0.1)
+        b[..., 0].normal_(0.0, 1e-3)
+        w[..., 1].normal_(0.0, 1e-3)
+        b[..., 1].normal_(init_log_scale, 1e-6)
+    return net
+
+
+class AffineSolution(AffineSolutionMaths, nn.Module):
     """Conditional affine solution function of an implicit model, one small MLP per variable.
 
-    Given the noise ``e`` of shape ``(*, n)``, :meth:`condition` returns the elementwise map
-    ``T_e: z ↦ e`` with ``T_e(z)_k = shift_k(c_k) + scale_k(c_k)·z_k``. The context of
-    variable k is ``c_k = [e ⊙ m_k, m_k]`` with the mask ``m_k = 1 − onehot(k)``, so
-    component k never sees its own noise. Hence
+    Given the noise ``e`` of shape ``(*, n)``, the elementwise map ``T_e: z ↦ e`` is
+    ``T_e(z)_k = shift_k(c_k) + scale_k(c_k)·z_k``. The context of variable k is
+    ``c_k = [e ⊙ m_k, m_k]`` with the mask ``m_k = 1 − onehot(k)``, so component k never
+    sees its own noise. Hence
 
     - causal variables: ``z = s(e) = T_e⁻¹(e)``;
     - intervention ``do(z_k = v)``: ``e~_k = T_e(v)_k``, the other components unchanged.
@@ -76,6 +139,8 @@ class AffineSolution(_AffineMechanisms):
         independently of the others, as in a disentangled VAE).
     """
 
+    backend = pyro_backend
+
     def __init__(
         self,
         n: int,
@@ -86,22 +151,18 @@ class AffineSolution(_AffineMechanisms):
     ) -> None:
         if context not in ("full", "empty"):
             raise ValueError(f"context must be 'full' or 'empty', got {context!r}")
-        super().__init__(n, hidden, min_scale, init_log_scale)
-        self.context = context
+        super().__init__()
+        self.n, self.min_scale, self.context = n, min_scale, context
+        self.net = _mechanism_net(n, hidden, init_log_scale)
         masks = 1.0 - torch.eye(n) if context == "full" else torch.zeros(n, n)
         self.register_buffer("masks", masks)
 
-    def shift_scale(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
-        return self._mechanisms(e, self.masks)
-
-    def forward(self, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
-        shift, scale = self.shift_scale(e)
-        return (e - shift) / scale
+        return self.causal_variables(e)
 
 
-class GraphSolution(_AffineMechanisms):
+class GraphSolution(GraphSolutionMaths, nn.Module):
     """Solution function of an explicit SCM whose graph is learned.
 
     Mechanisms ``z_k = (e_k − shift_k(c_k)) / scale_k(c_k)`` read the causal values of the
@@ -131,6 +192,8 @@ class GraphSolution(_AffineMechanisms):
     :param order: ``"learned"`` or ``"fixed"``.
     """
 
+    backend = pyro_backend
+
     def __init__(
         self,
         n: int,
@@ -143,35 +206,12 @@ class GraphSolution(_AffineMechanisms):
     ) -> None:
         if order not in ("learned", "fixed"):
             raise ValueError(f"order must be 'learned' or 'fixed', got {order!r}")
-        super().__init__(n, hidden, min_scale, init_log_scale)
-        self.hard, self.order = hard, order
+        super().__init__()
+        self.n, self.min_scale, self.hard, self.order = n, min_scale, hard, order
+        self.net = _mechanism_net(n, hidden, init_log_scale)
         self.edge_logits = nn.Parameter(torch.full((n, n), float(init_edge_logit)))
         self.positions = nn.Parameter(torch.zeros(n), requires_grad=order == "learned")
         self.register_buffer("off_diagonal", 1.0 - torch.eye(n))
-
-    def _before(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(hard, soft)`` orientation ``(n, n)``: ``[i, j]`` for ``i`` before ``j``."""
-        index = torch.arange(self.n, dtype=self.positions.dtype)
-        rho = self.positions if self.order == "learned" else index.detach()
-        key = rho.unsqueeze(0) - rho.unsqueeze(1)  # [i, j] = ρ_j − ρ_i
-        ties = (key == 0) & (index.unsqueeze(0) > index.unsqueeze(1))
-        hard = ((key > 0) | ties).to(rho)
-        if self.order == "fixed":
-            return hard, hard
-        return hard, torch.sigmoid(key) * self.off_diagonal
-
-    def edge_probs(self) -> torch.Tensor:
-        """Soft adjacency ``(n, n)``: ``σ(γ_ij)`` times the soft orientation of ``i → j``."""
-        return torch.sigmoid(self.edge_logits) * self._before()[1]
-
-    def adjacency(self) -> torch.Tensor:
-        """The adjacency the mechanisms use, ``(n, n)`` (``[i, j]`` for ``z_i → z_j``)."""
-        before, soft_before = self._before()
-        probs = torch.sigmoid(self.edge_logits) * soft_before
-        if not self.hard:
-            return probs
-        hard = (torch.sigmoid(self.edge_logits) > 0.5).to(probs) * before
-        return hard + probs - probs.detach()
 
     def ordered_edge_probs(self) -> torch.Tensor:
         """``σ(γ_ij)`` where ``i`` comes before ``j`` in the learned order, else 0;
@@ -184,23 +224,9 @@ class GraphSolution(_AffineMechanisms):
         """The learned DAG as a 0/1 tensor ``(n, n)``, no gradient."""
         return (self.ordered_edge_probs() > 0.5).to(self.edge_logits.dtype)
 
-    def solve(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(z, shift, scale)``, each ``(*, n)``, at the solution ``z = s(e)``."""
-        masks = self.adjacency().T  # row k: the parents of z_k
-        z = torch.zeros_like(e)
-        for _ in range(self.n):
-            shift, scale = self._mechanisms(z, masks)
-            z = (e - shift) / scale
-        return z, shift, scale
-
-    def shift_scale(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
-        _, shift, scale = self.solve(e)
-        return shift, scale
-
-    def forward(self, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
-        return self.solve(e)[0]
+        return self.causal_variables(e)
 
 
 class SCMSolution:

@@ -14,12 +14,11 @@ from pyrocrl.data.causalcircuit import (
     VARIABLES,
     CircuitScene,
     CircuitState,
-    RenderingError,
     causal_circuit,
     render_states,
     simulate_causalcircuit,
 )
-from pyrocrl.errors import DatasetError
+from pyrocrl.errors import DatasetError, RenderingError
 from pyrocrl.graphs import descendants
 
 RES = 16
@@ -177,7 +176,8 @@ def _run_isolated(code: str, **env: str) -> subprocess.CompletedProcess:
 def test_missing_mujoco_names_the_package():
     code = (
         "import sys; sys.modules['mujoco'] = None\n"
-        "from pyrocrl.data.causalcircuit import CircuitScene, RenderingError\n"
+        "from pyrocrl.data.causalcircuit import CircuitScene\n"
+        "from pyrocrl.errors import RenderingError\n"
         "try:\n    CircuitScene(16)\nexcept RenderingError as e:\n    print(e)\n"
     )
     out = _run_isolated(code)
@@ -202,7 +202,8 @@ def test_missing_finger_model_names_the_package(monkeypatch):
 )
 def test_missing_gl_backend_names_the_debian_package():
     code = (
-        "from pyrocrl.data.causalcircuit import CircuitScene, RenderingError\n"
+        "from pyrocrl.data.causalcircuit import CircuitScene\n"
+        "from pyrocrl.errors import RenderingError\n"
         "try:\n    CircuitScene(16)\nexcept RenderingError as e:\n    print(e)\n"
     )
     out = _run_isolated(code, MUJOCO_GL="osmesa", PYOPENGL_PLATFORM="osmesa")

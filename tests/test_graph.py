@@ -1,4 +1,7 @@
-"""Graph discovery (ILCM-H, ENCO), variable matching and graph metrics."""
+"""Graph discovery (ILCM-H, ENCO), variable matching and graph metrics; the report of a
+learned graph."""
+
+import json
 
 import numpy as np
 import pytest
@@ -6,8 +9,12 @@ import torch
 
 from pyrocrl.data import make_simulator, simulate
 from pyrocrl.graphs import topological_order
-from pyrocrl.inference.graph import enco, ilcm_h, learn_graph
+from pyrocrl.inference.graph import default_method, enco, ilcm_h, learn_graph
+from pyrocrl.inference.graph_report import graph_report, plot_learned_graph, write_graph
+from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.metrics import dci, graph_scores, match_importance, structural_hamming_distance
+from pyrocrl.models.elcm import ELCM
+from pyrocrl.models.ilcm import ILCM
 from pyrocrl.solution import SCMSolution
 
 CHAIN = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
@@ -85,3 +92,26 @@ def test_graph_inputs_are_checked():
         enco(torch.randn(50, 2), torch.randn(50, 2), torch.zeros(50))
     with pytest.raises(ValueError, match="method must be one of"):
         learn_graph(None, None, np.zeros((3, 2)), method="pc")
+
+
+def test_default_method_follows_the_model():
+    assert default_method(ILCM(3, 3, hidden=(8,))) == "ilcm-h"
+    assert default_method(ELCM(3, 3, hidden=(8,))) == "elcm"  # (the β-VAE: test_baselines)
+
+
+def test_graph_report_prints_writes_and_draws(tmp_path):
+    data = simulate(make_simulator("scaling", 3, 302), 300, seed=1)
+    model = ILCM(3, 3, hidden=(8,))
+    report = graph_report(model, ILCMGuide(model, hidden=(8,)), data, max_pairs=200)
+    assert report.pairs == 200 and report.seconds >= 0 and report.names == ["z1", "z2", "z3"]
+    assert report.edges() == [(f"z{i}", f"z{j}") for i, j in report.graph.edges()]
+    lines = report.format().splitlines()
+    assert lines[0].startswith("ilcm-h on 200 pairs in ") and len(lines) == 6
+    assert lines[1] == "adjacency (row = cause, column = effect), variables z1 z2 z3"
+    path = write_graph(report, tmp_path / "graph.json", data="pairs.nc")
+    written = json.loads(path.read_text())
+    assert list(written) == ["method", "variables", "adjacency", "strength", "threshold",
+                             "order", "edges", "data"]  # fmt: skip
+    assert written["adjacency"] == report.graph.adjacency.tolist()
+    assert written["order"] == [f"z{i + 1}" for i in report.graph.order]
+    assert plot_learned_graph(report.graph, tmp_path / "graph.png").stat().st_size > 5000

@@ -1,6 +1,7 @@
 """Learning from pixels: convolutional blocks, the image VAE, and reduction to features."""
 
 import numpy as np
+import pyro
 import pytest
 import torch
 from pyro.infer import SVI
@@ -8,7 +9,7 @@ from pyro.infer import SVI
 import pyrocrl
 from pyrocrl.conv import ConvDecoder, ConvEncoder, to_images, to_pixels
 from pyrocrl.data import pairs_dataset, validate
-from pyrocrl.errors import DatasetError
+from pyrocrl.errors import CheckpointError, DatasetError, TrainingError
 from pyrocrl.inference.reduce import (
     decode_features,
     distinct_images,
@@ -19,8 +20,7 @@ from pyrocrl.inference.reduce import (
     reduce,
     save_image_vae,
 )
-from pyrocrl.inference.svi import TrainingError
-from pyrocrl.io import CheckpointError, save_checkpoint
+from pyrocrl.io import save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
 
 
@@ -154,8 +154,10 @@ class _Interrupt(Exception):
 def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, monkeypatch):
     small = blobs.isel(pair=slice(0, 700))
     settings = dict(dim=2, epochs=1.5, max_images=None, batch_size=32, channels=(8, 8), seed=3)
+    mine = pyro.param("mine", torch.ones(2))  # the caller's param store is left as it was
     reference, report = fit_image_vae(small, **settings)
     assert report["resumed_at"] == 0
+    assert set(pyro.get_param_store().keys()) == {"mine"} and pyro.param("mine") is mine
 
     path = tmp_path / "vae.ckpt"
     step = SVI.step

@@ -89,9 +89,8 @@ def test_nuts_recovers_true_weights(truth, fitted):
     np.testing.assert_allclose(table.loc[[f"bias[z{j}]" for j in (1, 2, 3)], "mean"], 0, atol=0.2)
     assert (table["r_hat"] < 1.05).all()
     assert (table["ess_bulk"] > 100).all()
-    assert list(table.columns) == [
-        "mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk", "ess_tail"
-    ]  # fmt: skip
+    columns = ["mean", "sd", "hdi_low", "hdi_high", "r_hat", "ess_bulk", "ess_tail"]
+    assert list(table.columns) == columns
     assert len(table) == 3 + 3 + 3
 
 

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from pyrocrl.data import simulate_pairs
+from pyrocrl.errors import CheckpointError, TrainingError
 from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.evaluate import elbo_per_pair
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.queries import intervention_posterior
 from pyrocrl.inference.recipes import PRESETS, Recipe
-from pyrocrl.inference.svi import Trainer, TrainingError
-from pyrocrl.io import CheckpointError, load_checkpoint
+from pyrocrl.inference.svi import Trainer
+from pyrocrl.io import load_checkpoint
 from pyrocrl.metrics import intervention_accuracy
 from pyrocrl.models.ilcm import ILCM
 

@@ -72,8 +72,9 @@ print("true z~ under do(z2 = 1.5):\n", sample["z_tilde"].numpy().round(2))
 # %%
 test = splits["test"]
 x = torch.as_tensor(test["x"].values)
-perm = match_interventions(predict_targets(guide, x[:, 0], x[:, 1]).numpy(),
-                           test["target"].values, n)  # fmt: skip
+perm = match_interventions(
+    predict_targets(guide, x[:, 0], x[:, 1]).numpy(), test["target"].values, n
+)
 learned = {int(t): int(j) for j, t in enumerate(perm) if j > 0}
 print("true variable → learned variable:", learned)
 
@@ -124,12 +125,15 @@ plt.show()
 observed = x[:1, 0]
 true_sweep = np.quantile(true_z, np.linspace(0.05, 0.95, 25))
 learned_sweep = [learned_value(v) for v in true_sweep]
-exact = np.stack([counterfactual(truth, observed, z={1: float(v)})["x_tilde"][0].numpy()
-                  for v in true_sweep])  # fmt: skip
-predicted = np.stack(
-    [counterfactual(model, observed, z={learned[1]: float(w)}, guide=guide)["x_tilde"][0].numpy()
-     for w in learned_sweep]
-)  # fmt: skip
+
+
+def counterfactual_x(lcm, k: int, value: float, **kwargs) -> np.ndarray:
+    """What the observation would have been under do(z_k = value)."""
+    return counterfactual(lcm, observed, z={k: float(value)}, **kwargs)["x_tilde"][0].numpy()
+
+
+exact = np.stack([counterfactual_x(truth, 1, v) for v in true_sweep])
+predicted = np.stack([counterfactual_x(model, learned[1], w, guide=guide) for w in learned_sweep])
 plt.plot(exact[:, 0], exact[:, 1], "o-", ms=3, label="simulator (exact)")
 plt.plot(predicted[:, 0], predicted[:, 1], "s--", ms=3, label="learned ILCM")
 plt.scatter(*observed[0, :2].numpy(), color="black", zorder=3, label="observed x")
@@ -157,6 +161,5 @@ print("x~ from counterfactual:", predicted[-1].round(3))
 # format, in batches — here, what the test pairs would have been under `do(z1)`.
 
 # %%
-cf = generate(model, "counterfactual", x=x[:, 0], z={learned[1]: learned_values[-1]},
-              guide=guide)  # fmt: skip
+cf = generate(model, "counterfactual", x=x[:, 0], z={learned[1]: learned_values[-1]}, guide=guide)
 print(pyrocrl.describe(cf))

@@ -124,9 +124,13 @@ plt.show()
 
 # %%
 elcm, elcm_guide, elcm_report = pyrocrl.fit_ilcm(
-    splits["train"], n, test=splits["test"], dci_train=splits["dci"], recipe=recipe,
+    splits["train"],
+    n,
+    test=splits["test"],
+    dci_train=splits["dci"],
+    recipe=recipe,
     model="elcm",
-)  # fmt: skip
+)
 print(elcm_report.format())
 explicit = learn_graph(elcm, elcm_guide, None, method="elcm")
 elcm_targets = predict_targets(elcm_guide, x[:, 0], x[:, 1]).numpy()

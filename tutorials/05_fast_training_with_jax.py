@@ -14,7 +14,9 @@
 # Every model in pyrocrl is a Pyro program. The ILCM (like the ELCM and the baselines built
 # from the same program) also has a **NumPyro twin**
 # (`pyrocrl.models.ilcm_jax.NumPyroILCM`, with its guide in
-# `pyrocrl.inference.guides_jax`): the same sites, shapes and maths, with Equinox networks.
+# `pyrocrl.inference.guides_jax`): the very same program — model, guide and bound are
+# written once, against pyrocrl's backend layer (`pyrocrl.backends`) — run by NumPyro,
+# with Equinox twins of the networks.
 # A training step of the twin is compiled by XLA, and many steps run in one compiled call,
 # so training is several times faster than Pyro's eager steps on a CPU.
 #
@@ -60,9 +62,13 @@ splits = simulate_splits(truth, seed=302, sizes=sizes)
 recipe = get_recipe("fast").scaled(0.05 if smoke_test else 0.2)
 start = time.perf_counter()
 model, guide, report = fit_ilcm(
-    splits["train"], n, test=splits["test"], dci_train=splits["dci"], recipe=recipe,
+    splits["train"],
+    n,
+    test=splits["test"],
+    dci_train=splits["dci"],
+    recipe=recipe,
     backend="jax",
-)  # fmt: skip
+)
 print(report.format())
 print(f"{time.perf_counter() - start:.0f} s in all")
 
@@ -83,8 +89,11 @@ import pyro  # noqa: E402
 twin = NumPyroILCM.from_torch(model)
 twin_guide = NumPyroILCMGuide.from_torch(guide, twin)
 x = torch.as_tensor(splits["test"]["x"].values[:8])
-latents = {"noise": torch.randn(8, n), "target": torch.arange(8) % (n + 1),
-           "value": torch.randn(8)}  # fmt: skip
+latents = {
+    "noise": torch.randn(8, n),
+    "target": torch.arange(8) % (n + 1),
+    "value": torch.randn(8),
+}
 pyro_trace = pyro.poutine.trace(pyro.condition(model.model, data=latents)).get_trace(
     x[:, 0], x[:, 1]
 )
@@ -109,5 +118,7 @@ for site in ("noise", "target", "value", "x", "x_tilde"):
 ours = queries_jax.counterfactual(twin, twin_guide, x[:, 0].numpy(), 2, 0.5)
 theirs = queries.counterfactual(model, x[:, 0], {2: 0.5}, guide=guide)
 print("z~ (JAX):\n", np.asarray(ours["z_tilde"][:3]).round(3))
-print("largest difference of x~ against Pyro:",
-      float(np.abs(np.asarray(ours["x_tilde"]) - theirs["x_tilde"].numpy()).max()))  # fmt: skip
+print(
+    "largest difference of x~ against Pyro:",
+    float(np.abs(np.asarray(ours["x_tilde"]) - theirs["x_tilde"].numpy()).max()),
+)

@@ -40,6 +40,7 @@ from pyrocrl.inference.fit import fit_ilcm
 from pyrocrl.inference.queries import encode
 from pyrocrl.inference.recipes import get_recipe
 from pyrocrl.metrics import dci
+from pyrocrl.sites import variable_names
 
 torch.set_num_threads(1)
 smoke_test = "CI" in os.environ
@@ -59,14 +60,22 @@ recipe = get_recipe("fast").scaled(0.02 if smoke_test else 0.2)
 fits = {}
 for name in ("ilcm", "dvae", "betavae"):
     model, guide, report = fit_ilcm(
-        splits["train"], n, test=splits["test"], dci_train=splits["dci"], recipe=recipe,
-        model=name, backend="jax", progress=False,
-    )  # fmt: skip
+        splits["train"],
+        n,
+        test=splits["test"],
+        dci_train=splits["dci"],
+        recipe=recipe,
+        model=name,
+        backend="jax",
+        progress=False,
+    )
     fits[name] = (model, guide, report)
     metrics = report.metrics
     accuracy = metrics.get("intervention_accuracy", float("nan"))
-    print(f"{name:8s} DCI disentanglement {metrics['dci_disentanglement']:.3f}   "
-          f"intervention accuracy {accuracy:.3f}")  # fmt: skip
+    print(
+        f"{name:8s} DCI disentanglement {metrics['dci_disentanglement']:.3f}   "
+        f"intervention accuracy {accuracy:.3f}"
+    )
 
 # %% [markdown]
 # ## Where each learned variable's information sits
@@ -83,14 +92,17 @@ test, train = splits["test"], splits["dci"]
 figure, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 for ax, (name, (_, guide, _)) in zip(axes, fits.items(), strict=True):
     scores = dci(
-        encode(guide, train["x"].values[:, 0])["z"].numpy(), train["z"].values[:, 0],
-        encode(guide, test["x"].values[:, 0])["z"].numpy(), test["z"].values[:, 0], seed=0,
-    )  # fmt: skip
+        encode(guide, train["x"].values[:, 0])["z"].numpy(),
+        train["z"].values[:, 0],
+        encode(guide, test["x"].values[:, 0])["z"].numpy(),
+        test["z"].values[:, 0],
+        seed=0,
+    )
     ax.imshow(scores.importance, vmin=0, vmax=1, cmap="Blues")
     ax.set_title(f"{name}: D = {scores.disentanglement:.2f}")
     ax.set_xlabel("true variable")
-    ax.set_xticks(range(n), [f"z{i + 1}" for i in range(n)])
-    ax.set_yticks(range(n), [f"ẑ{j + 1}" for j in range(n)])
+    ax.set_xticks(range(n), variable_names(n))
+    ax.set_yticks(range(n), variable_names(n, "ẑ"))
 axes[0].set_ylabel("learned variable")
 figure.tight_layout()
 plt.show()

@@ -61,10 +61,14 @@ sizes = {"train": 4_000, "test": 1_000, "dci": 1_000} if smoke_test else None
 truth = make_simulator("scaling", n=n, graph_seed=302)
 splits = simulate_splits(truth, seed=302, sizes=sizes)
 model, guide, report = fit_ilcm(
-    splits["train"], n, test=splits["test"], dci_train=splits["dci"],
-    recipe=get_recipe("fast-anneal").scaled(0.05 if smoke_test else 1.0), backend="jax",
+    splits["train"],
+    n,
+    test=splits["test"],
+    dci_train=splits["dci"],
+    recipe=get_recipe("fast-anneal").scaled(0.05 if smoke_test else 1.0),
+    backend="jax",
     progress=False,
-)  # fmt: skip
+)
 print(report.format())
 
 # %% [markdown]
@@ -80,8 +84,9 @@ print(report.format())
 test = splits["test"].isel(pair=slice(0, 500))
 x = test["x"].values
 graph = learn_graph(model, guide, x[:, 0], x[:, 1], method="ilcm-h")
-tree = diagnostics.to_datatree(model, guide, test, num_samples=25 if smoke_test else 100,
-                               graph=graph, metrics=report.metrics)  # fmt: skip
+tree = diagnostics.to_datatree(
+    model, guide, test, num_samples=25 if smoke_test else 100, graph=graph, metrics=report.metrics
+)
 diagnostics.save_datatree(tree, "check.nc")  # NetCDF; diagnostics.load_datatree reads it
 print(tree["posterior"])
 
@@ -93,8 +98,9 @@ print(tree["posterior"])
 
 # %%
 replications = min(50, tree["posterior_predictive"].sizes["draw"])
-arviz_plots.plot_ppc_dist(tree, var_names=["x", "x_tilde"], backend="matplotlib",
-                          num_samples=replications)  # fmt: skip
+arviz_plots.plot_ppc_dist(
+    tree, var_names=["x", "x_tilde"], backend="matplotlib", num_samples=replications
+)
 plt.show()
 
 # %% [markdown]
@@ -110,8 +116,10 @@ plt.show()
 
 # %%
 checked = diagnostics.loo(tree)
-print(f"elpd per pair {checked.attrs['elpd'] / checked.sizes['pair']:.2f}, "
-      f"k > 0.7 for {checked.attrs['share_k_above_0.7']:.0%} of pairs")  # fmt: skip
+print(
+    f"elpd per pair {checked.attrs['elpd'] / checked.sizes['pair']:.2f}, "
+    f"k > 0.7 for {checked.attrs['share_k_above_0.7']:.0%} of pairs"
+)
 plot_pareto_k(checked["pareto_k"], ax=plt.figure(figsize=(6, 3)).gca())
 plt.show()
 
@@ -141,8 +149,9 @@ z = encode(guide, x_scm[:, 0])["z"].numpy()
 z_tilde = encode(guide, x_scm[:, 1])["z"].numpy()
 targets = predict_targets(guide, x_scm[:, 0], x_scm[:, 1]).numpy()
 draws = 200 if smoke_test else 500
-posterior = fit_linear_scm(z, z_tilde, targets, graph.adjacency, num_warmup=draws,
-                           num_samples=draws)  # fmt: skip
+posterior = fit_linear_scm(
+    z, z_tilde, targets, graph.adjacency, num_warmup=draws, num_samples=draws
+)
 print(summarize(posterior).to_string())
 
 # %% [markdown]

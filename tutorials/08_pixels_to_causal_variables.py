@@ -155,8 +155,12 @@ learned = encode(guide, x[:3000])["z"].numpy()
 true = test["z"].values[:3000, 0]
 arm = int(np.flatnonzero(match == 0)[0])
 print(f"arm: monotone R² of its learned variable {monotone_r2(learned[:, arm], true[:, 0]):.3f}")
-plot_latents(learned, true, learned_names=[f"z{k + 1} ({n})" for k, n in enumerate(names)],
-             true_names=VARIABLES)  # fmt: skip
+plot_latents(
+    learned,
+    true,
+    learned_names=[f"z{k + 1} ({n})" for k, n in enumerate(names)],
+    true_names=VARIABLES,
+)
 plt.show()
 
 # %% [markdown]

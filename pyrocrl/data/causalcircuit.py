@@ -41,7 +41,6 @@ __all__ = [
     "VARIABLES",
     "CircuitScene",
     "CircuitState",
-    "RenderingError",
     "causal_circuit",
     "render_states",
     "simulate_causalcircuit",
@@ -62,7 +61,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from pyrocrl.data.dataset import pairs_dataset
-from pyrocrl.errors import PyrocrlError
+from pyrocrl.errors import RenderingError
 from pyrocrl.models.truth import GroundTruthLCM
 from pyrocrl.scm import AdditiveNoiseSCM
 
@@ -98,10 +97,6 @@ GL_HINT = (
     "Debian's 'libosmesa6' and set MUJOCO_GL=osmesa (MUJOCO_GL must be set before mujoco is "
     "first imported)"
 )
-
-
-class RenderingError(PyrocrlError, RuntimeError):
-    """The CausalCircuit scene cannot be rendered on this machine (a package is missing)."""
 
 
 # -- the latent SCM --------------------------------------------------------------------------

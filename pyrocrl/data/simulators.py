@@ -15,7 +15,8 @@ from pyrocrl.data.dataset import pairs_dataset
 from pyrocrl.models.truth import GroundTruthLCM, scaling_toy, toy2d
 
 CHUNK_SIZE = 1 << 17
-"""Pairs drawn per chunk; the chunk index enters the seed, so data depend on it."""
+"""Pairs drawn per chunk; each chunk is seeded from ``(seed, chunk index)``, so data depend
+on it."""
 
 
 def _scaling(n: int | None, graph_seed: int) -> GroundTruthLCM:
@@ -47,7 +48,8 @@ def make_simulator(name: str, n: int | None = None, graph_seed: int = 0) -> Grou
 
 
 def _chunk_seed(seed: int, chunk: int) -> int:
-    """A seed in ``[0, 2⁶³)`` derived from ``(seed, chunk)``, so it fits a signed attribute."""
+    """A seed in ``[0, 2⁶³)`` derived from ``(seed, chunk)`` by NumPy's ``SeedSequence``
+    (63 bits, so that it fits a signed attribute)."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
@@ -60,9 +62,10 @@ def simulate(
 ) -> xr.Dataset:
     """Draw ``pairs`` weakly supervised pairs from ``lcm.model`` as a pyrocrl dataset.
 
-    Sampling runs on a private copy of torch's random state (``torch.random.fork_rng``)
-    seeded from ``seed``, so the global random state is left exactly as it was, and the same
-    ``(lcm, pairs, seed)`` always gives the same data.
+    Pairs are drawn in chunks of :data:`CHUNK_SIZE`, chunk ``i`` with torch seeded from
+    ``(seed, i)`` on a private copy of torch's random state (``torch.random.fork_rng``), so
+    the global random state is left exactly as it was, and the same ``(lcm, pairs, seed)``
+    always gives the same data.
 
     :param int pairs: number of pairs, ``≥ 1``.
     :param int seed: sample seed (the graph seed is part of ``lcm``).
@@ -120,8 +123,11 @@ def simulate_splits(
 ) -> dict[str, xr.Dataset]:
     """Independent datasets from one ground-truth model, one per named split.
 
-    Split ``i`` (in the order of ``sizes``) draws with sample seed
-    ``SeedSequence([seed, i])``, so splits never share samples and each is reproducible.
+    Split ``i`` (in the order of ``sizes``) is ``simulate(lcm, size, seed_i)`` with its own
+    sample seed ``seed_i`` derived from ``(seed, 1_000_000 + i)`` (NumPy's ``SeedSequence``,
+    shortened to 63 bits; recorded in the split's ``sample_seed`` attribute, ``seed`` in
+    ``split_seed``). So a split depends only on ``seed``, its position ``i`` and its own
+    size, not on the other splits, and the splits draw from unrelated random streams.
     """
     sizes = dict(DEFAULT_SPLITS if sizes is None else sizes)
     splits = {}

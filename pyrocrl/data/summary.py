@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from pyrocrl.data.dataset import validate
+from pyrocrl.sites import variable_names
 
 
 def describe(ds: xr.Dataset) -> str:
@@ -30,7 +31,7 @@ def describe(ds: xr.Dataset) -> str:
     if "target" in ds:
         n = ds.sizes.get("latent", ds.sizes.get("cause"))
         counts = np.bincount(ds["target"].values, minlength=(n or 0) + 1)
-        labels = ["none"] + [f"z{k}" for k in range(1, len(counts))]
+        labels = ["none", *variable_names(len(counts) - 1)]
         shares = ", ".join(f"{lab} {c / pairs:.1%}" for lab, c in zip(labels, counts, strict=True))
         lines.append(f"intervention targets: {shares}")
     if "z" in ds:

@@ -1,0 +1,361 @@
+"""The candidates of a fit (:func:`~pyrocrl.inference.fit.fit_ilcm`): each built from
+:class:`ModelParts` and a model seed (:func:`build_candidate`), given a trainer
+(:func:`make_trainer`), and the one to finish chosen (:func:`choose_candidate`) — the one an
+earlier call left in the output directory (:func:`resumed_candidate`), the only one, or the
+best of several after training each to the selection epoch (:func:`select_candidate`)."""
+
+__all__ = [
+    "CHECKPOINT_FILE",
+    "MODELS",
+    "PRECONDITION_PAIRS",
+    "RESULTS_FILE",
+    "SELECTION_FILE",
+    "SELECTION_PAIRS",
+    "Chosen",
+    "ModelParts",
+    "build_candidate",
+    "build_model",
+    "candidate_seed",
+    "choose_candidate",
+    "earlier_record",
+    "make_trainer",
+    "precondition",
+    "remove_candidates",
+    "resumed_candidate",
+    "select_candidate",
+    "selection_score",
+    "validation_metrics",
+]
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from pyrocrl.errors import CheckpointError
+from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
+from pyrocrl.inference.guides import ILCMGuide
+from pyrocrl.inference.objectives import ILCMObjective
+from pyrocrl.inference.recipes import Recipe
+from pyrocrl.inference.svi import Trainer
+from pyrocrl.io import load_checkpoint, write_json
+from pyrocrl.models.baselines import DVAE, BetaVAE
+from pyrocrl.models.elcm import ELCM
+from pyrocrl.models.ilcm import ILCM
+
+SELECTION_PAIRS = 4096
+"""Training pairs on which candidates are compared."""
+PRECONDITION_PAIRS = 20_000
+"""Training pairs whose statistics precondition the encoder."""
+CHECKPOINT_FILE = "checkpoint.pt"
+"""The finished (or finishing) candidate's checkpoint in ``output``."""
+RESULTS_FILE = "results.json"
+"""The report, the recipe's settings and the training history, in ``output``."""
+SELECTION_FILE = "selection.json"
+"""The candidate selection and its training seconds, kept in ``output`` while the chosen
+candidate is finished (so a resumed run reports them)."""
+VALIDATION_PAIRS = 2000
+"""Test pairs evaluated while training (``validate_every``)."""
+
+MODELS: dict[str, type[ILCM]] = {"ilcm": ILCM, "elcm": ELCM, "dvae": DVAE, "betavae": BetaVAE}
+"""The built-in latent causal models by name."""
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """Model seed of candidate ``candidate`` of a run with ``seed`` (candidate 0: ``seed``)."""
+    if candidate == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, candidate]).generate_state(1)[0])
+
+
+ModelSpec = str | ILCM | Callable[[], ILCM] | None
+GuideSpec = ILCMGuide | Callable[[ILCM], ILCMGuide] | None
+Builder = Callable[[int], tuple[ILCM, ILCMGuide]]
+"""``build(model_seed) → (model, guide)``: a candidate, ready to train."""
+TrainerFactory = Callable[..., Trainer]
+"""``trainer_for(model, guide, seed=…, checkpoint=…)``: :func:`make_trainer` with the
+settings of the fit bound."""
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelParts:
+    """What each candidate of a fit is built from (the arguments of
+    :func:`~pyrocrl.inference.fit.fit_ilcm`).
+
+    :param model: a key of :data:`MODELS` (``None``: ``"ilcm"``), a model module, or a
+        function that builds one.
+    :param guide: a guide module, a function of the model that builds one, or ``None`` for
+        the built-in :class:`~pyrocrl.inference.guides.ILCMGuide`.
+    :param hidden: hidden layer sizes of the built-in networks.
+    :param likelihood: of a built-in model; :param intervention_encoder: of the built-in
+        guide.
+    """
+
+    model: ModelSpec = None
+    guide: GuideSpec = None
+    hidden: tuple[int, ...] = (64, 64)
+    likelihood: str = "normal"
+    intervention_encoder: str = "heuristic"
+
+    def new_model(self, n: int, dim_x: int) -> ILCM:
+        """The model: built in by name, the given module, or what the given function
+        builds."""
+        if self.model is None or isinstance(self.model, str):
+            kind = MODELS[self.model or "ilcm"]
+            return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood)
+        return self.model if isinstance(self.model, nn.Module) else self.model()
+
+    def new_guide(self, model: ILCM) -> ILCMGuide:
+        """The guide of ``model``: built in, the given module, or what the given function
+        builds from the model."""
+        if self.guide is None:
+            return ILCMGuide(
+                model, hidden=self.hidden, intervention_encoder=self.intervention_encoder
+            )
+        return self.guide if isinstance(self.guide, nn.Module) else self.guide(model)
+
+
+def build_model(parts: ModelParts, model_seed: int, n: int, dim_x: int) -> tuple[ILCM, ILCMGuide]:
+    """A model and its guide, initialized from ``model_seed`` (the global random state is
+    left as it was).
+
+    :raises ValueError: if the model does not have ``n`` causal variables and ``dim_x``
+        features.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(model_seed)
+        model = parts.new_model(n, dim_x)
+        guide = parts.new_guide(model)
+    if model.n != n or model.dim_x != dim_x:
+        raise ValueError(
+            f"the model has n={model.n}, dim_x={model.dim_x}; the data need n={n}, dim_x={dim_x}"
+        )
+    return model, guide
+
+
+def precondition(model: ILCM, guide: ILCMGuide, data: torch.Tensor, recipe: Recipe) -> None:
+    """Precondition the guide's encoder on the first :data:`PRECONDITION_PAIRS` pairs of
+    ``data`` ``(N, 2, D)``, when the recipe, as the model is trained with it
+    (``model.training_recipe``), asks for it."""
+    if model.training_recipe(recipe).precondition:
+        sample = data[:PRECONDITION_PAIRS]
+        guide.precondition(sample[:, 0], sample[:, 1])
+
+
+def build_candidate(
+    model_seed: int, *, parts: ModelParts, data: torch.Tensor, n: int, recipe: Recipe
+) -> tuple[ILCM, ILCMGuide]:
+    """A candidate ready to train on ``data`` ``(N, 2, D)``: :func:`build_model`, then
+    :func:`precondition`."""
+    model, guide = build_model(parts, model_seed, n, data.shape[-1])
+    precondition(model, guide, data, recipe)
+    return model, guide
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+def validation_metrics(
+    model: ILCM,
+    guide: ILCMGuide,
+    test: xr.Dataset,
+    dci_train: xr.Dataset | None = None,
+    *,
+    seed: int = 0,
+) -> Callable[[int], dict[str, float]]:
+    """``validation(step)`` for a trainer: :func:`~pyrocrl.inference.evaluate.evaluate` on
+    the first :data:`VALIDATION_PAIRS` pairs of ``test`` (DCI regressors fitted on 3000
+    pairs)."""
+    small_test = test.isel(pair=slice(0, VALIDATION_PAIRS))
+
+    def validation(step: int) -> dict[str, float]:
+        return evaluate(model, guide, small_test, dci_train, seed=seed, dci_pairs=3000,
+                        dci_test_pairs=VALIDATION_PAIRS)  # fmt: skip
+
+    return validation
+
+
+def make_trainer(
+    model: ILCM,
+    guide: ILCMGuide,
+    recipe: Recipe,
+    *,
+    seed: int,
+    checkpoint: Path | None = None,
+    backend: str = "torch",
+    progress: bool | None = None,
+    validate_every: int | None = None,
+    validate_model: bool | None = None,
+    test: xr.Dataset | None = None,
+    dci_train: xr.Dataset | None = None,
+    evaluation_seed: int = 0,
+) -> Trainer:
+    """The trainer of one candidate: :class:`~pyrocrl.inference.svi.Trainer` with the
+    :class:`~pyrocrl.inference.objectives.ILCMObjective`, or for ``backend="jax"`` the
+    :class:`~pyrocrl.inference.svi_jax.TwinTrainer`.
+
+    :param seed: the candidate's model seed; :param checkpoint: where it checkpoints.
+    :param test: with ``validate_every``, evaluated while training
+        (:func:`validation_metrics`, seeded by ``evaluation_seed``).
+    """
+    if backend == "jax":
+        from pyrocrl.inference.svi_jax import TwinTrainer
+
+        return TwinTrainer(model, guide, recipe, seed=seed, checkpoint=checkpoint,
+                           progress=progress)  # fmt: skip
+    validation = None
+    if test is not None and validate_every:
+        validation = validation_metrics(model, guide, test, dci_train, seed=evaluation_seed)
+    return Trainer(
+        model,
+        guide,
+        ILCMObjective(model, guide),
+        recipe,
+        seed=seed,
+        checkpoint=checkpoint,
+        validation=validation,
+        validate_every=validate_every,
+        progress=progress,
+        validate_model=validate_model,
+    )
+
+
+# --- choosing ------------------------------------------------------------------------------
+
+
+@dataclass
+class Chosen:
+    """The candidate a fit finishes, and what it carries over from before."""
+
+    model: ILCM
+    guide: ILCMGuide
+    trainer: Trainer
+    """Its trainer, checkpointing to ``output/checkpoint.pt`` (if there is an ``output``)."""
+    selection: list[dict[str, float]] = field(default_factory=list)
+    """The candidates compared: ``candidate``, ``seed`` and training ``elbo`` each."""
+    earlier: float = 0.0
+    """Training seconds of the earlier calls that this one resumes."""
+
+
+def selection_score(model: ILCM, guide: ILCMGuide, pairs: torch.Tensor, seed: int) -> float:
+    """The ELBO per pair on which candidates are compared, on ``pairs`` ``(N, 2, D)``; every
+    candidate is scored with the same random draws (``seed``)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return elbo_per_pair(model, guide, pairs[:, 0], pairs[:, 1])
+
+
+def select_candidate(
+    data: torch.Tensor,
+    recipe: Recipe,
+    *,
+    seed: int,
+    build: Builder,
+    trainer_for: TrainerFactory,
+    output: Path | None = None,
+    resume: bool = True,
+) -> Chosen:
+    """Train ``recipe.candidates`` candidates (model seeds :func:`candidate_seed`) on
+    ``data`` ``(N, 2, D)`` until ``recipe.select_epoch`` and keep the one with the best
+    :func:`selection_score` on the first :data:`SELECTION_PAIRS` pairs (the first one of
+    equals). Each checkpoints to ``output/candidate{c}.pt`` (resumed when ``resume``); the
+    kept one's trainer then checkpoints to ``output/checkpoint.pt``."""
+    subset = data[:SELECTION_PAIRS]
+    selection: list[dict[str, float]] = []
+    best: tuple[float, Chosen] | None = None
+    for c in range(recipe.candidates):
+        c_seed = candidate_seed(seed, c)
+        model, guide = build(c_seed)
+        path = output / f"candidate{c}.pt" if output is not None else None
+        trainer = trainer_for(model, guide, seed=c_seed, checkpoint=path)
+        trainer.fit(data, resume=resume, until_epoch=recipe.select_epoch)
+        score = selection_score(model, guide, subset, seed)
+        selection.append({"candidate": c, "seed": c_seed, "elbo": score})
+        if best is None or score > best[0]:
+            best = (score, Chosen(model, guide, trainer, selection))
+    chosen = best[1]
+    chosen.trainer.checkpoint = output / CHECKPOINT_FILE if output is not None else None
+    return chosen
+
+
+def resumed_candidate(output: Path, build: Builder, trainer_for: TrainerFactory) -> Chosen:
+    """The candidate whose checkpoint an earlier call left in ``output``, with that call's
+    selection and training seconds (:func:`earlier_record`).
+
+    :raises CheckpointError: if the checkpoint, or the record beside it, is unreadable.
+    """
+    selection, earlier = earlier_record(output)
+    final = output / CHECKPOINT_FILE
+    seed = int(load_checkpoint(final)["seed"])
+    model, guide = build(seed)
+    trainer = trainer_for(model, guide, seed=seed, checkpoint=final)
+    return Chosen(model, guide, trainer, selection, earlier)
+
+
+def choose_candidate(
+    data: torch.Tensor,
+    recipe: Recipe,
+    *,
+    seed: int,
+    build: Builder,
+    trainer_for: TrainerFactory,
+    output: Path | None = None,
+    resume: bool = True,
+    started: float | None = None,
+) -> Chosen:
+    """The candidate to finish: the one in ``output/checkpoint.pt`` when ``resume`` finds
+    it; else the only one (``seed``); else the one :func:`select_candidate` keeps, whose
+    selection is recorded in ``output/selection.json`` with the training seconds since
+    ``started`` (a ``time.perf_counter()``; default: now) until ``results.json`` holds it.
+    """
+    started = time.perf_counter() if started is None else started
+    final = output / CHECKPOINT_FILE if output is not None else None
+    if resume and final is not None and final.exists():
+        return resumed_candidate(output, build, trainer_for)
+    if recipe.candidates == 1:
+        model, guide = build(seed)
+        return Chosen(model, guide, trainer_for(model, guide, seed=seed, checkpoint=final))
+    chosen = select_candidate(data, recipe, seed=seed, build=build, trainer_for=trainer_for,
+                              output=output, resume=resume)  # fmt: skip
+    if output is not None:  # kept until results.json holds it
+        record = {"selection": chosen.selection, "train_time": time.perf_counter() - started}
+        write_json(output / SELECTION_FILE, record)
+    return chosen
+
+
+def earlier_record(output: Path) -> tuple[list[dict[str, float]], float]:
+    """The candidate selection and training seconds of the earlier calls that a resumed
+    :func:`~pyrocrl.inference.fit.fit_ilcm` goes on from: from ``results.json`` if that run
+    finished, else from the record written at the selection (a run interrupted while
+    finishing loses only the seconds of that last stretch).
+
+    :raises CheckpointError: if the record is not one that ``fit_ilcm`` wrote.
+    """
+    for name in (RESULTS_FILE, SELECTION_FILE):
+        path = output / name
+        if path.exists():
+            try:
+                record = json.loads(path.read_text())
+                return list(record["selection"]), float(record["train_time"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise CheckpointError(
+                    f"{path} is not a record written by fit_ilcm ({error!r}); remove it to "
+                    "resume without the earlier selection and timing"
+                ) from error
+    return [], 0.0
+
+
+def remove_candidates(output: Path | None) -> None:
+    """The candidates' checkpoints, once the chosen one is finished."""
+    if output is not None:
+        for leftover in output.glob("candidate*"):
+            leftover.unlink()

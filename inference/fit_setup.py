@@ -1,0 +1,87 @@
+"""What a fit starts from: its pairs — the scaling toy simulated into training, test and
+DCI splits, or a dataset with a held-out part — and its recipe, tuned in length and in
+candidates (what ``pyrocrl fit`` hands to :func:`~pyrocrl.inference.fit.fit_ilcm`)."""
+
+__all__ = ["FitData", "held_out_fit_data", "toy_fit_data", "tuned_recipe"]
+
+from dataclasses import dataclass
+
+import xarray as xr
+
+from pyrocrl.inference.recipes import Recipe, get_recipe
+
+HELD_OUT = 0.1
+"""Share of a dataset's pairs held out for testing when no test set is given."""
+
+
+@dataclass
+class FitData:
+    """The pairs of a fit and the number of causal variables to learn.
+
+    :param train: training pairs; :param test: held-out pairs (or ``None``).
+    :param dci: pairs on which the DCI regressors are fitted (``None``: ``test``).
+    """
+
+    train: xr.Dataset
+    test: xr.Dataset | None
+    n: int
+    dci: xr.Dataset | None = None
+
+
+def toy_fit_data(
+    n: int = 4, *, seed: int = 302, pairs: int = 100_000, test_pairs: int = 10_000
+) -> FitData:
+    """The scaling toy with ``n`` causal variables (graph and samples seeded by ``seed``):
+    ``pairs`` training pairs, and ``test_pairs`` each for testing and for the DCI
+    regressors (:func:`~pyrocrl.data.simulate_splits`)."""
+    from pyrocrl.data import make_simulator, simulate_splits
+
+    lcm = make_simulator("scaling", n, seed)
+    splits = simulate_splits(lcm, seed, {"train": pairs, "test": test_pairs, "dci": test_pairs})
+    return FitData(splits["train"], splits["test"], n, splits["dci"])
+
+
+def held_out_fit_data(
+    train: xr.Dataset,
+    test: xr.Dataset | None = None,
+    *,
+    n: int | None = None,
+    held_out: float = HELD_OUT,
+) -> FitData:
+    """A dataset's pairs for a fit: all of them to train on and ``test`` to test on, or
+    without ``test`` the last ``held_out`` of them held out.
+
+    :param n: causal variables (default: those of the dataset's ground truth).
+    :raises ValueError: if ``n`` is not given and the dataset has no ground truth.
+    """
+    n = n or train.sizes.get("latent")
+    if n is None:
+        raise ValueError("the dataset has no ground truth: give the number of variables n")
+    if test is None:
+        cut = int((1 - held_out) * train.sizes["pair"])
+        train, test = train.isel(pair=slice(0, cut)), train.isel(pair=slice(cut, None))
+    return FitData(train, test, n)
+
+
+def tuned_recipe(
+    recipe: str | Recipe = "fast",
+    *,
+    scale: float = 1.0,
+    candidates: int = 1,
+    select_epoch: float | None = None,
+) -> Recipe:
+    """A recipe (a preset by name, or a :class:`~pyrocrl.inference.recipes.Recipe`) with
+    every time multiplied by ``scale``, and ``candidates`` model seeds compared at
+    ``select_epoch`` (default: 6/7 of the scaled recipe's epochs).
+
+    :raises ValueError: on an unknown preset, or a ``select_epoch`` with one candidate.
+    """
+    recipe = get_recipe(recipe)
+    if scale != 1.0:
+        recipe = recipe.scaled(scale)
+    if select_epoch is not None and candidates == 1:
+        raise ValueError("select_epoch compares candidates: give candidates ≥ 2")
+    if candidates > 1:
+        select = recipe.epochs * 6 / 7 if select_epoch is None else select_epoch
+        recipe = recipe.replace(candidates=candidates, select_epoch=select)
+    return recipe
