@@ -26,8 +26,9 @@ class NumPyroILCMGuide(PairGuide):
 
     backend = numpyro_backend
 
-    def __init__(self, model: NumPyroILCM, encoder: Any, intervention_encoder: Any,
-                 config: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self, model: NumPyroILCM, encoder: Any, intervention_encoder: Any, config: dict[str, Any]
+    ) -> None:
         self.model, self.encoder, self.intervention_encoder = model, encoder, intervention_encoder
         self.config = dict(config)
         self.n, self.dim_x, self.tie = model.n, model.dim_x, config["tie"]

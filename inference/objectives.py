@@ -23,8 +23,15 @@ from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.guides import Encoding
 from pyrocrl.inference.recipes import Phase
 
-TERMS = ("elbo", "log_likelihood", "log_graph", "kl_noise", "kl_noise_tilde", "kl_target",
-         "kl_value")  # fmt: skip
+TERMS = (
+    "elbo",
+    "log_likelihood",
+    "log_graph",
+    "kl_noise",
+    "kl_noise_tilde",
+    "kl_target",
+    "kl_value",
+)
 """The terms of the bound a pair objective reports (those of every built-in program)."""
 REGULARIZERS = (
     "intervention_entropy",
@@ -166,9 +173,15 @@ class ILCMObjective:
         :raises NonFiniteError: naming the first site or term that is NaN or infinite.
         """
         loss, report, traces = pair_objective(
-            self.model, self.guide, x, x_tilde, phase, pretrain=phase.pretrain,
-            deterministic=phase.deterministic, elbo=self.elbo,
-        )  # fmt: skip
+            self.model,
+            self.guide,
+            x,
+            x_tilde,
+            phase,
+            pretrain=phase.pretrain,
+            deterministic=phase.deterministic,
+            elbo=self.elbo,
+        )
         _check_sites(*traces)
         for name, value in report.items():
             if not torch.isfinite(value):

@@ -217,7 +217,7 @@ class Trainer:
         if payload.get("backend") == "jax":
             raise TrainingError(
                 f"checkpoint {self.checkpoint} was written by the JAX backend; resume with "
-                "backend='jax' (its own state sits beside it, *.jax.npz)"
+                "backend='jax' or choose a new checkpoint path"
             )
         check_same_run(payload, self.recipe, self.seed, self.checkpoint)
         try:

@@ -6,13 +6,12 @@ enter as per-step arrays, so one compilation serves a whole run, phases included
 Parameters live in a dict keyed by their NumPyro names; Adam with gradient-norm clipping
 matches PyTorch's (bias-corrected, ``eps = 1e-8``). Randomness is ``fold_in(key, step)``
 and the minibatch order a function of ``(seed, epoch)``, so a resumed run is exactly the
-uninterrupted one. Checkpoints are ``.npz`` files (no pickles); parameters are stored
-under the names of the Pyro modules' ``state_dict``.
+uninterrupted one. Checkpoints are those of the Pyro trainer (no pickles), with the
+parameters under the names of the Pyro modules' ``state_dict`` and the optimizer's arrays.
 """
 
 __all__ = ["NETWORKS", "JAXTrainer", "Schedule", "TwinTrainer", "bind", "ilcm_loss"]
 
-import json
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -23,9 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import torch
 from numpyro import handlers
 
-from pyrocrl.errors import TrainingError
+from pyrocrl.errors import CheckpointError, TrainingError
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.inference.objectives import REGULARIZERS, TERMS, pair_objective
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
@@ -37,6 +37,7 @@ from pyrocrl.inference.svi import (
     progress_bar,
     run_length,
 )
+from pyrocrl.io import load_checkpoint, save_checkpoint
 from pyrocrl.models.ilcm_jax import NumPyroILCM
 
 NETWORKS = (
@@ -280,51 +281,57 @@ class JAXTrainer:
 
     # -- checkpoints --------------------------------------------------------------------------
     def _save(self, step: int, history: list[dict[str, Any]]) -> None:
-        """An ``.npz`` file (no pickles): parameters under ``model/…`` and ``guide/…`` with
-        their Pyro names, the optimizer's arrays under ``adam/<i>``, the rest as JSON."""
+        """A checkpoint in the Pyro trainer's format (:func:`~pyrocrl.io.save_checkpoint`,
+        no pickles): parameters under their Pyro names, so that
+        :func:`~pyrocrl.inference.fit.load_ilcm` reads it, and the optimizer's arrays."""
         self._write_back()
-        meta = {
-            "step": step, "seed": self.seed, "recipe": self.recipe.to_dict(),
-            "backend": "jax", "history": history,
-            "model_config": self.model.config, "guide_config": self.guide.config,
-        }  # fmt: skip
-        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
-        arrays.update({f"guide/{k}": v for k, v in self.guide.state_dict().items()})
-        for i, leaf in enumerate(jax.tree.leaves(self.opt_state)):
-            arrays[f"adam/{i}"] = np.asarray(leaf)
-        partial = self.checkpoint.with_suffix(self.checkpoint.suffix + ".partial")
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        partial.replace(self.checkpoint)
+        save_checkpoint(
+            self.checkpoint,
+            {
+                "step": step,
+                "seed": self.seed,
+                "recipe": self.recipe.to_dict(),
+                "backend": "jax",
+                "history": history,
+                "model": _tensors(self.model.state_dict()),
+                "guide": _tensors(self.guide.state_dict()),
+                "model_config": self.model.config,
+                "guide_config": self.guide.config,
+                "adam": [torch.as_tensor(np.array(a)) for a in jax.tree.leaves(self.opt_state)],
+            },
+        )
 
     def _restore(self) -> tuple[int, list[dict[str, Any]]]:
         try:
-            with np.load(self.checkpoint, allow_pickle=False) as stored:
-                meta = json.loads(str(stored["meta"]))
-                arrays = {k: stored[k] for k in stored.files if k != "meta"}
-        except (OSError, ValueError, KeyError) as error:
-            raise TrainingError(f"cannot read checkpoint {self.checkpoint}: {error}") from error
-        check_same_run(meta, self.recipe, self.seed, self.checkpoint)
-        part = lambda prefix: {k[len(prefix) :]: v for k, v in arrays.items()  # noqa: E731
-                               if k.startswith(prefix)}  # fmt: skip
+            payload = load_checkpoint(self.checkpoint)
+        except CheckpointError as error:
+            raise TrainingError(str(error)) from error
+        if payload.get("backend") != "jax":
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written by the Pyro backend; resume with "
+                "backend='torch' or choose a new checkpoint path"
+            )
+        check_same_run(payload, self.recipe, self.seed, self.checkpoint)
+        leaves, treedef = jax.tree.flatten(self.opt_state)
         try:
-            self.model.load_state_dict(part("model/"))
-            self.guide.load_state_dict(part("guide/"))
+            self.model.load_state_dict(payload["model"])
+            self.guide.load_state_dict(payload["guide"])
+            if len(payload["adam"]) != len(leaves):
+                raise ValueError("the optimizer state has another structure")
         except (KeyError, ValueError) as error:
             raise TrainingError(
                 f"checkpoint {self.checkpoint} does not fit this model: {error}"
             ) from error
         self.guide = self.guide.replace(model=self.model)
         self._partition()
-        leaves, treedef = jax.tree.flatten(self.opt_state)
-        adam = part("adam/")
-        if len(adam) != len(leaves):
-            raise TrainingError(f"checkpoint {self.checkpoint} does not fit this model")
         self.opt_state = jax.tree.unflatten(
-            treedef, [jnp.asarray(adam[str(i)]) for i in range(len(leaves))]
+            treedef, [jnp.asarray(a.numpy()) for a in payload["adam"]]
         )
-        return int(meta["step"]), list(meta["history"])
+        return int(payload["step"]), list(payload["history"])
+
+
+def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.array(v)) for k, v in arrays.items()}
 
 
 class TwinTrainer:
@@ -333,10 +340,9 @@ class TwinTrainer:
 
     The modules are copied into their NumPyro twins, trained by :class:`JAXTrainer`, and
     the trained parameters copied back, so everything downstream (evaluation, queries,
-    graphs) uses the Pyro model. The interface is that of the Pyro trainer's ``fit``.
-    ``checkpoint`` names the PyTorch checkpoint written at the end (readable by
-    :func:`~pyrocrl.inference.fit.load_ilcm`); the JAX trainer's own file for resuming sits
-    beside it with the suffix ``.jax.npz``.
+    graphs) uses the Pyro model. The interface is that of the Pyro trainer's ``fit``;
+    ``checkpoint`` is the JAX trainer's, which :func:`~pyrocrl.inference.fit.load_ilcm`
+    reads like any other.
     """
 
     def __init__(
@@ -352,49 +358,23 @@ class TwinTrainer:
         self.model, self.guide = model, guide
         self.recipe, self.seed, self.progress = for_model(recipe, model), seed, progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self._twins = None
+        self._twins: JAXTrainer | None = None
 
     def fit(
         self, pairs: Any, *, resume: bool = True, until_epoch: float | None = None
     ) -> TrainingResult:
-        import torch
-
-        from pyrocrl.io import save_checkpoint
-
         data = pairs_tensor(pairs, self.model.dim_x).numpy()
         if self._twins is None:
             twin = NumPyroILCM.from_torch(self.model)
+            guide = NumPyroILCMGuide.from_torch(self.guide, twin)
             self._twins = JAXTrainer(
-                twin,
-                NumPyroILCMGuide.from_torch(self.guide, twin),
-                self.recipe,
-                seed=self.seed,
-                progress=self.progress,
+                twin, guide, self.recipe, seed=self.seed, progress=self.progress
             )
         trainer = self._twins
-        trainer.checkpoint = (
-            self.checkpoint.with_suffix(".jax.npz") if self.checkpoint is not None else None
-        )
+        trainer.checkpoint = self.checkpoint
         result = trainer.fit(data, resume=resume, until_epoch=until_epoch)
-        as_tensors = lambda d: {k: torch.as_tensor(np.array(v)) for k, v in d.items()}  # noqa: E731
-        self.model.load_state_dict(as_tensors(trainer.model.state_dict()))
-        self.guide.load_state_dict(as_tensors(trainer.guide.state_dict()))
+        self.model.load_state_dict(_tensors(trainer.model.state_dict()))
+        self.guide.load_state_dict(_tensors(trainer.guide.state_dict()))
         self.model.eval()
         self.guide.eval()
-        if self.checkpoint is not None:
-            save_checkpoint(
-                self.checkpoint,
-                {
-                    "step": result.steps,
-                    "seed": self.seed,
-                    "recipe": self.recipe.to_dict(),
-                    "backend": "jax",
-                    "history": result.history,
-                    "model": self.model.state_dict(),
-                    "guide": self.guide.state_dict(),
-                    "model_config": dict(self.model.config),
-                    "guide_config": dict(self.guide.config),
-                },
-            )
-        result.checkpoint = self.checkpoint
         return result

@@ -40,8 +40,9 @@ class NumPyroILCM(PairModel):
 
     backend = numpyro_backend
 
-    def __init__(self, likelihood: Any, solution: Any, intervention_probs: Any,
-                 config: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self, likelihood: Any, solution: Any, intervention_probs: Any, config: dict[str, Any]
+    ) -> None:
         self.likelihood, self.solution = likelihood, solution
         self.intervention_probs = jnp.asarray(intervention_probs)
         self.config = dict(config)

@@ -32,6 +32,7 @@ from pyrocrl.inference.objectives import (  # noqa: E402
 from pyrocrl.inference.queries import predict_targets  # noqa: E402
 from pyrocrl.inference.recipes import Recipe, get_recipe  # noqa: E402
 from pyrocrl.inference.svi_jax import NETWORKS, JAXTrainer, Schedule, ilcm_loss  # noqa: E402
+from pyrocrl.io import load_checkpoint, save_checkpoint  # noqa: E402
 from pyrocrl.metrics import intervention_accuracy  # noqa: E402
 from pyrocrl.models.baselines import BetaVAE  # noqa: E402
 from pyrocrl.models.elcm import ELCM  # noqa: E402
@@ -587,7 +588,9 @@ def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path):
     targets = predict_targets(loaded_guide, x[:, 0], x[:, 1]).numpy()
     accuracy = intervention_accuracy(targets, toy["test"]["target"].values, 2)
     assert accuracy == pytest.approx(report.metrics["intervention_accuracy"])
-    assert (tmp_path / "checkpoint.jax.npz").exists()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["backend"] == "jax"  # the only file
+    with pytest.raises(TrainingError, match="JAX backend"):  # the other backend refuses it
+        fit_ilcm(toy["train"], 2, recipe=SHORT, hidden=(16, 16), output=tmp_path, progress=False)
     with pytest.raises(ValueError, match="validate_every"):
         fit_ilcm(toy["train"], 2, backend="jax", validate_every=10)
 
@@ -615,17 +618,20 @@ def test_resume_is_exact_and_leaks_no_tracer(toy, tmp_path):
     whole = trainer()
     with jax.checking_leaks():
         whole.fit(data)
-    first = trainer(tmp_path / "run.npz")
+    first = trainer(tmp_path / "run.pt")
     first.fit(data, until_epoch=0.5)  # stops after a checkpoint at step 10
-    second = trainer(tmp_path / "run.npz")
+    second = trainer(tmp_path / "run.pt")
     result = second.fit(data)
     assert result.steps == whole._progress[0] == 40
     for name, value in whole.model.state_dict().items():
         np.testing.assert_array_equal(second.model.state_dict()[name], value, err_msg=name)
     assert [h["loss"] for h in result.history] == [h["loss"] for h in whole._progress[1]]
-    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(TrainingError, match="cannot read checkpoint"):
-        trainer(tmp_path / "bad.npz").fit(data)
+        trainer(tmp_path / "bad.pt").fit(data)
+    save_checkpoint(tmp_path / "pyro.pt", {"step": 0})
+    with pytest.raises(TrainingError, match="Pyro backend"):
+        trainer(tmp_path / "pyro.pt").fit(data)
 
 
 def test_queries_match_across_backends():
