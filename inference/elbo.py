@@ -24,6 +24,7 @@ from pyro.poutine.messenger import Messenger
 
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
+from pyrocrl.solution import shared_evaluations
 
 ENUM_DIM = -2
 """The dim the target is enumerated in: one left of the ``pair`` plate."""
@@ -117,8 +118,9 @@ class PairELBO:
     def traces(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any):
         """``(model_trace, guide_trace)`` with log-probabilities computed."""
         b = backend_of(model)
-        guide_trace = b.trace(b.enum(guide, first_available_dim=ENUM_DIM), *args, **kwargs)
-        model_trace = b.trace(b.replay(model, trace=guide_trace), *args, **kwargs)
+        with shared_evaluations():  # guide and model read the solution on the same noise
+            guide_trace = b.trace(b.enum(guide, first_available_dim=ENUM_DIM), *args, **kwargs)
+            model_trace = b.trace(b.replay(model, trace=guide_trace), *args, **kwargs)
         for trace in (model_trace, guide_trace):
             b.log_probs(trace)
         b.check_traces(model_trace, guide_trace, self.max_plate_nesting)

@@ -13,9 +13,12 @@ __all__ = [
     "GraphSolutionMaths",
     "SCMSolution",
     "mechanisms",
+    "shared_evaluations",
 ]
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -25,6 +28,38 @@ from torch import nn
 from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.nets import StackedMLP
 from pyrocrl.scm import AdditiveNoiseSCM
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "pyrocrl_shared_solution_evaluations", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_evaluations() -> Iterator[None]:
+    """Within the block, a solution function evaluated twice on the same noise array (the
+    same object) computes once: the guide and the model of a pair program both read the
+    solution on the guide's noise sample, and a bound that runs both shares one forward
+    pass and one backward pass. The record lives as long as the block (so under JAX it
+    holds no tracer beyond the trace) and is private to the running context."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared(solution: Any, e: Any, compute: Callable[[Any], Any]) -> Any:
+    """``compute(e)``, or inside :func:`shared_evaluations` the result of an earlier call
+    with this very solution function and this very array."""
+    record = _SHARED.get()
+    if record is None:
+        return compute(e)
+    key = (id(solution), id(e))
+    if key in record and record[key][0] is solution and record[key][1] is e:
+        return record[key][2]
+    result = compute(e)
+    record[key] = (solution, e, result)  # holding both keeps their ids theirs
+    return result
 
 
 def mechanisms(backend: ModuleType, net: Any, u: Any, masks: Any, min_scale: float):
@@ -47,7 +82,9 @@ class AffineSolutionMaths:
     def shift_scale(self, e: Any) -> tuple[Any, Any]:
         """``(shift, scale)`` of every variable, each ``(*, n)``, from the noise ``(*, n)``."""
         masks = self.backend.stop_gradient(self.masks)
-        return mechanisms(self.backend, self.net, e, masks, self.min_scale)
+        return _shared(
+            self, e, lambda e: mechanisms(self.backend, self.net, e, masks, self.min_scale)
+        )
 
     def causal_variables(self, e: Any) -> Any:
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
@@ -90,6 +127,9 @@ class GraphSolutionMaths:
 
     def solve(self, e: Any) -> tuple[Any, Any, Any]:
         """``(z, shift, scale)``, each ``(*, n)``, at the solution ``z = s(e)``."""
+        return _shared(self, e, self._solve)
+
+    def _solve(self, e: Any) -> tuple[Any, Any, Any]:
         masks = self.adjacency().T  # row k: the parents of z_k
         z = self.backend.zeros_like(e)
         for _ in range(self.n):
