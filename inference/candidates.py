@@ -178,8 +178,15 @@ def validation_metrics(
     small_test = test.isel(pair=slice(0, VALIDATION_PAIRS))
 
     def validation(step: int) -> dict[str, float]:
-        return evaluate(model, guide, small_test, dci_train, seed=seed, dci_pairs=3000,
-                        dci_test_pairs=VALIDATION_PAIRS)  # fmt: skip
+        return evaluate(
+            model,
+            guide,
+            small_test,
+            dci_train,
+            seed=seed,
+            dci_pairs=3000,
+            dci_test_pairs=VALIDATION_PAIRS,
+        )
 
     return validation
 
@@ -210,8 +217,9 @@ def make_trainer(
     if backend == "jax":
         from pyrocrl.inference.svi_jax import TwinTrainer
 
-        return TwinTrainer(model, guide, recipe, seed=seed, checkpoint=checkpoint,
-                           progress=progress)  # fmt: skip
+        return TwinTrainer(
+            model, guide, recipe, seed=seed, checkpoint=checkpoint, progress=progress
+        )
     validation = None
     if test is not None and validate_every:
         validation = validation_metrics(model, guide, test, dci_train, seed=evaluation_seed)
@@ -324,8 +332,9 @@ def choose_candidate(
     if recipe.candidates == 1:
         model, guide = build(seed)
         return Chosen(model, guide, trainer_for(model, guide, seed=seed, checkpoint=final))
-    chosen = select_candidate(data, recipe, seed=seed, build=build, trainer_for=trainer_for,
-                              output=output, resume=resume)  # fmt: skip
+    chosen = select_candidate(
+        data, recipe, seed=seed, build=build, trainer_for=trainer_for, output=output, resume=resume
+    )
     if output is not None:  # kept until results.json holds it
         record = {"selection": chosen.selection, "train_time": time.perf_counter() - started}
         write_json(output / SELECTION_FILE, record)

@@ -68,8 +68,7 @@ class CheckReport:
 
     def format(self) -> str:
         """The report ``pyrocrl check`` prints."""
-        lines = [f"{self.model}, {self.pairs} pairs, {self.samples} draws "
-                 f"({self.seconds:.1f} s)"]  # fmt: skip
+        lines = [f"{self.model}, {self.pairs} pairs, {self.samples} draws ({self.seconds:.1f} s)"]
         lines += [f"  {key:<28s}{value:10.4f}" for key, value in self.summary().items()]
         if self.graph is not None:
             edges = ", ".join(f"z{i}→z{j}" for i, j in self.graph.edges()) or "none"
@@ -118,8 +117,9 @@ def check_model(
     if method != NO_GRAPH:
         found = learn_graph(model, guide, x[:, 0], x[:, 1], method=method, seed=seed)
     start = time.perf_counter()
-    tree = diagnostics.to_datatree(model, guide, data, num_samples=samples, seed=seed,
-                                   graph=found, metrics=metrics)  # fmt: skip
+    tree = diagnostics.to_datatree(
+        model, guide, data, num_samples=samples, seed=seed, graph=found, metrics=metrics
+    )
     if scm:
         tree["scm"] = linear_scm_over_graph(guide, x, found, seed=seed)
     output = Path(output)
@@ -127,5 +127,6 @@ def check_model(
     diagnostics.save_datatree(tree, output / CHECK_FILE)
     paths = [output / CHECK_FILE, *diagnostics.write_checks(tree, output)]
     seconds = time.perf_counter() - start
-    return CheckReport(tree, type(model).__name__, data.sizes["pair"], samples, seconds, method,
-                       found, paths)  # fmt: skip
+    return CheckReport(
+        tree, type(model).__name__, data.sizes["pair"], samples, seconds, method, found, paths
+    )

@@ -278,8 +278,15 @@ def held_out_metrics(
     """
     if test is None:
         return {}
-    metrics = evaluate(model, guide, test, dci_train, seed=seed, dci_pairs=dci_pairs[0],
-                       dci_test_pairs=dci_pairs[1])  # fmt: skip
+    metrics = evaluate(
+        model,
+        guide,
+        test,
+        dci_train,
+        seed=seed,
+        dci_pairs=dci_pairs[0],
+        dci_test_pairs=dci_pairs[1],
+    )
     metrics["test_pairs"] = float(test.sizes["pair"])
     return metrics
 
@@ -357,30 +364,57 @@ def fit_ilcm(
     start = time.perf_counter()
     recipe = get_recipe(recipe)
     data = pairs_tensor(train)
-    check_fit_options(n, recipe, model=model, guide=guide, backend=backend,
-                      validate_every=validate_every)  # fmt: skip
+    check_fit_options(
+        n, recipe, model=model, guide=guide, backend=backend, validate_every=validate_every
+    )
     output = _prepared_directory(output)
     parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder)
     build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
-    trainer_for = partial(make_trainer, recipe=recipe, backend=backend, progress=progress,
-                          validate_every=validate_every, validate_model=validate_model,
-                          test=test, dci_train=dci_train, evaluation_seed=seed)  # fmt: skip
-    chosen = choose_candidate(data, recipe, seed=seed, build=build, trainer_for=trainer_for,
-                              output=output, resume=resume, started=start)  # fmt: skip
+    trainer_for = partial(
+        make_trainer,
+        recipe=recipe,
+        backend=backend,
+        progress=progress,
+        validate_every=validate_every,
+        validate_model=validate_model,
+        test=test,
+        dci_train=dci_train,
+        evaluation_seed=seed,
+    )
+    chosen = choose_candidate(
+        data,
+        recipe,
+        seed=seed,
+        build=build,
+        trainer_for=trainer_for,
+        output=output,
+        resume=resume,
+        started=start,
+    )
     result = chosen.trainer.fit(data, resume=resume)
     train_time = chosen.earlier + time.perf_counter() - start
     remove_candidates(output)
-    metrics = held_out_metrics(chosen.model, chosen.guide, test, dci_train, seed=seed,
-                               dci_pairs=dci_pairs)  # fmt: skip
+    metrics = held_out_metrics(
+        chosen.model, chosen.guide, test, dci_train, seed=seed, dci_pairs=dci_pairs
+    )
     report = FitReport(
-        recipe=recipe.name, seed=seed, pairs=len(data), batch_size=recipe.batch_size,
-        steps=result.steps, epochs=result.epochs, train_time=train_time,
-        total_time=time.perf_counter() - start, metrics=metrics,
-        dci_pairs=_dci_sizes(dci_pairs, dci_train, test) if "dci_disentanglement" in metrics
+        recipe=recipe.name,
+        seed=seed,
+        pairs=len(data),
+        batch_size=recipe.batch_size,
+        steps=result.steps,
+        epochs=result.epochs,
+        train_time=train_time,
+        total_time=time.perf_counter() - start,
+        metrics=metrics,
+        dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
+        if "dci_disentanglement" in metrics
         else None,
-        data=_data_source(train), selection=chosen.selection,
-        model=type(chosen.model).__name__, backend=backend,
-    )  # fmt: skip
+        data=_data_source(train),
+        selection=chosen.selection,
+        model=type(chosen.model).__name__,
+        backend=backend,
+    )
     if output is not None:
         write_results(report, output, recipe, result.history)
     return chosen.model, chosen.guide, report

@@ -296,12 +296,14 @@ def enco(
             done += 1
             fit_distributions(distribution_steps)
             for _ in range(graph_steps):
-                k = list(interventional)[int(torch.randint(len(interventional), (1,),
-                                                           generator=generator))]  # fmt: skip
+                k = list(interventional)[
+                    int(torch.randint(len(interventional), (1,), generator=generator))
+                ]
                 data = interventional[k]
                 rows = torch.randint(len(data), (batch_size,), generator=generator)
-                effect, both = _edge_effects(conditionals, data[rows], probs(), graph_samples,
-                                             generator)  # fmt: skip
+                effect, both = _edge_effects(
+                    conditionals, data[rows], probs(), graph_samples, generator
+                )
                 effect = effect * both
                 grad_gamma = sig(theta) * sig(gamma) * (1 - sig(gamma)) * (effect + sparsity)
                 grad_gamma[:, k] = 0  # the intervened variable's parents are cut
@@ -321,9 +323,13 @@ def enco(
     strength = (torch.sigmoid(gamma) * torch.sigmoid(theta) * off_diagonal).numpy()
     order = topological_order(adjacency) if is_acyclic(adjacency) else []
     return LearnedGraph(
-        adjacency, strength, order, "enco", 0.5,
+        adjacency,
+        strength,
+        order,
+        "enco",
+        0.5,
         info={"gamma": gamma.numpy(), "theta": theta.numpy(), "epochs": done},
-    )  # fmt: skip
+    )
 
 
 def explicit_graph(solution: Any) -> LearnedGraph:
@@ -393,5 +399,4 @@ def learn_graph(
         raise ValueError("ENCO needs pairs: give x_tilde")
     x_tilde = torch.as_tensor(np.asarray(x_tilde)[:max_pairs], dtype=torch.get_default_dtype())
     targets = predict_targets(guide, x, x_tilde)
-    return enco(encode(guide, x)["z"], encode(guide, x_tilde)["z"], targets, seed=seed,
-                **options)  # fmt: skip
+    return enco(encode(guide, x)["z"], encode(guide, x_tilde)["z"], targets, seed=seed, **options)

@@ -77,8 +77,9 @@ def graph_report(
     """
     x = data["x"].values
     start = time.perf_counter()
-    found = learn_graph(model, guide, x[:, 0], x[:, 1], method=method, max_pairs=max_pairs,
-                        seed=seed)  # fmt: skip
+    found = learn_graph(
+        model, guide, x[:, 0], x[:, 1], method=method, max_pairs=max_pairs, seed=seed
+    )
     return GraphReport(found, min(len(x), max_pairs), time.perf_counter() - start)
 
 

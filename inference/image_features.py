@@ -70,8 +70,9 @@ def reduce_to_features(
     output = Path(output)
     vae_path = Path(vae_path) if vae_path is not None else output.with_suffix(".vae.pt")
     checkpoint = vae_path.with_name(vae_path.name + ".training")
-    vae, training = fit_image_vae(images, dim=dim, epochs=epochs, max_images=max_images,
-                                  seed=seed, checkpoint=checkpoint)  # fmt: skip
+    vae, training = fit_image_vae(
+        images, dim=dim, epochs=epochs, max_images=max_images, seed=seed, checkpoint=checkpoint
+    )
     if log is not None:
         log(training_summary(training))
     codes = reduce(vae, images)

@@ -99,8 +99,14 @@ class RunningLog:
     """Running means of the step reports, appended to ``history`` every ``log_every``
     steps and at ``stop``, each entry with its step, epoch, learning rate and phase."""
 
-    def __init__(self, history: list[dict[str, Any]], log_every: int, stop: int,
-                 steps_per_epoch: int, bar: tqdm) -> None:  # fmt: skip
+    def __init__(
+        self,
+        history: list[dict[str, Any]],
+        log_every: int,
+        stop: int,
+        steps_per_epoch: int,
+        bar: tqdm,
+    ) -> None:
         self.history, self.log_every, self.stop = history, log_every, stop
         self.steps_per_epoch, self.bar = steps_per_epoch, bar
         self.running: dict[str, float] = {}

@@ -85,8 +85,15 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyrocrl {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for add in (_add_simulate, _add_fit, _add_query, _add_graph, _add_check, _add_reduce,
-                _add_info):  # fmt: skip
+    for add in (
+        _add_simulate,
+        _add_fit,
+        _add_query,
+        _add_graph,
+        _add_check,
+        _add_reduce,
+        _add_info,
+    ):
         add(commands)
     return parser
 
@@ -233,8 +240,12 @@ def _add_query(commands: Subparsers) -> None:
     query.add_argument("--data", type=Path, help="a pyrocrl dataset (encode, posterior, cf.)")
     query.add_argument("--do", metavar="zK=VALUE", help="the intervention, e.g. z2=0.5")
     query.add_argument("--size", type=_positive_int, default=10_000, help="pairs to generate")
-    query.add_argument("--samples", type=_int_at_least(0, "must be ≥ 0"), default=0,
-                       help="counterfactual samples per pair besides the mean")  # fmt: skip
+    query.add_argument(
+        "--samples",
+        type=_int_at_least(0, "must be ≥ 0"),
+        default=0,
+        help="counterfactual samples per pair besides the mean",
+    )
     query.add_argument("--seed", type=_seed, default=0)
     query.add_argument("-o", "--output", type=Path, required=True, help="NetCDF path")
     query.set_defaults(run=_query)
@@ -282,8 +293,12 @@ def _add_check(commands: Subparsers) -> None:
     check.add_argument("checkpoint", type=Path, help="a checkpoint written by 'pyrocrl fit'")
     check.add_argument("--data", type=Path, required=True, help="a pyrocrl dataset of pairs")
     check.add_argument("--pairs", type=_positive_int, default=1000, help="pairs to check")
-    check.add_argument("--samples", type=_int_at_least(25, "must be ≥ 25 (PSIS)"), default=100,
-                       help="posterior draws (default: 100)")  # fmt: skip
+    check.add_argument(
+        "--samples",
+        type=_int_at_least(25, "must be ≥ 25 (PSIS)"),
+        default=100,
+        help="posterior draws (default: 100)",
+    )
     check.add_argument(
         "--graph",
         choices=("ilcm-h", "enco", "elcm", "none"),
@@ -345,9 +360,15 @@ def _simulate(args: argparse.Namespace) -> None:
     if args.simulator == CIRCUIT and args.resolution > MAX_RESOLUTION:
         raise ValueError(f"--resolution must be at most 512, got {args.resolution}")
     start = time.perf_counter()
-    ds = simulate_dataset(args.simulator, args.pairs, n=args.n, seed=args.seed,
-                          graph_seed=args.graph_seed, resolution=args.resolution,
-                          workers=args.workers)  # fmt: skip
+    ds = simulate_dataset(
+        args.simulator,
+        args.pairs,
+        n=args.n,
+        seed=args.seed,
+        graph_seed=args.graph_seed,
+        resolution=args.resolution,
+        workers=args.workers,
+    )
     elapsed = time.perf_counter() - start
     save(ds, args.output)
     print(describe(ds))
@@ -370,14 +391,17 @@ def _fit(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe)  # an unknown recipe is the first thing said
     if args.select_epoch is not None and args.candidates == 1:
         raise ValueError("--select-epoch compares candidates: give --candidates K with K ≥ 2")
-    recipe = tuned_recipe(recipe, scale=args.recipe_scale, candidates=args.candidates,
-                          select_epoch=args.select_epoch)  # fmt: skip
+    recipe = tuned_recipe(
+        recipe, scale=args.recipe_scale, candidates=args.candidates, select_epoch=args.select_epoch
+    )
     torch.set_num_threads(1)
     if args.backend == "jax":
         _compilation_cache()
     data = _fit_data(args)
-    print(f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
-          f"{data.train.sizes['pair']} pairs ...")  # fmt: skip
+    print(
+        f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
+        f"{data.train.sizes['pair']} pairs ..."
+    )
     _, _, report = fit_ilcm(
         data.train,
         data.n,
@@ -403,8 +427,9 @@ def _fit_data(args: argparse.Namespace) -> Any:
     from pyrocrl.inference.fit_setup import held_out_fit_data, toy_fit_data
 
     if args.data is None:
-        return toy_fit_data(args.n or 4, seed=args.data_seed, pairs=args.pairs,
-                            test_pairs=args.test_pairs)  # fmt: skip
+        return toy_fit_data(
+            args.n or 4, seed=args.data_seed, pairs=args.pairs, test_pairs=args.test_pairs
+        )
     train = load(args.data)
     if (args.n or train.sizes.get("latent")) is None:
         raise ValueError(f"{args.data} has no ground truth: give the number of variables --n")
@@ -448,8 +473,7 @@ def _query(args: argparse.Namespace) -> None:
     z = _parse_do(args.do) if args.kind in ("counterfactual", "interventional") else None
     if z == {}:
         raise ValueError(f"--do {args.do!r}: write it as zK=VALUE, e.g. z2=0.5")
-    result = query_dataset(model, guide, args.kind, data=data, z=z, size=args.size,
-                           seed=args.seed)  # fmt: skip
+    result = query_dataset(model, guide, args.kind, data=data, z=z, size=args.size, seed=args.seed)
     result.attrs["checkpoint"] = str(args.checkpoint)
     save_query(result, args.output)
     print(f"wrote {args.output}: {args.kind} for {result.sizes['pair']} pairs")
@@ -479,9 +503,18 @@ def _check(args: argparse.Namespace) -> None:
     data = load(args.data)
     if args.scm and (args.graph or default_method(model)) == NO_GRAPH:
         raise ValueError("--scm needs a graph: drop --graph none (a β-VAE has none)")
-    report = check_model(model, guide, data, args.output, pairs=args.pairs,
-                         samples=args.samples, graph=args.graph, scm=args.scm, seed=args.seed,
-                         metrics=recorded_metrics(args.checkpoint))  # fmt: skip
+    report = check_model(
+        model,
+        guide,
+        data,
+        args.output,
+        pairs=args.pairs,
+        samples=args.samples,
+        graph=args.graph,
+        scm=args.scm,
+        seed=args.seed,
+        metrics=recorded_metrics(args.checkpoint),
+    )
     print(report.format())
 
 
@@ -489,10 +522,16 @@ def _reduce(args: argparse.Namespace) -> None:
     from pyrocrl.data import load
     from pyrocrl.inference.image_features import reduce_to_features
 
-    reduction = reduce_to_features(load(args.data), args.output, vae_path=args.vae,
-                                   dim=args.dim, epochs=args.epochs,
-                                   max_images=args.max_images, seed=args.seed,
-                                   log=print)  # fmt: skip
+    reduction = reduce_to_features(
+        load(args.data),
+        args.output,
+        vae_path=args.vae,
+        dim=args.dim,
+        epochs=args.epochs,
+        max_images=args.max_images,
+        seed=args.seed,
+        log=print,
+    )
     print(reduction.format())
 
 

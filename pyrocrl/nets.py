@@ -116,8 +116,14 @@ class GaussianEncoder(nn.Module):
 class NormalHead(GaussianEncoder):
     """Likelihood ``p(x | e) = N(x; μ(e), σ(e)²)``, heteroskedastic, event shape ``(D,)``."""
 
-    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (64, 64),
-                 init_std: float = 0.1, min_std: float = 1e-3):  # fmt: skip
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (64, 64),
+        init_std: float = 0.1,
+        min_std: float = 1e-3,
+    ):
         super().__init__(in_features, out_features, hidden, init_std, min_std)
 
     def forward(self, e: torch.Tensor) -> dist.Distribution:  # type: ignore[override]

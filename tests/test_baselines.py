@@ -49,9 +49,17 @@ def tiny_splits():
 
 def test_fit_and_load(tmp_path, tiny_splits):
     short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
-    model, _, report = fit_ilcm(tiny_splits["train"], 2, test=tiny_splits["test"], recipe=short,
-                                model="dvae", hidden=(8, 8), output=tmp_path, progress=False,
-                                dci_pairs=(200, 200))  # fmt: skip
+    model, _, report = fit_ilcm(
+        tiny_splits["train"],
+        2,
+        test=tiny_splits["test"],
+        recipe=short,
+        model="dvae",
+        hidden=(8, 8),
+        output=tmp_path,
+        progress=False,
+        dci_pairs=(200, 200),
+    )
     assert report.format().startswith("DVAE fitted")
     assert "intervention_accuracy" in report.metrics  # a dVAE infers interventions
     loaded, _ = load_ilcm(tmp_path / "checkpoint.pt")
@@ -70,8 +78,7 @@ def test_jax_twin_has_the_same_density():
 
     model = DVAE(4, 3, hidden=(8, 8))
     twin = NumPyroILCM.from_torch(model)
-    latents = {"noise": torch.randn(6, 3), "target": torch.arange(6) % 4,
-               "value": torch.randn(6)}  # fmt: skip
+    latents = {"noise": torch.randn(6, 3), "target": torch.arange(6) % 4, "value": torch.randn(6)}
     x, x_tilde = torch.randn(6, 4), torch.randn(6, 4)
     trace = pyro.poutine.trace(pyro.condition(model.model, data=latents)).get_trace(x, x_tilde)
     trace.compute_log_prob()
@@ -125,8 +132,9 @@ def test_beta_vae_is_scored_by_its_independent_programs(tiny_splits):
     x = torch.as_tensor(test["x"].values)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(1)
-        terms = PairELBO().terms(model.independent_model, guide.independent_guide,
-                                 x[:, 0], x[:, 1])  # fmt: skip
+        terms = PairELBO().terms(
+            model.independent_model, guide.independent_guide, x[:, 0], x[:, 1]
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
         score = elbo_per_pair(model, guide, x[:, 0], x[:, 1])
@@ -159,8 +167,15 @@ def test_beta_vae_export_has_no_intervention_posterior(tiny_splits):
         diagnostics.calibration(tree)
 
 
-SHORT = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2),
-               sparsity_weight=1.0, balance_weight=1.0, precondition=True)  # fmt: skip
+SHORT = Recipe(
+    name="short",
+    epochs=0.5,
+    pretrain_epochs=0.1,
+    beta_ramp=(0.1, 0.2),
+    sparsity_weight=1.0,
+    balance_weight=1.0,
+    precondition=True,
+)
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -168,17 +183,27 @@ def test_beta_vae_fits_without_the_pair_structure(tmp_path, tiny_splits, backend
     if backend == "jax":
         pytest.importorskip("jax")
     torch.manual_seed(0)
-    model, guide, report = fit_ilcm(tiny_splits["train"], 2, test=tiny_splits["test"],
-                                    recipe=SHORT, model="betavae", hidden=(8, 8),
-                                    output=tmp_path, progress=False, dci_pairs=(200, 200),
-                                    backend=backend)  # fmt: skip
+    model, guide, report = fit_ilcm(
+        tiny_splits["train"],
+        2,
+        test=tiny_splits["test"],
+        recipe=SHORT,
+        model="betavae",
+        hidden=(8, 8),
+        output=tmp_path,
+        progress=False,
+        dci_pairs=(200, 200),
+        backend=backend,
+    )
     torch.manual_seed(0)  # the initial model and guide, as fit_ilcm built them
     fresh = BetaVAE(model.dim_x, 2, hidden=(8, 8))
     fresh_guide = ILCMGuide(fresh, hidden=(8, 8))
     # what only the pair program reads is never trained: the solution function and the
     # intervention encoder; the decoder and encoder are
-    untrained = [(model.solution, fresh.solution),
-                 (guide.intervention_encoder, fresh_guide.intervention_encoder)]  # fmt: skip
+    untrained = [
+        (model.solution, fresh.solution),
+        (guide.intervention_encoder, fresh_guide.intervention_encoder),
+    ]
     for trained, initial in untrained:
         for name, value in initial.state_dict().items():
             assert torch.equal(trained.state_dict()[name], value), name

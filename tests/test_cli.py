@@ -72,8 +72,21 @@ def test_console_script_help():
 
 def test_fit_with_candidates_keeps_the_best(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["fit", "--n", "2", "--pairs", "400", "--test-pairs", "200", "--recipe-scale",
-            "0.05", "--candidates", "2", "-o", str(out)]  # fmt: skip
+    argv = [
+        "fit",
+        "--n",
+        "2",
+        "--pairs",
+        "400",
+        "--test-pairs",
+        "200",
+        "--recipe-scale",
+        "0.05",
+        "--candidates",
+        "2",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert [c["candidate"] for c in results["selection"]] == [0, 1]
@@ -83,8 +96,21 @@ def test_fit_with_candidates_keeps_the_best(tmp_path, capsys):
 
 def test_fit_with_the_annealed_recipe(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["fit", "--n", "2", "--pairs", "400", "--test-pairs", "200", "--recipe",
-            "fast-anneal", "--recipe-scale", "0.05", "-o", str(out)]  # fmt: skip
+    argv = [
+        "fit",
+        "--n",
+        "2",
+        "--pairs",
+        "400",
+        "--test-pairs",
+        "200",
+        "--recipe",
+        "fast-anneal",
+        "--recipe-scale",
+        "0.05",
+        "-o",
+        str(out),
+    ]
     assert main(argv) == 0
     settings = json.loads((out / "results.json").read_text())["recipe_settings"]
     assert settings["lr_decay"] == pytest.approx([0.05 * 2.75, 0.05 * 3.5])
@@ -117,8 +143,22 @@ def test_query_smoke(tiny_run, tmp_path, capsys):
     ckpt = str(checkpoint)
     capsys.readouterr()
     cf = tmp_path / "cf.nc"
-    assert main(["query", ckpt, "--data", str(data), "--counterfactual", "--do", "z2=0.5",
-                 "-o", str(cf)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "query",
+                ckpt,
+                "--data",
+                str(data),
+                "--counterfactual",
+                "--do",
+                "z2=0.5",
+                "-o",
+                str(cf),
+            ]
+        )
+        == 0
+    )
     ds = load(cf)
     assert (ds["target"].values == 2).all()
     assert torch.allclose(torch.as_tensor(ds["z"].values[:, 1, 1]), torch.tensor(0.5))

@@ -76,8 +76,9 @@ def test_check_model(pairs, model_and_guide, tmp_path):
     from pyrocrl.inference.check_report import check_model
 
     model, guide = model_and_guide
-    report = check_model(model, guide, pairs, tmp_path / "check", pairs=60, samples=25,
-                         metrics={"elbo": -3.0})  # fmt: skip
+    report = check_model(
+        model, guide, pairs, tmp_path / "check", pairs=60, samples=25, metrics={"elbo": -3.0}
+    )
     assert (report.model, report.pairs, report.samples) == ("ILCM", 60, 25)
     assert report.method == "ilcm-h" and report.paths[0].name == "check.nc"
     assert all(p.exists() for p in report.paths)
@@ -85,12 +86,14 @@ def test_check_model(pairs, model_and_guide, tmp_path):
     text = report.format()
     assert text.startswith("ILCM, 60 pairs, 25 draws") and "graph (ilcm-h)" in text
     assert text.splitlines()[-1].startswith("wrote ") and "scm" not in report.tree.children
-    without = check_model(model, guide, pairs, tmp_path / "plain", pairs=60, samples=25,
-                          graph="none")  # fmt: skip
+    without = check_model(
+        model, guide, pairs, tmp_path / "plain", pairs=60, samples=25, graph="none"
+    )
     assert without.graph is None and "graph" not in without.tree.children
     with pytest.raises(ValueError, match="needs a graph"):
-        check_model(model, guide, pairs, tmp_path / "scm", pairs=60, samples=25, graph="none",
-                    scm=True)  # fmt: skip
+        check_model(
+            model, guide, pairs, tmp_path / "scm", pairs=60, samples=25, graph="none", scm=True
+        )
 
 
 def _squares(pairs: int, resolution: int = 16, seed: int = 0) -> xr.Dataset:
@@ -106,16 +109,23 @@ def _squares(pairs: int, resolution: int = 16, seed: int = 0) -> xr.Dataset:
         pixels[i, j, 6:10, column[i, j] : column[i, j] + 4] = brightness[i]
     flat = pixels.reshape(pairs, 2, -1)
     z = column.astype(np.float64)
-    return pairs_dataset(flat[:, 0], flat[:, 1], z=z[:, :1], z_tilde=z[:, 1:], target=target,
-                         attrs={"image_shape": [resolution, resolution, 3]})  # fmt: skip
+    return pairs_dataset(
+        flat[:, 0],
+        flat[:, 1],
+        z=z[:, :1],
+        z_tilde=z[:, 1:],
+        target=target,
+        attrs={"image_shape": [resolution, resolution, 3]},
+    )
 
 
 def test_reduce_to_features(tmp_path):
     from pyrocrl.inference.image_features import reduce_to_features
 
     said = []
-    reduction = reduce_to_features(_squares(700), tmp_path / "codes.nc", dim=2, epochs=0.3,
-                                   max_images=200, log=said.append)  # fmt: skip
+    reduction = reduce_to_features(
+        _squares(700), tmp_path / "codes.nc", dim=2, epochs=0.3, max_images=200, log=said.append
+    )
     assert len(said) == 1 and said[0].startswith("image VAE: ")
     assert reduction.vae_path == tmp_path / "codes.vae.pt" and reduction.vae_path.exists()
     assert not (tmp_path / "codes.vae.pt.training").exists()

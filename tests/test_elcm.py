@@ -115,8 +115,9 @@ def test_bad_settings_raise():
     with pytest.raises(ValueError, match="no explicit graph"):
         learn_graph(ILCM(2, 2), None, np.zeros((10, 2)), method="elcm")
     with pytest.raises(ValueError, match="unknown model"):
-        fit_ilcm(simulate_splits(make_simulator("scaling", 2, 0), 0, {"t": 10})["t"], 2,
-                 model="dag")  # fmt: skip
+        fit_ilcm(
+            simulate_splits(make_simulator("scaling", 2, 0), 0, {"t": 10})["t"], 2, model="dag"
+        )
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
@@ -126,9 +127,17 @@ def test_fit_save_load_query_and_graph(tmp_path, backend):
     splits = simulate_splits(make_simulator("scaling", 2, 3), 5, {"train": 600, "test": 200})
     short = Recipe(name="short", epochs=0.5, pretrain_epochs=0.1, beta_ramp=(0.1, 0.2))
     model, _, report = fit_ilcm(
-        splits["train"], 2, test=splits["test"], recipe=short, model="elcm", hidden=(8, 8),
-        output=tmp_path, progress=False, dci_pairs=(200, 200), backend=backend,
-    )  # fmt: skip
+        splits["train"],
+        2,
+        test=splits["test"],
+        recipe=short,
+        model="elcm",
+        hidden=(8, 8),
+        output=tmp_path,
+        progress=False,
+        dci_pairs=(200, 200),
+        backend=backend,
+    )
     assert isinstance(model, ELCM) and report.format().startswith("ELCM fitted")
     # the graph prior alone moves every possible edge's logit off its start
     assert (model.solution.edge_logits[~torch.eye(2, dtype=bool)] < 4.0).all()

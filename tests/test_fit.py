@@ -68,9 +68,17 @@ def splits():
 
 def test_candidates_are_compared_and_the_best_is_finished(splits, tmp_path):
     _, guide, report = fit_ilcm(
-        splits["train"], 2, test=splits["test"], dci_train=splits["dci"], recipe=TINY,
-        seed=3, output=tmp_path, hidden=(16, 16), dci_pairs=(400, 400), progress=False,
-    )  # fmt: skip
+        splits["train"],
+        2,
+        test=splits["test"],
+        dci_train=splits["dci"],
+        recipe=TINY,
+        seed=3,
+        output=tmp_path,
+        hidden=(16, 16),
+        dci_pairs=(400, 400),
+        progress=False,
+    )
     assert [c["candidate"] for c in report.selection] == [0, 1]
     assert report.selection[0]["seed"] == 3
     best = max(report.selection, key=lambda c: c["elbo"])
@@ -93,17 +101,32 @@ def test_candidates_are_compared_and_the_best_is_finished(splits, tmp_path):
 
     # a finished run resumes to the same result without training again
     _, _, again = fit_ilcm(
-        splits["train"], 2, test=splits["test"], dci_train=splits["dci"], recipe=TINY,
-        seed=3, output=tmp_path, hidden=(16, 16), dci_pairs=(400, 400), progress=False,
-    )  # fmt: skip
+        splits["train"],
+        2,
+        test=splits["test"],
+        dci_train=splits["dci"],
+        recipe=TINY,
+        seed=3,
+        output=tmp_path,
+        hidden=(16, 16),
+        dci_pairs=(400, 400),
+        progress=False,
+    )
     assert again.metrics == report.metrics
     assert again.selection == report.selection  # the record is not lost by resuming
     assert again.train_time >= report.train_time
     assert not (tmp_path / "selection.json").exists()
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"results\.json"):
-        fit_ilcm(splits["train"], 2, recipe=TINY, seed=3, output=tmp_path, hidden=(16, 16),
-                 progress=False)  # fmt: skip
+        fit_ilcm(
+            splits["train"],
+            2,
+            recipe=TINY,
+            seed=3,
+            output=tmp_path,
+            hidden=(16, 16),
+            progress=False,
+        )
 
 
 def test_extended_models_need_builders_for_several_candidates(splits):
@@ -111,10 +134,13 @@ def test_extended_models_need_builders_for_several_candidates(splits):
     with pytest.raises(ValueError, match="candidates"):
         fit_ilcm(splits["train"], 2, recipe=TINY, model=model)
     _, _, report = fit_ilcm(
-        splits["train"], 2, recipe=TINY, progress=False,
+        splits["train"],
+        2,
+        recipe=TINY,
+        progress=False,
         model=lambda: ILCM(2, 2, hidden=(16, 16), likelihood="laplace"),
         guide=lambda m: ILCMGuide(m, hidden=(16, 16)),
-    )  # fmt: skip
+    )
     assert len(report.selection) == 2 and not report.metrics
 
 
@@ -167,8 +193,9 @@ def test_candidates_are_built_from_their_seed_alone(splits):
         build_model(ModelParts(ILCM(2, 2, hidden=(8,))), 0, 3, 2)
     data = pairs_tensor(splits["train"])
     _, plain = build_candidate(7, parts=parts, data=data, n=2, recipe=TINY)
-    _, preconditioned = build_candidate(7, parts=parts, data=data, n=2,
-                                        recipe=TINY.replace(precondition=True))  # fmt: skip
+    _, preconditioned = build_candidate(
+        7, parts=parts, data=data, n=2, recipe=TINY.replace(precondition=True)
+    )
     transform = preconditioned.encoder.input_transform
     assert not torch.equal(transform, plain.encoder.input_transform)
 
@@ -185,8 +212,7 @@ class _Untrained:
 
 def test_choosing_selecting_and_resuming_a_candidate(splits, tmp_path):
     data = pairs_tensor(splits["train"])
-    build = partial(build_candidate, parts=ModelParts(hidden=(8,)), data=data, n=2,
-                    recipe=TINY)  # fmt: skip
+    build = partial(build_candidate, parts=ModelParts(hidden=(8,)), data=data, n=2, recipe=TINY)
     options = {"seed": 3, "build": build, "trainer_for": _Untrained, "output": tmp_path}
     chosen = choose_candidate(data, TINY, **options, started=time.perf_counter())
     assert [c["seed"] for c in chosen.selection] == [3, candidate_seed(3, 1)]

@@ -110,8 +110,16 @@ def test_graph_report_prints_writes_and_draws(tmp_path):
     assert lines[1] == "adjacency (row = cause, column = effect), variables z1 z2 z3"
     path = write_graph(report, tmp_path / "graph.json", data="pairs.nc")
     written = json.loads(path.read_text())
-    assert list(written) == ["method", "variables", "adjacency", "strength", "threshold",
-                             "order", "edges", "data"]  # fmt: skip
+    assert list(written) == [
+        "method",
+        "variables",
+        "adjacency",
+        "strength",
+        "threshold",
+        "order",
+        "edges",
+        "data",
+    ]
     assert written["adjacency"] == report.graph.adjacency.tolist()
     assert written["order"] == [f"z{i + 1}" for i in report.graph.order]
     assert plot_learned_graph(report.graph, tmp_path / "graph.png").stat().st_size > 5000

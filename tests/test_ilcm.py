@@ -34,8 +34,11 @@ def test_model_and_guide_agree_on_sites(pair):
         x, x_tilde
     )
     check_model_guide_match(model_trace, guide_trace, max_plate_nesting=1)
-    latent = {n for n, s in model_trace.nodes.items() if s["type"] == "sample"
-              and not s["is_observed"] and n != "pair"}  # fmt: skip
+    latent = {
+        n
+        for n, s in model_trace.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"] and n != "pair"
+    }
     assert latent == {"noise", "target", "value"}
     model_trace.compute_log_prob()  # validation is on: supports and shapes are checked
     guide_trace.compute_log_prob()

@@ -112,8 +112,12 @@ def test_learning_rate_decay():
     assert Recipe.from_dict(anneal.to_dict()) == anneal
     cycles = PRESETS["authors"].replace(lr_decay=(60, 90), final_lr_factor=0.1)
     assert cycles.at(75).lr == pytest.approx(PRESETS["authors"].at(75).lr * 0.1**0.5)
-    for bad in ({"final_lr_factor": 0.0}, {"final_lr_factor": 2.0}, {"lr_decay": (2.0, 1.0)},
-                {"final_lr_factor": 0.1}):  # fmt: skip
+    for bad in (
+        {"final_lr_factor": 0.0},
+        {"final_lr_factor": 2.0},
+        {"lr_decay": (2.0, 1.0)},
+        {"final_lr_factor": 0.1},
+    ):
         with pytest.raises(ValueError, match=r"final_lr_factor|lr_decay"):
             fast.replace(**bad)
 
@@ -146,8 +150,16 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
         return objective(x, x_tilde, phase)
 
     path = tmp_path / "run.pt"
-    trainer = Trainer(model, guide, crashing, recipe, seed=4, checkpoint=path,
-                      checkpoint_every=25, progress=False)  # fmt: skip
+    trainer = Trainer(
+        model,
+        guide,
+        crashing,
+        recipe,
+        seed=4,
+        checkpoint=path,
+        checkpoint_every=25,
+        progress=False,
+    )
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(data)
     assert load_checkpoint(path)["step"] == 25
@@ -164,18 +176,27 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(data, tmp_path):
 def test_resume_refuses_other_settings(data, tmp_path):
     model, guide, objective = _setup()
     path = tmp_path / "run.pt"
-    Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path,
-            progress=False).fit(data)  # fmt: skip
+    Trainer(
+        model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path, progress=False
+    ).fit(data)
     with pytest.raises(TrainingError, match="another recipe or seed"):
-        Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=2, checkpoint=path,
-                progress=False).fit(data)  # fmt: skip
+        Trainer(
+            model,
+            guide,
+            objective,
+            SHORT.replace(epochs=0.1),
+            seed=2,
+            checkpoint=path,
+            progress=False,
+        ).fit(data)
 
 
 def test_checkpoint_round_trip_and_contents(data, tmp_path):
     model, guide, objective = _setup()
     path = tmp_path / "run.pt"
-    Trainer(model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path,
-            progress=False).fit(data)  # fmt: skip
+    Trainer(
+        model, guide, objective, SHORT.replace(epochs=0.1), seed=1, checkpoint=path, progress=False
+    ).fit(data)
     payload = load_checkpoint(path)
     fresh_model, fresh_guide, _ = _setup(seed=9)
     fresh_model.load_state_dict(payload["model"])
