@@ -127,6 +127,17 @@ def _nodes(trace):
     return trace.nodes if hasattr(trace, "nodes") else trace
 
 
+def test_both_backends_implement_the_interface():
+    from pyrocrl.backends import BACKENDS, INTERFACE, get_backend
+
+    for name in BACKENDS:
+        module = get_backend(name)
+        assert module.name == name and list(module.__all__) == list(INTERFACE)
+        assert [n for n in INTERFACE if not hasattr(module, n)] == []
+    with pytest.raises(ValueError, match="backend must be one of"):
+        get_backend("tensorflow")
+
+
 # -- the pair program ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", [ILCM, ELCM])
 def test_sampled_pairs_change_the_intervened_variable_only(backend, kind):
