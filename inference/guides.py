@@ -107,8 +107,10 @@ class PairGuide:
     backend: ClassVar[ModuleType]
 
     def encode(self, x: Any, x_tilde: Any) -> tuple[Any, Any, Any, Any]:
-        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass."""
-        loc, scale = self.encoder(self.backend.concat([x, x_tilde]))
+        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass; observations
+        of any float dtype are read in the encoder's."""
+        b, like = self.backend, self.encoder.input_mean
+        loc, scale = self.encoder(b.concat([b.as_array(x, like), b.as_array(x_tilde, like)]))
         size = x.shape[0]
         return loc[:size], scale[:size], loc[size:], scale[size:]
 

@@ -288,6 +288,18 @@ def test_deterministic_guide_keeps_the_argmax_with_straight_through_weight(backe
     assert grad is not None and float(abs(grad)) > 0
 
 
+def test_float64_observations_meet_a_float32_model(backend):
+    """Observations are read in the encoder's dtype: a user's float64 data trains and scores."""
+    torch.manual_seed(3)
+    model, guide = backend.programs(*_modules(n=2, dim_x=3))
+    x, x_tilde = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    with backend.seeded():
+        terms = PairELBO().terms(
+            model.model, guide.guide, backend.array(x), backend.array(x_tilde)
+        )
+    assert np.isfinite(_np(terms["elbo"])).all() and terms["elbo"].shape == (5,)
+
+
 # -- the regularizers ---------------------------------------------------------------------------
 def test_change_penalties_closed_forms(backend):
     b = backend.programs(*_modules())[0].backend
