@@ -2,17 +2,41 @@
 :class:`~pyrocrl.inference.guides.PairGuide` on the NumPyro backend, with the Equinox twins
 of a Pyro guide's networks."""
 
-__all__ = ["NumPyroILCMGuide"]
+__all__ = ["HeuristicInterventionEncoder", "NumPyroILCMGuide"]
 
 import copy
 from typing import Any
 
+import equinox as eqx
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
+from pyrocrl.inference import guides
 from pyrocrl.inference.guides import PairGuide
 from pyrocrl.models.ilcm_jax import NumPyroILCM
+
+Array = jax.Array
+
+
+class HeuristicInterventionEncoder(eqx.Module):
+    """``q(I | x, x~)`` as :class:`pyrocrl.inference.guides.HeuristicInterventionEncoder`
+    (its Equinox twin, registered in :data:`pyrocrl.nets_jax.TWINS`)."""
+
+    alpha: Array
+    beta: Array
+    gamma: Array
+
+    def __call__(self, loc: Array, loc_tilde: Array) -> Array:
+        delta = loc_tilde - loc
+        logits = self.alpha + self.beta * jnp.abs(delta) + self.gamma * delta**2
+        logits = jnp.concatenate([jnp.zeros_like(logits[..., :1]), logits], axis=-1)
+        return jax.nn.softmax(logits, axis=-1)
+
+
+nets_jax.TWINS[guides.HeuristicInterventionEncoder] = HeuristicInterventionEncoder
 
 
 class NumPyroILCMGuide(PairGuide):

@@ -1,5 +1,6 @@
-"""Equinox twins of the PyTorch networks of :mod:`pyrocrl.nets`, :mod:`pyrocrl.solution`
-and :mod:`pyrocrl.inference.guides`: the only part of the JAX backend written twice.
+"""Equinox twins of the PyTorch networks of :mod:`pyrocrl.nets` and :mod:`pyrocrl.solution`
+(the guide's own are in :mod:`pyrocrl.inference.guides_jax`): the only part of the JAX
+backend written twice.
 
 A twin mirrors its PyTorch module field by field: every field is named as the submodule,
 parameter or buffer it stands for, and :class:`Sequential` keeps PyTorch's layer indices
@@ -18,7 +19,6 @@ arrays here too, read through ``stop_gradient`` so that training leaves them alo
 __all__ = [
     "TWINS",
     "GaussianEncoder",
-    "HeuristicInterventionEncoder",
     "Linear",
     "ReLU",
     "Sequential",
@@ -40,7 +40,6 @@ from torch import nn
 
 from pyrocrl import nets, solution
 from pyrocrl.backends import numpyro as numpyro_backend
-from pyrocrl.inference import guides
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -145,20 +144,6 @@ class GraphSolution(solution.GraphSolutionMaths, eqx.Module):
         return self.causal_variables(e)
 
 
-class HeuristicInterventionEncoder(eqx.Module):
-    """``q(I | x, x~)`` as :class:`pyrocrl.inference.guides.HeuristicInterventionEncoder`."""
-
-    alpha: Array
-    beta: Array
-    gamma: Array
-
-    def __call__(self, loc: Array, loc_tilde: Array) -> Array:
-        delta = loc_tilde - loc
-        logits = self.alpha + self.beta * jnp.abs(delta) + self.gamma * delta**2
-        logits = jnp.concatenate([jnp.zeros_like(logits[..., :1]), logits], axis=-1)
-        return jax.nn.softmax(logits, axis=-1)
-
-
 TWINS: dict[type, type] = {
     nn.Linear: Linear,
     nn.ReLU: ReLU,
@@ -169,9 +154,9 @@ TWINS: dict[type, type] = {
     nets.NormalHead: NormalHead,
     solution.AffineSolution: AffineSolution,
     solution.GraphSolution: GraphSolution,
-    guides.HeuristicInterventionEncoder: HeuristicInterventionEncoder,
 }
-"""The twin of each PyTorch network class (exact classes: a subclass may change the maths)."""
+"""The twin of each PyTorch network class (exact classes: a subclass may change the maths);
+the guide's networks register theirs in :mod:`pyrocrl.inference.guides_jax`."""
 
 
 def _convert(value: Any) -> Any:
