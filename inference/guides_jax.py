@@ -4,13 +4,11 @@ of a Pyro guide's networks."""
 
 __all__ = ["HeuristicInterventionEncoder", "NumPyroILCMGuide"]
 
-import copy
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
@@ -39,7 +37,7 @@ class HeuristicInterventionEncoder(eqx.Module):
 nets_jax.TWINS[guides.HeuristicInterventionEncoder] = HeuristicInterventionEncoder
 
 
-class NumPyroILCMGuide(PairGuide):
+class NumPyroILCMGuide(nets_jax.TwinProgram, PairGuide):
     """``q(I | x, x~) q(e, v | I, x, x~)`` for a :class:`~pyrocrl.models.ilcm_jax.NumPyroILCM`,
     with the heuristic intervention encoder. Build one with :meth:`from_torch`.
 
@@ -49,6 +47,7 @@ class NumPyroILCMGuide(PairGuide):
     """
 
     backend = numpyro_backend
+    parts = ("encoder", "intervention_encoder")
 
     def __init__(
         self, model: NumPyroILCM, encoder: Any, intervention_encoder: Any, config: dict[str, Any]
@@ -66,22 +65,3 @@ class NumPyroILCMGuide(PairGuide):
             raise ValueError("only guides with the heuristic intervention encoder have a JAX twin")
         encoders = (nets_jax.twin(guide.encoder), nets_jax.twin(guide.intervention_encoder))
         return cls(model, *encoders, config)
-
-    def replace(self, **parts: Any) -> "NumPyroILCMGuide":
-        """A copy with other networks or another model."""
-        twin = copy.copy(self)
-        twin.__dict__.update(parts)
-        return twin
-
-    def load_state_dict(self, tensors: dict[str, Any]) -> None:
-        """Take the parameters from a Pyro guide's ``state_dict`` (or :meth:`state_dict`)."""
-        for name in ("encoder", "intervention_encoder"):
-            network = nets_jax.load_state_dict(getattr(self, name), tensors, f"{name}.")
-            setattr(self, name, network)
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The parameters under the names of the Pyro guide's ``state_dict``."""
-        return {
-            **nets_jax.state_dict(self.encoder, "encoder."),
-            **nets_jax.state_dict(self.intervention_encoder, "intervention_encoder."),
-        }

@@ -10,6 +10,7 @@ uninterrupted one.
 __all__ = [
     "RunningLog",
     "Trainer",
+    "TrainingLoop",
     "TrainingResult",
     "check_same_run",
     "pairs_tensor",
@@ -20,7 +21,7 @@ __all__ = [
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,161 @@ def check_same_run(saved: dict[str, Any], recipe: Recipe, seed: int, path: Path 
         )
 
 
-def _module_config(module: nn.Module) -> dict[str, Any]:
-    return dict(getattr(module, "config", {}))
+BACKEND_NAMES = {"torch": "Pyro", "jax": "JAX"}
+"""How messages name the backend that wrote a checkpoint (its ``"backend"`` entry)."""
 
 
-class Trainer:
+class TrainingLoop:
+    """What every trainer does around its steps: the run's length, resuming (from memory
+    or a checkpoint of the same run only), the running log, validation, checkpoints and
+    the progress bar. A trainer supplies :meth:`_steps`, and may extend :meth:`_session`,
+    :meth:`_state` and :meth:`_load`.
+
+    Subclasses set ``model``, ``guide``, ``recipe``, ``seed``, ``checkpoint``,
+    ``checkpoint_every``, ``progress`` and ``log_every``.
+    """
+
+    backend = "torch"
+    """The ``"backend"`` entry of the checkpoints it writes and reads."""
+    label = "fit"
+    """The progress bar's label."""
+    starting = ""
+    """What the progress bar says until the first report."""
+    validation: Validation | None = None
+    validate_every: int | None = None
+    _progress: tuple[int, list[dict[str, Any]]] | None = None
+
+    def fit(
+        self, pairs: Any, *, resume: bool = True, until_epoch: float | None = None
+    ) -> TrainingResult:
+        """Train on ``pairs`` (``(N, 2, D)`` or a dataset) until the recipe ends.
+
+        A trainer remembers where it stopped: calling :meth:`fit` again (e.g. after
+        ``until_epoch``) continues exactly where the last call left off. Otherwise, with
+        ``resume=True`` and an existing checkpoint file, training continues from the file.
+
+        :param until_epoch: stop at this epoch instead of the recipe's end (a checkpoint is
+            written there).
+        """
+        data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
+        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
+        start_time = time.perf_counter()
+        with self._session():
+            if self._progress is not None:
+                step, history = self._progress
+            elif resume and self.checkpoint is not None and self.checkpoint.exists():
+                step, history = self._restore(load_checkpoint(self.checkpoint))
+            else:
+                step, history = 0, []
+            bar = progress_bar(total, step, self.label, self.progress)
+            log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
+            if self.starting:
+                bar.set_postfix_str(self.starting)
+            with bar:
+                for phase, report in self._steps(data, step, stop, steps_per_epoch):
+                    step += 1
+                    log.add(step, phase, report)
+                    if self.validation is not None and (
+                        step == total or (self.validate_every and step % self.validate_every == 0)
+                    ):
+                        metrics = self._validate(step)
+                        history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
+                        bar.write(
+                            f"step {step}: "
+                            + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                        )
+                    if self.checkpoint is not None and (
+                        step == stop or step % self.checkpoint_every == 0
+                    ):
+                        save_checkpoint(self.checkpoint, self.state(step, history))
+                    bar.update(1)
+            self._progress = (step, history)
+        return TrainingResult(
+            steps=step,
+            epochs=step / steps_per_epoch,
+            wall_time=time.perf_counter() - start_time,
+            history=history,
+            checkpoint=self.checkpoint,
+        )
+
+    def _steps(
+        self, data: Any, start: int, stop: int, steps_per_epoch: int
+    ) -> Iterator[tuple[Phase, dict[str, float]]]:
+        """Train from ``start`` to ``stop``, yielding each step's phase and report; when it
+        yields, the parameters are those after the step (or a later one in the same
+        compiled chunk: then no checkpoint may fall inside the chunk)."""
+        raise NotImplementedError
+
+    def _session(self) -> contextlib.AbstractContextManager:
+        """The context of one call of :meth:`fit`."""
+        return contextlib.nullcontext()
+
+    def _validate(self, step: int) -> dict[str, float]:
+        return self.validation(step)
+
+    def _phase(self, step: int, steps_per_epoch: int) -> Phase:
+        """The recipe's phase at ``step`` (a restart is flagged at its first step)."""
+        return self.recipe.at(
+            step / steps_per_epoch, (step - 1) / steps_per_epoch if step else None
+        )
+
+    def _rows(self, step: int, steps_per_epoch: int, size: int) -> Any:
+        """Indices of the minibatch of ``step``: each epoch's order is a function of
+        ``(seed, epoch)`` (:meth:`_permutation`)."""
+        epoch, i = divmod(step, steps_per_epoch)
+        if getattr(self, "_order_epoch", None) != epoch:
+            seed = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
+            self._order, self._order_epoch = self._permutation(size, int(seed)), epoch
+        batch = self.recipe.batch_size
+        return self._order[i * batch : (i + 1) * batch]
+
+    def _permutation(self, size: int, seed: int) -> Any:
+        return np.random.default_rng(seed).permutation(size)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state(self, step: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """The checkpoint after ``step`` (read by :func:`~pyrocrl.inference.fit.load_ilcm`)."""
+        return {
+            "step": step,
+            "seed": self.seed,
+            "recipe": self.recipe.to_dict(),
+            "backend": self.backend,
+            "model": self.model.state_dict(),
+            "guide": self.guide.state_dict(),
+            "model_config": dict(getattr(self.model, "config", {})),
+            "guide_config": dict(getattr(self.guide, "config", {})),
+            "history": history,
+            **self._state(),
+        }
+
+    def _state(self) -> dict[str, Any]:
+        """The trainer's own part of a checkpoint (optimizer, random state)."""
+        return {}
+
+    def _restore(self, payload: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+        written = payload.get("backend", "torch")
+        if written != self.backend:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written by the "
+                f"{BACKEND_NAMES.get(written, written)} backend; resume with "
+                f"backend={written!r} or choose a new checkpoint path"
+            )
+        check_same_run(payload, self.recipe, self.seed, self.checkpoint)
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.guide.load_state_dict(payload["guide"])
+            self._load(payload)
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} does not fit this model: {error}"
+            ) from error
+        return int(payload["step"]), list(payload["history"])
+
+    def _load(self, payload: dict[str, Any]) -> None:
+        """Take the trainer's own part of a checkpoint (see :meth:`_state`)."""
+
+
+class Trainer(TrainingLoop):
     """Fit a model and guide to weakly supervised pairs.
 
     :param model: the generative program's module (e.g. :class:`~pyrocrl.models.ILCM`).
@@ -181,7 +332,7 @@ class Trainer:
     ) -> None:
         self.model, self.guide, self.objective = model, guide, objective
         self.validate_model = validate_model
-        self._progress: tuple[int, list[dict[str, float]], torch.Tensor] | None = None
+        self._rng: torch.Tensor | None = None
         self.recipe = for_model(recipe, model)
         self.seed = seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -204,131 +355,42 @@ class Trainer:
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.params, lr=self.recipe.lr, foreach=True)
 
-    # -- checkpoints ------------------------------------------------------------------------
-    def state(self, step: int, history: list[dict[str, float]]) -> dict[str, Any]:
-        return {
-            "step": step,
-            "seed": self.seed,
-            "recipe": self.recipe.to_dict(),
-            "model": self.model.state_dict(),
-            "guide": self.guide.state_dict(),
-            "model_config": _module_config(self.model),
-            "guide_config": _module_config(self.guide),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": torch.random.get_rng_state(),
-            "history": history,
-        }
+    def _state(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "rng": torch.random.get_rng_state()}
 
-    def _restore(self, payload: dict[str, Any]) -> tuple[int, list[dict[str, float]]]:
-        if payload.get("backend") == "jax":
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} was written by the JAX backend; resume with "
-                "backend='jax' or choose a new checkpoint path"
-            )
-        check_same_run(payload, self.recipe, self.seed, self.checkpoint)
-        try:
-            self.model.load_state_dict(payload["model"])
-            self.guide.load_state_dict(payload["guide"])
-        except RuntimeError as error:
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} does not fit this model: {error}"
-            ) from error
+    def _load(self, payload: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(payload["optimizer"])
         torch.random.set_rng_state(payload["rng"])
-        return int(payload["step"]), list(payload["history"])
 
-    # -- the loop ---------------------------------------------------------------------------
-    def fit(
-        self,
-        pairs: xr.Dataset | torch.Tensor,
-        *,
-        resume: bool = True,
-        until_epoch: float | None = None,
-    ) -> TrainingResult:
-        """Train on ``pairs`` (``(N, 2, D)`` or a dataset) until the recipe ends.
-
-        A trainer remembers where it stopped: calling :meth:`fit` again (e.g. after
-        ``until_epoch``) continues exactly where the last call left off. Otherwise, with
-        ``resume=True`` and an existing checkpoint file, training continues from the file.
-
-        :param until_epoch: stop at this epoch instead of the recipe's end (a checkpoint is
-            written there).
-        """
-        data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
-        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
-        start_time = time.perf_counter()
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """A private random stream (seeded, or where the last call stopped) and Pyro's
+        validation as asked; the modules train inside and are in eval mode after."""
         validation_context = (
             pyro.validation_enabled(self.validate_model)
             if self.validate_model is not None
             else contextlib.nullcontext()
         )
         with torch.random.fork_rng(devices=[]), validation_context:
-            if self._progress is not None:
-                step, history, rng = self._progress
-                torch.random.set_rng_state(rng)
-            else:
+            if self._rng is None:
                 torch.manual_seed(self.seed)
-                step, history = 0, []
-                if resume and self.checkpoint is not None and self.checkpoint.exists():
-                    step, history = self._restore(load_checkpoint(self.checkpoint))
-            step, history = self._loop(data, step, stop, total, steps_per_epoch, history)
-            self._progress = (step, history, torch.random.get_rng_state())
+            else:
+                torch.random.set_rng_state(self._rng)
+            self.model.train()
+            self.guide.train()
+            yield
+            self._rng = torch.random.get_rng_state()
         self.model.eval()
         self.guide.eval()
-        return TrainingResult(
-            steps=step,
-            epochs=step / steps_per_epoch,
-            wall_time=time.perf_counter() - start_time,
-            history=history,
-            checkpoint=self.checkpoint,
-        )
 
-    def _loop(
-        self,
-        data: torch.Tensor,
-        step: int,
-        stop: int,
-        total: int,
-        steps_per_epoch: int,
-        history: list[dict[str, float]],
-    ) -> tuple[int, list[dict[str, float]]]:
-        batch = self.recipe.batch_size
-        self.model.train()
-        self.guide.train()
-        bar = progress_bar(total, step, "fit", self.progress)
-        log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
-        order, order_epoch = None, -1
-        with bar:
-            while step < stop:
-                epoch_index = step // steps_per_epoch
-                if epoch_index != order_epoch:
-                    order, order_epoch = self._order(len(data), epoch_index), epoch_index
-                i = step % steps_per_epoch
-                rows = data[order[i * batch : (i + 1) * batch]]
-                epoch = step / steps_per_epoch
-                phase = self.recipe.at(epoch, (step - 1) / steps_per_epoch if step else None)
-                report = self._step(rows[:, 0], rows[:, 1], phase, step)
-                step += 1
-                log.add(step, phase, report)
-                if self.validation is not None and (
-                    step == total or (self.validate_every and step % self.validate_every == 0)
-                ):
-                    metrics = self._validate(step)
-                    history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
-                    bar.write(
-                        f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-                    )
-                if self.checkpoint is not None and (
-                    step == stop or step % self.checkpoint_every == 0
-                ):
-                    save_checkpoint(self.checkpoint, self.state(step, history))
-                bar.update(1)
-        return step, history
+    def _steps(self, data: torch.Tensor, start: int, stop: int, steps_per_epoch: int):
+        for step in range(start, stop):
+            rows = data[self._rows(step, steps_per_epoch, len(data))]
+            phase = self._phase(step, steps_per_epoch)
+            yield phase, self._step(rows[:, 0], rows[:, 1], phase, step)
 
-    def _order(self, size: int, epoch_index: int) -> torch.Tensor:
-        """The shuffled order of the pairs in one epoch: a function of (seed, epoch)."""
-        seed = np.random.SeedSequence([self.seed, epoch_index]).generate_state(1)[0]
-        return torch.randperm(size, generator=torch.Generator().manual_seed(int(seed)))
+    def _permutation(self, size: int, seed: int) -> torch.Tensor:
+        return torch.randperm(size, generator=torch.Generator().manual_seed(seed))
 
     def _validate(self, step: int) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):

@@ -6,13 +6,14 @@ enter as per-step arrays, so one compilation serves a whole run, phases included
 Parameters live in a dict keyed by their NumPyro names; Adam with gradient-norm clipping
 matches PyTorch's (bias-corrected, ``eps = 1e-8``). Randomness is ``fold_in(key, step)``
 and the minibatch order a function of ``(seed, epoch)``, so a resumed run is exactly the
-uninterrupted one. Checkpoints are those of the Pyro trainer (no pickles), with the
-parameters under the names of the Pyro modules' ``state_dict`` and the optimizer's arrays.
+uninterrupted one. Everything around the steps (resuming, the log, checkpoints in the Pyro
+trainer's format) is :class:`~pyrocrl.inference.svi.TrainingLoop`, shared with that trainer.
 """
 
 __all__ = ["NETWORKS", "JAXTrainer", "Schedule", "TwinTrainer", "bind", "ilcm_loss"]
 
-import time
+import contextlib
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,19 +26,11 @@ import optax
 import torch
 from numpyro import handlers
 
-from pyrocrl.errors import CheckpointError, TrainingError
+from pyrocrl.errors import TrainingError
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.inference.objectives import REGULARIZERS, TERMS, pair_objective
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
-from pyrocrl.inference.svi import (
-    RunningLog,
-    TrainingResult,
-    check_same_run,
-    pairs_tensor,
-    progress_bar,
-    run_length,
-)
-from pyrocrl.io import load_checkpoint, save_checkpoint
+from pyrocrl.inference.svi import TrainingLoop
 from pyrocrl.models.ilcm_jax import NumPyroILCM
 
 NETWORKS = (
@@ -105,7 +98,7 @@ def ilcm_loss(
     return report["loss"], report
 
 
-class JAXTrainer:
+class JAXTrainer(TrainingLoop):
     """Fit a :class:`~pyrocrl.models.ilcm_jax.NumPyroILCM` and its guide to pairs.
 
     :param model, guide: the NumPyro programs (their networks hold the initial values and
@@ -113,8 +106,13 @@ class JAXTrainer:
     :param recipe: a :class:`~pyrocrl.inference.recipes.Recipe` or a preset name.
     :param seed: seeds the minibatch order and every random draw.
     :param checkpoint: a file written every ``checkpoint_every`` steps and at the end.
-    :param chunk: steps per compiled call.
+    :param chunk: steps per compiled call (a chunk also ends where a checkpoint is due or a
+        learning-rate cycle starts).
     """
+
+    backend = "jax"
+    label = "fit (jax)"
+    starting = "compiling (once per process, ~15 s)"
 
     def __init__(
         self,
@@ -130,20 +128,13 @@ class JAXTrainer:
         chunk: int = 100,
     ) -> None:
         self.model, self.guide = model, guide
-        self.recipe = for_model(recipe, model)
-        self.seed = seed
+        self.recipe, self.seed = for_model(recipe, model), seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        if checkpoint_every % chunk or (log_every % chunk and chunk % log_every):
-            raise ValueError(
-                "checkpoint_every must be a multiple of chunk, and log_every "
-                "a multiple or a divisor of it"
-            )
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.log_every, self.chunk = log_every, chunk
         self.static, self.params = {}, {}
         self._partition()
         self.adam = optax.scale_by_adam()
-        self._progress: tuple[int, list[dict[str, Any]]] | None = None
         self.opt_state = self.adam.init(self.params)
         self._run = jax.jit(self._chunk, donate_argnums=(0, 1))
 
@@ -181,90 +172,41 @@ class JAXTrainer:
         )
         return params, opt_state, reports
 
-    # -- the loop -----------------------------------------------------------------------------
-    def fit(
-        self, pairs: np.ndarray, *, resume: bool = True, until_epoch: float | None = None
-    ) -> TrainingResult:
-        """Train on pairs ``(N, 2, D)`` until the recipe ends (or ``until_epoch``); returns
-        what the Pyro trainer returns, with ``history`` in the same format. Calling it
-        again continues where the last call stopped."""
-        data = jnp.asarray(pairs_tensor(pairs, self.model.dim_x).numpy())  # checks shape, NaN
-        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
-        start_time = time.perf_counter()
-        if self._progress is not None:
-            step, history = self._progress
-        else:
-            step, history = 0, []
-            if resume and self.checkpoint is not None and self.checkpoint.exists():
-                step, history = self._restore()
-        key = jax.random.PRNGKey(self.seed)
-        bar = progress_bar(total, step, "fit (jax)", self.progress)
-        log = RunningLog(history, self.log_every, stop, steps_per_epoch, bar)
-        bar.set_postfix_str("compiling (once per process, ~15 s)")
-        with bar:
-            while step < stop:
-                size = min(self.chunk, stop - step)
-                steps = np.arange(step, step + self.chunk)
-                phases = [
-                    self.recipe.at(s / steps_per_epoch, (s - 1) / steps_per_epoch if s else None)
-                    for s in steps
-                ]
-                restarts = [i for i, p in enumerate(phases[:size]) if p.restart and i]
-                if restarts:  # a new learning-rate cycle starts inside: stop the chunk there
-                    size = restarts[0]
-                if phases[0].restart:
-                    self.opt_state = self.adam.init(self.params)
-                rows = np.stack([self._rows(s, steps_per_epoch, len(data)) for s in steps])
-                active = np.arange(self.chunk) < size
-                self.params, self.opt_state, reports = self._run(
-                    self.params,
-                    self.opt_state,
-                    data,
-                    jnp.asarray(rows),
-                    Schedule.from_phases(phases),
-                    jnp.asarray(steps),
-                    jnp.asarray(active),
-                    key,
-                )
-                reports = {k: np.asarray(v)[:size] for k, v in reports.items()}
-                self._check(reports, step, phases)
-                for i in range(size):
-                    step += 1
-                    log.add(step, phases[i], {k: v[i] for k, v in reports.items()})
-                bar.update(size)
-                if self.checkpoint is not None and (
-                    step == stop or step % self.checkpoint_every == 0
-                ):
-                    self._save(step, history)
-        self._progress = (step, history)
-        self._write_back()
-        return TrainingResult(
-            steps=step,
-            epochs=step / steps_per_epoch,
-            wall_time=time.perf_counter() - start_time,
-            history=history,
-            checkpoint=self.checkpoint,
-        )
-
-    def _rows(self, step: int, steps_per_epoch: int, size: int) -> np.ndarray:
-        """Indices of the minibatch of ``step``: the epoch's order is a function of
-        ``(seed, epoch)``."""
-        epoch, i = divmod(step, steps_per_epoch)
-        if getattr(self, "_order_epoch", None) != epoch:
-            seed = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
-            self._order, self._order_epoch = np.random.default_rng(seed).permutation(size), epoch
-        batch = self.recipe.batch_size
-        return self._order[i * batch : (i + 1) * batch]
-
-    def _check(self, reports: dict[str, np.ndarray], step: int, phases: list[Any]) -> None:
-        """Raise naming the first step and term that is not finite."""
-        for i in range(len(reports["loss"])):
-            bad = [k for k, v in reports.items() if not np.isfinite(v[i])]
-            if bad:
-                raise TrainingError(
-                    f"step {step + i} ({phases[i].name} phase): the term {bad[0]!r} is "
-                    f"{reports[bad[0]][i]}; the last checkpoint holds the work before it"
-                )
+    # -- the steps ----------------------------------------------------------------------------
+    def _steps(self, data: torch.Tensor, start: int, stop: int, steps_per_epoch: int):
+        data, key, step = jnp.asarray(data.numpy()), jax.random.PRNGKey(self.seed), start
+        while step < stop:
+            due = self.checkpoint_every - step % self.checkpoint_every
+            size = min(self.chunk, stop - step, due)
+            steps = np.arange(step, step + self.chunk)
+            phases = [self._phase(s, steps_per_epoch) for s in steps]
+            restarts = [i for i, p in enumerate(phases[:size]) if p.restart and i]
+            size = restarts[0] if restarts else size  # a new cycle starts inside: stop there
+            if phases[0].restart:
+                self.opt_state = self.adam.init(self.params)
+            rows = np.stack([self._rows(s, steps_per_epoch, len(data)) for s in steps])
+            self.params, self.opt_state, reports = self._run(
+                self.params,
+                self.opt_state,
+                data,
+                jnp.asarray(rows),
+                Schedule.from_phases(phases),
+                jnp.asarray(steps),
+                jnp.asarray(np.arange(self.chunk) < size),
+                key,
+            )
+            reports = {k: np.asarray(v)[:size] for k, v in reports.items()}
+            for i in range(size):
+                bad = [k for k, v in reports.items() if not np.isfinite(v[i])]
+                if bad:
+                    raise TrainingError(
+                        f"step {step + i} ({phases[i].name} phase): the term {bad[0]!r} is "
+                        f"{reports[bad[0]][i]}; the last checkpoint holds the work before it"
+                    )
+            self._write_back()
+            for i in range(size):
+                yield phases[i], {k: v[i] for k, v in reports.items()}
+            step += size
 
     def _partition(self) -> None:
         """Split every network into its trainable arrays and the rest."""
@@ -279,70 +221,30 @@ class JAXTrainer:
         networks = {a: eqx.combine(self.params[a], self.static[a]) for a in self.params}
         self.model, self.guide = bind(self.model, self.guide, networks)
 
-    # -- checkpoints --------------------------------------------------------------------------
-    def _save(self, step: int, history: list[dict[str, Any]]) -> None:
-        """A checkpoint in the Pyro trainer's format (:func:`~pyrocrl.io.save_checkpoint`,
-        no pickles): parameters under their Pyro names, so that
-        :func:`~pyrocrl.inference.fit.load_ilcm` reads it, and the optimizer's arrays."""
-        self._write_back()
-        save_checkpoint(
-            self.checkpoint,
-            {
-                "step": step,
-                "seed": self.seed,
-                "recipe": self.recipe.to_dict(),
-                "backend": "jax",
-                "history": history,
-                "model": _tensors(self.model.state_dict()),
-                "guide": _tensors(self.guide.state_dict()),
-                "model_config": self.model.config,
-                "guide_config": self.guide.config,
-                "adam": [torch.as_tensor(np.array(a)) for a in jax.tree.leaves(self.opt_state)],
-            },
-        )
+    # -- checkpoints: parameters under their Pyro names, and the optimizer's arrays ----------
+    def _state(self) -> dict[str, Any]:
+        return {"adam": [torch.as_tensor(np.array(a)) for a in jax.tree.leaves(self.opt_state)]}
 
-    def _restore(self) -> tuple[int, list[dict[str, Any]]]:
-        try:
-            payload = load_checkpoint(self.checkpoint)
-        except CheckpointError as error:
-            raise TrainingError(str(error)) from error
-        if payload.get("backend") != "jax":
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} was written by the Pyro backend; resume with "
-                "backend='torch' or choose a new checkpoint path"
-            )
-        check_same_run(payload, self.recipe, self.seed, self.checkpoint)
+    def _load(self, payload: dict[str, Any]) -> None:
         leaves, treedef = jax.tree.flatten(self.opt_state)
-        try:
-            self.model.load_state_dict(payload["model"])
-            self.guide.load_state_dict(payload["guide"])
-            if len(payload["adam"]) != len(leaves):
-                raise ValueError("the optimizer state has another structure")
-        except (KeyError, ValueError) as error:
-            raise TrainingError(
-                f"checkpoint {self.checkpoint} does not fit this model: {error}"
-            ) from error
+        if len(payload["adam"]) != len(leaves):
+            raise ValueError("the optimizer state has another structure")
         self.guide = self.guide.replace(model=self.model)
         self._partition()
         self.opt_state = jax.tree.unflatten(
             treedef, [jnp.asarray(a.numpy()) for a in payload["adam"]]
         )
-        return int(payload["step"]), list(payload["history"])
 
 
-def _tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(np.array(v)) for k, v in arrays.items()}
-
-
-class TwinTrainer:
+class TwinTrainer(JAXTrainer):
     """Train Pyro modules (an :class:`~pyrocrl.models.ilcm.ILCM` with built-in parts and
     its :class:`~pyrocrl.inference.guides.ILCMGuide`) with the JAX backend.
 
-    The modules are copied into their NumPyro twins, trained by :class:`JAXTrainer`, and
-    the trained parameters copied back, so everything downstream (evaluation, queries,
-    graphs) uses the Pyro model. The interface is that of the Pyro trainer's ``fit``;
-    ``checkpoint`` is the JAX trainer's, which :func:`~pyrocrl.inference.fit.load_ilcm`
-    reads like any other.
+    The modules' NumPyro twins are trained by :class:`JAXTrainer`, and the trained
+    parameters copied back at the end of every :meth:`fit`, so everything downstream
+    (evaluation, queries, graphs) uses the Pyro modules, ``pyro_model`` and ``pyro_guide``.
+    Checkpoints are the JAX trainer's, which :func:`~pyrocrl.inference.fit.load_ilcm` reads
+    like any other.
     """
 
     def __init__(
@@ -355,26 +257,17 @@ class TwinTrainer:
         checkpoint: str | Path | None = None,
         progress: bool | None = None,
     ) -> None:
-        self.model, self.guide = model, guide
-        self.recipe, self.seed, self.progress = for_model(recipe, model), seed, progress
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self._twins: JAXTrainer | None = None
+        self.pyro_model, self.pyro_guide = model, guide
+        twin = NumPyroILCM.from_torch(model)
+        twin_guide = NumPyroILCMGuide.from_torch(guide, twin)
+        recipe = for_model(recipe, model)
+        super().__init__(
+            twin, twin_guide, recipe, seed=seed, checkpoint=checkpoint, progress=progress
+        )
 
-    def fit(
-        self, pairs: Any, *, resume: bool = True, until_epoch: float | None = None
-    ) -> TrainingResult:
-        data = pairs_tensor(pairs, self.model.dim_x).numpy()
-        if self._twins is None:
-            twin = NumPyroILCM.from_torch(self.model)
-            guide = NumPyroILCMGuide.from_torch(self.guide, twin)
-            self._twins = JAXTrainer(
-                twin, guide, self.recipe, seed=self.seed, progress=self.progress
-            )
-        trainer = self._twins
-        trainer.checkpoint = self.checkpoint
-        result = trainer.fit(data, resume=resume, until_epoch=until_epoch)
-        self.model.load_state_dict(_tensors(trainer.model.state_dict()))
-        self.guide.load_state_dict(_tensors(trainer.guide.state_dict()))
-        self.model.eval()
-        self.guide.eval()
-        return result
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        yield
+        for module, twin in ((self.pyro_model, self.model), (self.pyro_guide, self.guide)):
+            module.load_state_dict(twin.state_dict())
+            module.eval()

@@ -10,11 +10,9 @@ work on models trained with JAX. To start in JAX, make the twin of a fresh Pyro 
 
 __all__ = ["NumPyroBetaVAE", "NumPyroELCM", "NumPyroILCM"]
 
-import copy
 from typing import Any
 
 import jax.numpy as jnp
-import numpy as np
 
 from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
@@ -26,7 +24,7 @@ SOLUTIONS = ("affine", "affine-empty", "graph")
 """The solution functions a twin can have, by the name the Pyro model's config gives it."""
 
 
-class NumPyroILCM(PairModel):
+class NumPyroILCM(nets_jax.TwinProgram, PairModel):
     """The pair program on the NumPyro backend (see :class:`~pyrocrl.models.ilcm.PairModel`
     for the generative story; sites and shapes are those of the Pyro model), for a model
     with built-in parts: a Normal likelihood and the solution function ``"affine"`` (the
@@ -39,6 +37,7 @@ class NumPyroILCM(PairModel):
     """
 
     backend = numpyro_backend
+    parts = ("likelihood", "solution", "intervention_probs")
 
     def __init__(
         self, likelihood: Any, solution: Any, intervention_probs: Any, config: dict[str, Any]
@@ -62,26 +61,6 @@ class NumPyroILCM(PairModel):
         kind = TWIN_CLASSES.get(config.get("model", "ilcm"), cls)
         probs = model.intervention_probs.detach().cpu().numpy()
         return kind(nets_jax.twin(model.likelihood), nets_jax.twin(model.solution), probs, config)
-
-    def replace(self, **networks: Any) -> "NumPyroILCM":
-        """A copy with other networks (e.g. ones holding the values being trained)."""
-        twin = copy.copy(self)
-        twin.__dict__.update(networks)
-        return twin
-
-    def load_state_dict(self, tensors: dict[str, Any]) -> None:
-        """Take the parameters from a Pyro model's ``state_dict`` (or :meth:`state_dict`)."""
-        self.likelihood = nets_jax.load_state_dict(self.likelihood, tensors, "likelihood.")
-        self.solution = nets_jax.load_state_dict(self.solution, tensors, "solution.")
-        self.intervention_probs = jnp.asarray(np.asarray(tensors["intervention_probs"]))
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """The parameters under the names of the Pyro model's ``state_dict``."""
-        return {
-            **nets_jax.state_dict(self.likelihood, "likelihood."),
-            **nets_jax.state_dict(self.solution, "solution."),
-            "intervention_probs": np.asarray(self.intervention_probs),
-        }
 
 
 class NumPyroELCM(GraphPrior, NumPyroILCM):

@@ -23,11 +23,13 @@ __all__ = [
     "ReLU",
     "Sequential",
     "StackedMLP",
+    "TwinProgram",
     "load_state_dict",
     "state_dict",
     "twin",
 ]
 
+import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -36,6 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import torch
 from torch import nn
 
 from pyrocrl import nets, solution
@@ -183,9 +186,10 @@ def twin(module: nn.Module) -> eqx.Module:
     return cls(**fields)
 
 
-def _name(path: tuple) -> str:
-    """The ``state_dict`` name of a pytree path: attribute names and indices, no ``layers``."""
-    parts = []
+def _name(path: tuple, name: str = "") -> str:
+    """The ``state_dict`` name of a pytree path below ``name``: attribute names and
+    indices, no ``layers``."""
+    parts = [name] if name else []
     for key in path:
         part = str(getattr(key, "name", getattr(key, "idx", key)))
         if part != "layers":
@@ -193,27 +197,52 @@ def _name(path: tuple) -> str:
     return ".".join(parts)
 
 
-def state_dict(module: eqx.Module, prefix: str = "") -> dict[str, np.ndarray]:
-    """The arrays of a twin under the ``state_dict`` names of its PyTorch module."""
+def state_dict(module: eqx.Module | Array, name: str = "") -> dict[str, torch.Tensor]:
+    """The arrays of a twin (or one array) as the ``state_dict`` of its PyTorch module,
+    whose attribute ``name`` it is (``""``: the module itself)."""
     leaves = jax.tree_util.tree_flatten_with_path(module)[0]
-    return {prefix + _name(path): np.asarray(leaf) for path, leaf in leaves}
+    return {_name(path, name): torch.as_tensor(np.array(leaf)) for path, leaf in leaves}
 
 
-def load_state_dict(module: eqx.Module, tensors: Mapping[str, Any], prefix: str = "") -> Any:
-    """``module`` with every array replaced by the entry of a ``state_dict`` (torch tensors
-    or arrays).
+def load_state_dict(module: Any, tensors: Mapping[str, Any], name: str = "") -> Any:
+    """``module`` (a twin or an array) with every array replaced by the entry of a
+    ``state_dict`` (torch tensors or arrays); ``name`` as in :func:`state_dict`.
 
     :raises KeyError: naming a missing entry; :raises ValueError: on a shape mismatch.
     """
     leaves, treedef = jax.tree_util.tree_flatten_with_path(module)
     values = []
     for path, leaf in leaves:
-        name = prefix + _name(path)
-        if name not in tensors:
-            raise KeyError(f"the state dict has no {name!r}")
-        value = tensors[name]
+        key = _name(path, name)
+        if key not in tensors:
+            raise KeyError(f"the state dict has no {key!r}")
+        value = tensors[key]
         value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
         if value.shape != leaf.shape:
-            raise ValueError(f"{name}: shape {value.shape} in the state dict, {leaf.shape} here")
+            raise ValueError(f"{key}: shape {value.shape} in the state dict, {leaf.shape} here")
         values.append(jnp.asarray(value, dtype=leaf.dtype))
     return jax.tree_util.tree_unflatten(treedef, values)
+
+
+class TwinProgram:
+    """A program whose networks are twins: the attributes named in ``parts`` (networks or
+    arrays) make its ``state_dict``, under the names of the PyTorch module it mirrors."""
+
+    parts: tuple[str, ...] = ()
+
+    def replace(self, **parts: Any) -> Any:
+        """A copy with other parts (e.g. networks holding the values being trained)."""
+        twin = copy.copy(self)
+        twin.__dict__.update(parts)
+        return twin
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters, to load into the PyTorch module (``load_state_dict``)."""
+        return {
+            k: v for part in self.parts for k, v in state_dict(getattr(self, part), part).items()
+        }
+
+    def load_state_dict(self, tensors: Mapping[str, Any]) -> None:
+        """Take the parameters from the PyTorch module's ``state_dict`` (or :meth:`state_dict`)."""
+        for part in self.parts:
+            setattr(self, part, load_state_dict(getattr(self, part), tensors, part))
