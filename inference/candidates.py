@@ -154,9 +154,10 @@ def precondition(model: ILCM, guide: ILCMGuide, data: torch.Tensor, recipe: Reci
 def build_candidate(
     model_seed: int, *, parts: ModelParts, data: torch.Tensor, n: int, recipe: Recipe
 ) -> tuple[ILCM, ILCMGuide]:
-    """A candidate ready to train on ``data`` ``(N, 2, D)``: :func:`build_model`, then
-    :func:`precondition`."""
+    """A candidate ready to train on ``data`` ``(N, 2, D)``: :func:`build_model`, its
+    feature transform fitted to ``data`` (``model.fit_features``), then :func:`precondition`."""
     model, guide = build_model(parts, model_seed, n, data.shape[-1])
+    model.fit_features(data)
     precondition(model, guide, data, recipe)
     return model, guide
 

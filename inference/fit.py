@@ -76,6 +76,8 @@ class FitReport:
     total_time: float
     metrics: dict[str, float] = field(default_factory=dict)
     dci_pairs: tuple[int, int] | None = None
+    dci_on_test: bool = False
+    """Whether the DCI regressors were fitted on test pairs (no separate DCI set)."""
     data: dict[str, Any] = field(default_factory=dict)
     selection: list[dict[str, float]] = field(default_factory=list)
     """Candidates of the recipe: seed and training ELBO at the selection epoch."""
@@ -120,8 +122,9 @@ class FitReport:
             fitted, scored = self.dci_pairs
             total = int(self.metrics.get("test_pairs", scored))
             subset = f"{scored} of the {total}" if scored < total else f"all {total}"
+            source = "test pairs (no separate DCI set)" if self.dci_on_test else "pairs"
             lines.append(
-                f"  DCI regressors fitted on {fitted} pairs and scored on {subset} test pairs"
+                f"  DCI regressors fitted on {fitted} {source} and scored on {subset} test pairs"
             )
         lines.append(f"  wall time: {_duration(self.total_time)} in all")
         if self.files:
@@ -410,6 +413,7 @@ def fit_ilcm(
         dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
         if "dci_disentanglement" in metrics
         else None,
+        dci_on_test=dci_train is None,
         data=_data_source(train),
         selection=chosen.selection,
         model=type(chosen.model).__name__,

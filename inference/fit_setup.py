@@ -6,6 +6,7 @@ __all__ = ["FitData", "held_out_fit_data", "toy_fit_data", "tuned_recipe"]
 
 from dataclasses import dataclass
 
+import numpy as np
 import xarray as xr
 
 from pyrocrl.inference.recipes import Recipe, get_recipe
@@ -47,19 +48,31 @@ def held_out_fit_data(
     *,
     n: int | None = None,
     held_out: float = HELD_OUT,
+    split_seed: int = 0,
 ) -> FitData:
     """A dataset's pairs for a fit: all of them to train on and ``test`` to test on, or
-    without ``test`` the last ``held_out`` of them held out.
+    without ``test`` a random ``held_out`` share of them held out (drawn with
+    ``split_seed``, so that fits with other model seeds test on the same pairs; both parts
+    keep the dataset's order).
 
     :param n: causal variables (default: those of the dataset's ground truth).
-    :raises ValueError: if ``n`` is not given and the dataset has no ground truth.
+    :raises ValueError: if ``n`` is not given and the dataset has no ground truth, or if
+        the split would leave a part empty.
     """
     n = n or train.sizes.get("latent")
     if n is None:
         raise ValueError("the dataset has no ground truth: give the number of variables n")
     if test is None:
-        cut = int((1 - held_out) * train.sizes["pair"])
-        train, test = train.isel(pair=slice(0, cut)), train.isel(pair=slice(cut, None))
+        size = train.sizes["pair"]
+        held = round(held_out * size)
+        if not 0 < held < size:
+            raise ValueError(
+                f"holding out {held_out:.0%} of {size} pairs leaves an empty part: "
+                "give more pairs or a test set"
+            )
+        rows = np.random.default_rng(split_seed).permutation(size)
+        test_rows = np.sort(rows[:held])
+        train, test = train.drop_isel(pair=test_rows), train.isel(pair=test_rows)
     return FitData(train, test, n)
 
 

@@ -106,11 +106,20 @@ class PairGuide:
 
     backend: ClassVar[ModuleType]
 
+    def noise_posterior(self, x: Any) -> tuple[Any, Any]:
+        """``(μ(x), σ(x))`` of ``q(e | x)``, each ``(*, n)``, for observations ``(*, D)`` in
+        their own units (standardized by the model's feature transform) and of any float
+        dtype (read in the encoder's)."""
+        x = self.backend.as_array(x, self.encoder.input_mean)
+        return self.encoder(self.model.standardize(x))
+
     def encode(self, x: Any, x_tilde: Any) -> tuple[Any, Any, Any, Any]:
-        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass; observations
-        of any float dtype are read in the encoder's."""
+        """``(μ(x), σ(x), μ(x~), σ(x~))``, each ``(N, n)``, in one encoder pass
+        (:meth:`noise_posterior`)."""
         b, like = self.backend, self.encoder.input_mean
-        loc, scale = self.encoder(b.concat([b.as_array(x, like), b.as_array(x_tilde, like)]))
+        loc, scale = self.noise_posterior(
+            b.concat([b.as_array(x, like), b.as_array(x_tilde, like)])
+        )
         size = x.shape[0]
         return loc[:size], scale[:size], loc[size:], scale[size:]
 
@@ -266,12 +275,15 @@ class ILCMGuide(PairGuide, PyroModule):
         order and scale; otherwise they are a change-aware whitening that training refines.
         The model class is unchanged: the map is an invertible linear layer.
 
+        The statistics are those of the features the encoder reads (standardized by the
+        model's feature transform, so fit that first).
+
         :param x, x_tilde: training pairs ``(N, D)`` with ``N`` well above ``D``.
         """
         dim = self.dim_x
         if len(x) <= 2 * dim:
             raise ValueError(f"need more than {2 * dim} pairs to precondition, got {len(x)}")
-        x, x_tilde = x.double(), x_tilde.double()
+        x, x_tilde = (self.model.standardize(torch.as_tensor(v).double()) for v in (x, x_tilde))
         static = torch.cov(x.T) + ridge * torch.eye(dim, dtype=x.dtype)
         delta = x_tilde - x
         change = delta.T @ delta / len(delta)

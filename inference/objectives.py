@@ -73,8 +73,9 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
 
     - ``intervention_entropy``: ``−w·H(mean over the batch of q(I | x, x~))``, which keeps
       all hypotheses in use;
-    - ``consistency``: ``w·(‖E[x | e] − x‖² + ‖E[x | e~] − x~‖²)`` with each view encoded
-      on its own (a plain autoencoder term);
+    - ``consistency``: ``w·(‖E[u | e] − u‖² + ‖E[u | e~] − u~‖²)`` with each view encoded
+      on its own (a plain autoencoder term), in the standardized features ``u`` the
+      networks see (``model.standardize``), so that its weight does not depend on units;
     - ``noise_norm``: ``w·(‖e‖² + ‖e~‖²)`` of those encodings;
     - ``change_sparsity``: ``w·Σ‖Δ‖₁ / Σ‖Δ‖₂`` over the batch, with ``Δ = μ(x~) − μ(x)``
       standardized per component. It is 1 when every pair changes a single noise
@@ -102,8 +103,9 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
             norm = ((e**2).sum(-1) + (e_tilde**2).sum(-1)).mean()
             out["noise_norm"] = phase.norm_weight * norm
         if _on(phase.consistency_weight):
-            mean = model.x_dist(b.concat([e, e_tilde])).mean
-            error = ((mean - b.concat([x, x_tilde])) ** 2).sum(-1).mean() * 2
+            mean = model.likelihood(b.concat([e, e_tilde])).mean  # standardized features
+            both = b.concat([b.as_array(x, mean), b.as_array(x_tilde, mean)])
+            error = ((mean - model.standardize(both)) ** 2).sum(-1).mean() * 2
             out["consistency"] = phase.consistency_weight * error
     if _on(phase.sparsity_weight) or _on(phase.balance_weight):
         both = b.concat([loc, loc_tilde])

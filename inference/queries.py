@@ -67,7 +67,7 @@ def encode(guide: ILCMGuide, x: Any, *, num_samples: int = 0) -> dict[str, torch
         samples also ``noise_samples`` and ``z_samples`` of shape ``(S, N, n)``.
     """
     x = _as_observations(x, guide.dim_x, "x")
-    locs, scales = zip(*(guide.encoder(chunk) for chunk in x.split(BATCH)), strict=True)
+    locs, scales = zip(*(guide.noise_posterior(c) for c in x.split(BATCH)), strict=True)
     loc, scale = torch.cat(locs), torch.cat(scales)
     out = {"noise": loc, "noise_scale": scale, "z": guide.model.solution(loc)}
     if num_samples:
@@ -281,7 +281,7 @@ def _counterfactual_batch(
     num_samples: int,
 ) -> dict[str, torch.Tensor]:
     if guide is not None:
-        loc, scale = guide.encoder(x)
+        loc, scale = guide.noise_posterior(x)
     else:
         loc, scale = lcm.encode(x), None
     out = _predict(lcm, loc, k, value)

@@ -42,7 +42,7 @@ def encode(guide: NumPyroILCMGuide, x: Any) -> dict[str, Array]:
     """``noise`` (the posterior mean ``μ(x)``), ``noise_scale`` and ``z = s(μ(x))``, each
     ``(N, n)``."""
     x = _observations(x, guide.dim_x, "x")
-    loc, scale = guide.encoder(x)
+    loc, scale = guide.noise_posterior(x)
     return {"noise": loc, "noise_scale": scale, "z": guide.model.solution(loc)}
 
 

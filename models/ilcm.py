@@ -13,10 +13,14 @@ from torch import nn
 
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
+from pyrocrl.features import FeatureScaling
 from pyrocrl.nets import BernoulliHead, LaplaceHead, NormalHead
 from pyrocrl.solution import AffineSolution
 
 LIKELIHOODS = {"normal": NormalHead, "laplace": LaplaceHead, "bernoulli": BernoulliHead}
+SCALED_LIKELIHOODS = ("normal", "laplace")
+"""The built-in likelihoods of location-scale families: their models hold a feature
+transform (:mod:`pyrocrl.features`)."""
 DEFAULT_OFFSET = 1e-4
 """The offset ``ε`` of ``q(I | x, x~)`` outside training (see the guide)."""
 
@@ -43,7 +47,9 @@ class PairModel:
     (:class:`~pyrocrl.models.ilcm_jax.NumPyroILCM`) run this very code. A subclass needs
     ``backend``, ``n``, ``dim_x``, ``likelihood`` (noise ``(*, n)`` ↦ a distribution over
     ``x`` with event shape ``(D,)``), ``solution`` (with ``shift_scale`` and a call
-    ``e ↦ z``) and ``intervention_probs`` ``(n + 1,)``.
+    ``e ↦ z``), ``intervention_probs`` ``(n + 1,)`` and ``features`` (``None``, or the
+    feature transform with ``loc`` and ``scale`` ``(D,)`` and a call ``x ↦ u``, see
+    :mod:`pyrocrl.features`).
     """
 
     backend: ClassVar[ModuleType]
@@ -85,8 +91,21 @@ class PairModel:
         return self.backend.InterventionValue(scale, intervention_prior)
 
     def x_dist(self, e: Any) -> Any:
-        """Observation likelihood ``p(x | e)``, event shape ``(D,)``."""
-        return self.likelihood(e)
+        """Observation likelihood ``p(x | e)``, event shape ``(D,)``, in the units of the
+        observations: the likelihood of the standardized features ``u`` (a location-scale
+        family) mapped through ``x = loc + scale · u`` by :attr:`features`."""
+        u_dist = self.likelihood(e)
+        if self.features is None:
+            return u_dist
+        base, loc, scale = u_dist.base_dist, self.features.loc, self.features.scale
+        # the parameters were checked where the likelihood made them; a non-finite value
+        # is left to the bound, which names the site
+        rescaled = type(base)(base.loc * scale + loc, base.scale * scale, validate_args=False)
+        return rescaled.to_event(1)
+
+    def standardize(self, x: Any) -> Any:
+        """The features the networks see, ``u = (x − loc) / scale`` (:attr:`features`)."""
+        return x if self.features is None else self.features(x)
 
     def pair_factors(self, size: int) -> None:
         """Extra log-density terms of each pair (``factor`` sites), called inside the pair
@@ -171,6 +190,11 @@ class ILCM(PairModel, PyroModule):
         Gaussian MLP), ``"laplace"``, ``"bernoulli"``, or any module.
     :param solution: solution function; default :class:`~pyrocrl.solution.AffineSolution`.
     :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over {none, z1 … zn}.
+
+    With the built-in Normal or Laplace likelihood, :attr:`features` is a
+    :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
+    :meth:`fit_features`): the networks see standardized features, the model speaks in the
+    observations' units. Otherwise it is ``None``.
     """
 
     backend = pyro_backend
@@ -209,6 +233,8 @@ class ILCM(PairModel, PyroModule):
         if probs.shape != (n + 1,) or (probs < 0).any() or abs(float(probs.sum()) - 1) > 1e-6:
             raise ValueError(f"intervention_probs must be {n + 1} probabilities summing to 1")
         self.register_buffer("intervention_probs", probs)
+        self.features = FeatureScaling(dim_x) if likelihood in SCALED_LIKELIHOODS else None
+        self._register_load_state_dict_pre_hook(_identity_features, with_module=True)
         # enough to rebuild the model from a checkpoint, when its parts are the built-in ones
         self.config = {
             "dim_x": dim_x,
@@ -218,8 +244,26 @@ class ILCM(PairModel, PyroModule):
             "solution": "affine" if solution is None else None,
         }
 
+    def fit_features(self, x: Any) -> None:
+        """Fit :attr:`features` to training observations ``(*, D)`` (pairs ``(N, 2, D)``:
+        both worlds); nothing to fit without them.
+
+        :raises DatasetError: on a constant feature (see
+            :meth:`~pyrocrl.features.FeatureScaling.fit`).
+        """
+        if self.features is not None:
+            self.features.fit(x)
+
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.model(*args, **kwargs)
+
+
+def _identity_features(model: "ILCM", state: dict, prefix: str, *_: Any) -> None:
+    """Checkpoints written before models held a feature transform were trained on the
+    observations as they were: their transform is the identity."""
+    if model.features is not None and prefix + "features.loc" not in state:
+        state[prefix + "features.loc"] = torch.zeros_like(model.features.loc)
+        state[prefix + "features.scale"] = torch.ones_like(model.features.scale)
 
 
 def intervention_mask(backend: ModuleType, target: Any, n: int) -> tuple[Any, Any]:

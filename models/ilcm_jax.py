@@ -34,15 +34,21 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
     :param likelihood, solution: Equinox twins of the networks (:mod:`pyrocrl.nets_jax`).
     :param intervention_probs: ``π``, shape ``(n + 1,)``.
     :param config: the Pyro model's configuration.
+    :param features: the twin of its feature transform (``None``: none).
     """
 
     backend = numpyro_backend
-    parts = ("likelihood", "solution", "intervention_probs")
+    parts = ("likelihood", "solution", "intervention_probs", "features")
 
     def __init__(
-        self, likelihood: Any, solution: Any, intervention_probs: Any, config: dict[str, Any]
+        self,
+        likelihood: Any,
+        solution: Any,
+        intervention_probs: Any,
+        config: dict[str, Any],
+        features: Any = None,
     ) -> None:
-        self.likelihood, self.solution = likelihood, solution
+        self.likelihood, self.solution, self.features = likelihood, solution, features
         self.intervention_probs = jnp.asarray(intervention_probs)
         self.config = dict(config)
         self.dim_x, self.n = int(config["dim_x"]), int(config["n"])
@@ -60,7 +66,9 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
             )
         kind = TWIN_CLASSES.get(config.get("model", "ilcm"), cls)
         probs = model.intervention_probs.detach().cpu().numpy()
-        return kind(nets_jax.twin(model.likelihood), nets_jax.twin(model.solution), probs, config)
+        networks = (nets_jax.twin(model.likelihood), nets_jax.twin(model.solution))
+        features = None if model.features is None else nets_jax.twin(model.features)
+        return kind(*networks, probs, config, features)
 
 
 class NumPyroELCM(GraphPrior, NumPyroILCM):

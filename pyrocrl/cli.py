@@ -74,6 +74,16 @@ _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative")
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
+
 # --- the parser: one function per subcommand -----------------------------------------------
 
 
@@ -119,7 +129,8 @@ def _add_simulate(commands: Subparsers) -> None:
         choices=SIMULATOR_NAMES,
         help=(
             "scaling: random linear SCM + rotation (default); toy2d: nonlinear 2-D toy; "
-            "causalcircuit: a robot finger and three lights, rendered with MuJoCo"
+            "causalcircuit: a robot finger and three lights, rendered with MuJoCo; "
+            "chamber: the light tunnel of the causal chambers (needs pyrocrl[chamber])"
         ),
     )
     sim.add_argument("--n", type=_positive_int, help="number of causal variables (scaling: 4)")
@@ -131,11 +142,21 @@ def _add_simulate(commands: Subparsers) -> None:
     sim.add_argument(
         "--resolution",
         type=_int_at_least(8, "images need at least 8 pixels a side"),
-        default=64,
-        help="causalcircuit: image size in pixels (default 64, up to 512)",
+        help="causalcircuit, chamber --mode images: image size in pixels (default 64, up to 512)",
     )
     sim.add_argument(
         "--workers", type=_positive_int, help="causalcircuit: rendering processes (default: CPUs)"
+    )
+    sim.add_argument(
+        "--mode",
+        choices=("sensors", "images"),
+        help="chamber: observe the sensor readings (5 variables, default) or camera images (3)",
+    )
+    sim.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        help="chamber sensors: noise sd as a fraction of each sensor's span (default 0; 0.01 "
+        "is the documented noisy level)",
     )
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
@@ -353,22 +374,38 @@ def _headless() -> None:
 
 def _simulate(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, save
-    from pyrocrl.data.catalog import CIRCUIT, CIRCUIT_VARIABLES, MAX_RESOLUTION, simulate_dataset
+    from pyrocrl.data.catalog import (
+        CHAMBER,
+        CIRCUIT,
+        CIRCUIT_VARIABLES,
+        MAX_RESOLUTION,
+        simulate_dataset,
+    )
 
+    resolution = 64 if args.resolution is None else args.resolution
     if args.simulator == CIRCUIT and args.n not in (None, CIRCUIT_VARIABLES):
         raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {args.n}")
-    if args.simulator == CIRCUIT and args.resolution > MAX_RESOLUTION:
-        raise ValueError(f"--resolution must be at most 512, got {args.resolution}")
+    if args.simulator in (CIRCUIT, CHAMBER) and resolution > MAX_RESOLUTION:
+        raise ValueError(f"--resolution must be at most 512, got {resolution}")
+    if args.simulator == CHAMBER:
+        _check_chamber_flags(args)
+    elif args.mode is not None or args.noise is not None:
+        raise ValueError(f"--mode and --noise are options of chamber, not {args.simulator}")
     start = time.perf_counter()
-    ds = simulate_dataset(
-        args.simulator,
-        args.pairs,
-        n=args.n,
-        seed=args.seed,
-        graph_seed=args.graph_seed,
-        resolution=args.resolution,
-        workers=args.workers,
-    )
+    try:
+        ds = simulate_dataset(
+            args.simulator,
+            args.pairs,
+            n=args.n,
+            seed=args.seed,
+            graph_seed=args.graph_seed,
+            resolution=resolution,
+            workers=args.workers,
+            mode=args.mode,
+            noise=args.noise,
+        )
+    except ImportError as error:  # an optional simulator's package is missing
+        raise ValueError(str(error)) from None
     elapsed = time.perf_counter() - start
     save(ds, args.output)
     print(describe(ds))
@@ -378,6 +415,17 @@ def _simulate(args: argparse.Namespace) -> None:
 
         _headless()
         print(f"wrote {plot_dataset(ds, args.plot)}")
+
+
+def _check_chamber_flags(args: argparse.Namespace) -> None:
+    """Flags that mean nothing for the light tunnel, or for its chosen mode."""
+    images = args.mode == "images"
+    if args.workers is not None:
+        raise ValueError("--workers is an option of causalcircuit; chamber renders in-process")
+    if args.resolution is not None and not images:
+        raise ValueError("--resolution is the size of chamber's images: add --mode images")
+    if args.noise and images:
+        raise ValueError("--noise is a level of chamber's sensors: images are noise-free")
 
 
 def _fit(args: argparse.Namespace) -> None:

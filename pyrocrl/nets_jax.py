@@ -18,6 +18,7 @@ arrays here too, read through ``stop_gradient`` so that training leaves them alo
 
 __all__ = [
     "TWINS",
+    "FeatureScaling",
     "GaussianEncoder",
     "Linear",
     "ReLU",
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pyrocrl import nets, solution
+from pyrocrl import features, nets, solution
 from pyrocrl.backends import numpyro as numpyro_backend
 
 Array = jax.Array
@@ -117,6 +118,16 @@ class NormalHead(GaussianEncoder):
         return numpyro_backend.dist.Normal(loc, scale).to_event(1)
 
 
+class FeatureScaling(eqx.Module):
+    """``u = (x − loc) / scale`` as :class:`pyrocrl.features.FeatureScaling` (fixed)."""
+
+    loc: Array
+    scale: Array
+
+    def __call__(self, x: Array) -> Array:
+        return (x - sg(self.loc)) / sg(self.scale)
+
+
 class AffineSolution(solution.AffineSolutionMaths, eqx.Module):
     """The implicit solution function of :class:`pyrocrl.solution.AffineSolution`."""
 
@@ -155,6 +166,7 @@ TWINS: dict[type, type] = {
     nets.StackedMLP: StackedMLP,
     nets.GaussianEncoder: GaussianEncoder,
     nets.NormalHead: NormalHead,
+    features.FeatureScaling: FeatureScaling,
     solution.AffineSolution: AffineSolution,
     solution.GraphSolution: GraphSolution,
 }

@@ -30,7 +30,7 @@ from pyrocrl.inference.objectives import (  # noqa: E402
     regularizers,
 )
 from pyrocrl.inference.queries import predict_targets  # noqa: E402
-from pyrocrl.inference.recipes import Recipe, get_recipe  # noqa: E402
+from pyrocrl.inference.recipes import get_recipe  # noqa: E402
 from pyrocrl.inference.svi_jax import NETWORKS, JAXTrainer, Schedule, ilcm_loss  # noqa: E402
 from pyrocrl.io import load_checkpoint, save_checkpoint  # noqa: E402
 from pyrocrl.metrics import intervention_accuracy  # noqa: E402
@@ -113,7 +113,15 @@ def _modules(n=3, dim_x=4, hidden=(16, 16), kind=ILCM):
         for p in [*model.parameters(), *guide.parameters()]:
             p.add_(0.05 * torch.randn_like(p))
         guide.encoder.input_transform.copy_(torch.randn(dim_x, dim_x))
+        model.features.loc.copy_(3 * torch.randn(dim_x))  # observations in other units
+        model.features.scale.copy_(0.5 + 2 * torch.rand(dim_x))
     return model, guide
+
+
+def _standardized(model, x):
+    """``(u, log|du/dx|)`` of observations under the model's feature transform, by hand."""
+    loc, scale = model.features.loc.numpy(), model.features.scale.numpy()
+    return (_np(x) - loc) / scale, -np.log(scale).sum()
 
 
 def _traces(backend, model, guide, x, x_tilde, **options):
@@ -182,15 +190,17 @@ def test_site_log_densities_are_the_closed_forms(backend):
         value_density = stats.norm.logpdf(v) if prior else np.log(scale[rows, k])
         e_tilde = e.copy()
         e_tilde[rows[t > 0], k[t > 0]] = (shift + scale * v[:, None])[rows, k][t > 0]
-        with torch.no_grad():
-            log_x = pyro_model.likelihood(values["noise"]).log_prob(x).numpy()
-            log_x_tilde = pyro_model.likelihood(torch.as_tensor(e_tilde)).log_prob(x_tilde)
+        (u, jacobian), (u_tilde, _) = (_standardized(pyro_model, a) for a in (x, x_tilde))
+        with torch.no_grad():  # the density of x is that of u = (x - loc) / scale, rescaled
+            log_x = pyro_model.likelihood(values["noise"]).log_prob(torch.as_tensor(u))
+            log_x_tilde = pyro_model.likelihood(torch.as_tensor(e_tilde))
+            log_x_tilde = log_x_tilde.log_prob(torch.as_tensor(u_tilde))
         expected = {
             "noise": stats.norm.logpdf(e).sum(-1),
             "target": np.full(size, math.log(1 / (n + 1))),
             "value": np.where(t > 0, value_density, 0.0),
-            "x": log_x,
-            "x_tilde": log_x_tilde.numpy(),
+            "x": log_x.numpy() + jacobian,
+            "x_tilde": log_x_tilde.numpy() + jacobian,
         }
         for name, density in expected.items():
             np.testing.assert_allclose(
@@ -234,12 +244,13 @@ def test_elbo_is_the_hand_computed_sum_over_hypotheses(backend):
             log_q = log_q + q_v.logpdf(v)
             log_p = log_p + stats.norm.logpdf(v)
             e_tilde[:, k] = shift[:, k] + sol_scale[:, k] * v
+        (u, jacobian), (u_tilde, _) = (_standardized(pyro_model, a) for a in (x, x_tilde))
         with torch.no_grad():
             likelihood = pyro_model.likelihood
             log_lik = (
-                likelihood(torch.tensor(e)).log_prob(x)
-                + likelihood(torch.tensor(e_tilde)).log_prob(x_tilde)
-            ).numpy()
+                likelihood(torch.tensor(e)).log_prob(torch.as_tensor(u))
+                + likelihood(torch.tensor(e_tilde)).log_prob(torch.as_tensor(u_tilde))
+            ).numpy() + 2 * jacobian
         weight = probs[:, h]
         total += weight * (log_lik + log_p - log_q - np.log(weight))
     np.testing.assert_allclose(elbo, total, rtol=1e-5, atol=1e-4)
@@ -338,6 +349,7 @@ def test_regularizers_are_their_formulas(backend):
     aggregate = p.mean(0)
     with torch.no_grad():
         mean = modules[0].likelihood(torch.cat([loc, loc_t])).mean.numpy()
+    both = _standardized(modules[0], torch.cat([x, x_tilde]))[0]  # in the features' units
     delta = (lt - lo) / np.concatenate([lo, lt]).std(0, ddof=1)
     norms = np.linalg.norm(delta, axis=-1)
     share = ((delta**2) / norms[:, None]).sum(0)
@@ -345,7 +357,7 @@ def test_regularizers_are_their_formulas(backend):
     expected = {
         "intervention_entropy": 0.7 * (aggregate * np.log(aggregate)).sum(),
         "noise_norm": 0.2 * ((lo**2).sum(-1) + (lt**2).sum(-1)).mean(),
-        "consistency": 0.3 * 2 * ((mean - np.concatenate([x, x_tilde])) ** 2).sum(-1).mean(),
+        "consistency": 0.3 * 2 * ((mean - both) ** 2).sum(-1).mean(),
         "change_sparsity": 0.5 * np.abs(delta).sum() / norms.sum(),
         "change_balance": 0.4 * (share * np.log(share * 3)).sum(),
     }
@@ -564,40 +576,18 @@ def test_only_built_in_parts_have_twins():
         )
 
 
-SHORT = Recipe(
-    name="short",
-    epochs=2.0,
-    lr=3e-3,
-    pretrain_epochs=0.2,
-    beta_ramp=(0.2, 0.6),
-    intervention_prior_epoch=0.6,
-    deterministic_epoch=1.6,
-    sparsity_weight=10.0,
-    balance_weight=10.0,
-    sparsity_decay=(0.6, 1.0),
-    posterior_power=0.1,
-    posterior_power_ramp=(0.2, 0.8),
-    offset=(0.025, 1e-4),
-    offset_decay=(0.2, 0.6),
-    consistency_weight=0.01,
-    norm_weight=0.01,
-    norm_decay=(0.2, 0.6),
-    precondition=True,
-)
-
-
 @pytest.fixture(scope="module")
 def toy():
     lcm = make_simulator("scaling", 2, 3)
     return simulate_splits(lcm, 5, {"train": 3200, "test": 1000})
 
 
-def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path):
+def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path, short_recipe):
     _, _, report = fit_ilcm(
         toy["train"],
         2,
         test=toy["test"],
-        recipe=SHORT,
+        recipe=short_recipe,
         hidden=(16, 16),
         backend="jax",
         output=tmp_path,
@@ -613,17 +603,19 @@ def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path):
     assert accuracy == pytest.approx(report.metrics["intervention_accuracy"])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["backend"] == "jax"  # the only file
     with pytest.raises(TrainingError, match="JAX backend"):  # the other backend refuses it
-        fit_ilcm(toy["train"], 2, recipe=SHORT, hidden=(16, 16), output=tmp_path, progress=False)
+        fit_ilcm(
+            toy["train"], 2, recipe=short_recipe, hidden=(16, 16), output=tmp_path, progress=False
+        )
     with pytest.raises(ValueError, match="validate_every"):
         fit_ilcm(toy["train"], 2, backend="jax", validate_every=10)
 
 
-def test_resume_is_exact_and_leaks_no_tracer(toy, tmp_path):
+def test_resume_is_exact_and_leaks_no_tracer(toy, tmp_path, short_recipe):
     torch.manual_seed(0)
     data = toy["train"]["x"].values[:1280]
     model = ILCM(2, 2, hidden=(8,))
     guide = ILCMGuide(model, hidden=(8,))
-    recipe = SHORT.replace(precondition=False)
+    recipe = short_recipe.replace(precondition=False)
 
     def trainer(path=None):
         twin = NumPyroILCM.from_torch(model)

@@ -6,6 +6,7 @@ import json
 import time
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 
@@ -271,6 +272,18 @@ def test_toy_and_dataset_fit_data():
     held = held_out_fit_data(toy.train)
     assert (held.n, held.train.sizes["pair"], held.test.sizes["pair"]) == (2, 90, 10)
     assert held.dci is None
+    # a seeded random share, not the tail; the parts are disjoint and cover the dataset
+    x, test_x = toy.train["x"].values, held.test["x"].values
+    rows = [int(np.flatnonzero((x == row).all((1, 2)))[0]) for row in test_x]
+    assert rows == sorted(rows) and rows != list(range(90, 100))
+    both = np.concatenate([held.train["x"].values, test_x])
+    assert sorted(map(bytes, both)) == sorted(map(bytes, x))
+    again = held_out_fit_data(toy.train)
+    np.testing.assert_array_equal(again.test["x"].values, test_x)
+    other = held_out_fit_data(toy.train, split_seed=1)
+    assert not np.array_equal(other.test["x"].values, test_x)
+    with pytest.raises(ValueError, match="leaves an empty part"):
+        held_out_fit_data(toy.train.isel(pair=slice(0, 1)))
     assert held_out_fit_data(toy.train, toy.test, n=3).test is toy.test
     with pytest.raises(ValueError, match="no ground truth"):
         held_out_fit_data(toy.train.drop_dims("latent"))

@@ -33,11 +33,22 @@ def _toy2d(n: int | None, graph_seed: int) -> GroundTruthLCM:
     return toy2d()
 
 
+def _chamber(n: int | None, graph_seed: int) -> GroundTruthLCM:
+    if n not in (None, 5):
+        raise ValueError(f"the light tunnel's sensors see exactly 5 causal variables, got n={n}")
+    from pyrocrl.models.light_tunnel import chamber  # causalchamber: only when used
+
+    return chamber(graph_seed)
+
+
 SIMULATORS: dict[str, Callable[[int | None, int], GroundTruthLCM]] = {
     "scaling": _scaling,
     "toy2d": _toy2d,
+    "chamber": _chamber,
 }
-"""Built-in simulators by name: ``(n, graph_seed) → GroundTruthLCM``."""
+"""Built-in simulators by name: ``(n, graph_seed) → GroundTruthLCM``. ``"chamber"`` is the
+light tunnel's sensor model, noise-free (:func:`pyrocrl.models.light_tunnel.chamber`; it needs the
+optional package ``causalchamber``)."""
 
 
 def make_simulator(name: str, n: int | None = None, graph_seed: int = 0) -> GroundTruthLCM:
