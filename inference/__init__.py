@@ -4,7 +4,8 @@ The main names of each module, re-exported here: fitting and loading models
 (:func:`fit_ilcm`, :func:`load_ilcm`), the guide (:class:`ILCMGuide`), the objective and
 its training loop (:class:`PairELBO`, :class:`ILCMObjective`, :class:`Trainer`, recipes),
 causal queries (:func:`do`, :func:`encode`, :func:`counterfactual`, …), graph discovery
-(:func:`learn_graph`) and evaluation (:func:`evaluate`). The JAX backend
+(:func:`learn_graph`), evaluation (:func:`evaluate`) and the label-free agreement of
+fits from several seeds (:func:`seed_agreement`, :func:`trust_report`). The JAX backend
 (``pyrocrl.inference.svi_jax``, ``guides_jax``, ``queries_jax``) needs the optional
 ``jax`` extra and is not imported here; neither are the posterior checks
 (``diagnostics``, ``scm_check``) and the image reduction (``reduce``), which have modules
@@ -28,6 +29,7 @@ from pyrocrl.inference.queries import (
 )
 from pyrocrl.inference.recipes import Phase, Recipe, get_recipe
 from pyrocrl.inference.svi import Trainer
+from pyrocrl.inference.trust import seed_agreement, trust_report
 
 __all__ = [
     "FitReport",
@@ -52,4 +54,6 @@ __all__ = [
     "load_ilcm",
     "predict_targets",
     "scale_latents",
+    "seed_agreement",
+    "trust_report",
 ]

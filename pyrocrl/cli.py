@@ -187,6 +187,14 @@ def _add_fit(commands: Subparsers) -> None:
     )
     _add_fit_data(fit)
     fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
+    fit.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="fit K model seeds (--seed, --seed+1, …; each in OUTPUT/seed-S) and report how "
+        "well they agree: a label-free check of the result",
+    )
     _add_fit_recipe(fit)
     fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
     fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
@@ -450,23 +458,45 @@ def _fit(args: argparse.Namespace) -> None:
         f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
         f"{data.train.sizes['pair']} pairs ..."
     )
-    _, _, report = fit_ilcm(
-        data.train,
-        data.n,
-        test=data.test,
-        dci_train=data.dci,
-        recipe=recipe,
-        seed=args.seed,
-        dci_pairs=(min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
-        output=args.output,
-        resume=not args.fresh,
-        validate_every=args.validate_every,
-        validate_model=args.validate_model,
-        model=args.model,
-        backend=args.backend,
-    )
-    report.total_time = time.perf_counter() - start  # with the data and JAX's start-up
-    print(report.format())
+    seeds = [args.seed + k for k in range(args.seeds)]
+    fits = []
+    for seed in seeds:
+        output = args.output if len(seeds) == 1 else args.output / f"seed-{seed}"
+        model, guide, report = fit_ilcm(
+            data.train,
+            data.n,
+            test=data.test,
+            dci_train=data.dci,
+            recipe=recipe,
+            seed=seed,
+            dci_pairs=(min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
+            output=output,
+            resume=not args.fresh,
+            validate_every=args.validate_every,
+            validate_model=args.validate_model,
+            model=args.model,
+            backend=args.backend,
+        )
+        report.total_time = time.perf_counter() - start  # with the data and JAX's start-up
+        print(report.format())
+        fits.append((model, guide))
+    if len(fits) > 1:
+        _report_agreement(fits, data.test, args.output)
+
+
+def _report_agreement(fits: list[Any], test: Any, output: Path) -> None:
+    """Print and save (``OUTPUT/trust.json``) how well the fits of several seeds agree on
+    the test pairs."""
+    import torch
+
+    from pyrocrl.inference.trust import trust_report
+    from pyrocrl.io import write_json
+
+    x = torch.as_tensor(test["x"].values[:10_000])
+    trust = trust_report(fits, x[:, 0], x[:, 1])
+    print(trust.format())
+    path = write_json(output / "trust.json", trust.to_dict())
+    print(f"  wrote {path}")
 
 
 def _fit_data(args: argparse.Namespace) -> Any:

@@ -1,0 +1,154 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # A real physical system: the light tunnel of the causal chambers
+#
+# Everything so far was data pyrocrl generated itself. This tutorial brings the readings
+# of a real system: the light tunnel of the causal chambers (Gamella, Peters & Bühlmann,
+# 2025), through the calibrated sensor model of the `causalchamber` package. Its causal
+# variables are the tunnel's actuators — the brightness of a red, a green and a blue LED
+# and the angles of two polarizers — and what a user records are nine raw sensor readings
+# in their own units (light intensities up to ~7·10⁴, a current, two angle encoders).
+#
+# We (1) simulate weakly supervised pairs, (2) fit an ILCM to the raw readings — the model
+# standardizes them itself — and answer a counterfactual in sensor units, (3) compare with
+# what a supervised read-out could reach, and (4) find out which readings make this system
+# hard. Needs `pip install 'pyrocrl[chamber,jax]'`.
+
+# %%
+import os
+
+import numpy as np
+import torch
+
+from pyrocrl.data.catalog import simulate_dataset
+from pyrocrl.inference.fit import fit_ilcm
+from pyrocrl.inference.queries import counterfactual, encode, intervention_posterior
+from pyrocrl.inference.recipes import get_recipe
+
+torch.set_num_threads(1)
+smoke_test = "CI" in os.environ
+pairs, test_pairs = (3_000, 500) if smoke_test else (100_000, 10_000)
+recipe = get_recipe("fast").scaled(0.3) if smoke_test else get_recipe("fast")
+backend = "torch" if smoke_test else "jax"  # a few steps: not worth compiling for
+
+# %% [markdown]
+# ## 1. Pairs from the tunnel
+#
+# `simulate_dataset("chamber", …)` draws the actuators from a linear SCM over standardized
+# latents (default graph `red → green → blue`, `red → pol_1 → pol_2`), maps each to its
+# range (LEDs 0–255, polarizers −90°…90°) and reads the sensors. Each pair is a setting
+# before and after an unknown intervention on one actuator. The test pairs share the graph
+# (`graph_seed`) but are drawn with another seed.
+
+# %%
+train = simulate_dataset("chamber", pairs, seed=0, graph_seed=0)
+test = simulate_dataset("chamber", test_pairs, seed=10_000, graph_seed=0)
+names = list(train["feature"].values)
+x = train["x"].values
+for k, name in enumerate(names):
+    print(f"{name:>8s}: {x[..., k].min():10.2f} … {x[..., k].max():10.2f}  ({x.dtype})")
+
+# %% [markdown]
+# ## 2. Fit on the raw readings
+#
+# No hand standardization: the model fits its feature transform on the training pairs
+# (`model.features`), its encoder reads standardized features and its likelihood speaks in
+# sensor units. So the counterfactual below comes back as sensor readings.
+
+# %%
+model, guide, report = fit_ilcm(
+    train, 5, test=test, recipe=recipe, backend=backend, progress=False
+)
+print(report.format())
+print(
+    "feature transform:",
+    model.features.loc.numpy().round(1),
+    model.features.scale.numpy().round(1),
+)
+
+# %%
+readings = torch.as_tensor(test["x"].values[:3, 0])
+answer = counterfactual(model, readings, {1: 1.5}, guide=guide)  # do(learned z1 = 1.5)
+for before, after in zip(readings.numpy(), answer["x_tilde"].numpy(), strict=True):
+    print("before", before.round(0), "\nafter ", after.round(0))
+
+# %% [markdown]
+# ## 3. How good is it, and how good could it be?
+#
+# The labels are known here, so we can ask what any representation of these readings could
+# reach: an MLP trained *with* the labels reads the five actuators back. Far above the
+# ILCM's DCI, the information is in the readings; the weak supervision is not extracting it.
+# The confusion of the intervention posterior shows which interventions it mistakes.
+
+
+# %%
+def readout_r2(train, test, steps=2000 if smoke_test else 4000):
+    torch.manual_seed(0)
+    xs, zs = (torch.as_tensor(train[k].values[:, 0]).float() for k in ("x", "z"))
+    xt, zt = (torch.as_tensor(test[k].values[:, 0]).float() for k in ("x", "z"))
+    loc, scale = xs.mean(0), xs.std(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(xs.shape[1], 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, zs.shape[1]),
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(steps):
+        rows = torch.randint(0, len(xs), (256,))
+        loss = ((net((xs[rows] - loc) / scale) - zs[rows]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        residual = ((net((xt - loc) / scale) - zt) ** 2).mean(0)
+    return (1 - residual / zt.var(0)).numpy()
+
+
+print("supervised read-out R² per actuator:", readout_r2(train, test).round(3))
+both = torch.as_tensor(test["x"].values)
+predicted = intervention_posterior(guide, both[:, 0], both[:, 1]).argmax(-1).numpy()
+confusion = np.zeros((6, 6), int)
+np.add.at(confusion, (test["target"].values, predicted), 1)
+print("true target (rows: none, red, green, blue, pol_1, pol_2) × inferred (none, z1 … z5):")
+print(confusion)
+
+# %% [markdown]
+# ## 4. Which readings make it hard?
+#
+# The sensors after both polarizers (`ir_3`, `vis_3`) see the light of all three LEDs
+# *multiplied* by Malus's law, `cos²(θ1 − θ2)`: the only readings that are products of
+# causal variables. Leave them out and fit again (full mode, 100,000 pairs, seed 0: DCI
+# 0.43 → 0.95 and intervention accuracy 0.55 → 0.97). Dropping them is a diagnosis, not
+# a fix — they carry information about the polarizers — and the note of the issue on real
+# data records what has been ruled out so far (decoder variance floor, network size,
+# preconditioning).
+
+# %%
+keep = [name for name in names if name not in ("ir_3", "vis_3")]
+_, small_guide, small = fit_ilcm(
+    train.sel(feature=keep),
+    5,
+    test=test.sel(feature=keep),
+    recipe=recipe,
+    backend=backend,
+    progress=False,
+)
+for label, r in (("all nine readings", report), ("without ir_3, vis_3", small)):
+    m = r.metrics
+    print(
+        f"{label:>22s}: DCI {m['dci_disentanglement']:.3f}, "
+        f"accuracy {m['intervention_accuracy']:.3f}"
+    )
+learned = encode(small_guide, torch.as_tensor(test.sel(feature=keep)["x"].values[:, 0]))["z"]
+print("learned variables:", tuple(learned.shape))
