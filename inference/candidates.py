@@ -199,6 +199,7 @@ def make_trainer(
     *,
     seed: int,
     checkpoint: Path | None = None,
+    checkpoint_every: int = 2000,
     backend: str = "torch",
     progress: bool | None = None,
     validate_every: int | None = None,
@@ -211,7 +212,8 @@ def make_trainer(
     :class:`~pyrocrl.inference.objectives.ILCMObjective`, or for ``backend="jax"`` the
     :class:`~pyrocrl.inference.svi_jax.TwinTrainer`.
 
-    :param seed: the candidate's model seed; :param checkpoint: where it checkpoints.
+    :param seed: the candidate's model seed; :param checkpoint: where it checkpoints, every
+        ``checkpoint_every`` steps and at the end.
     :param test: with ``validate_every``, evaluated while training
         (:func:`validation_metrics`, seeded by ``evaluation_seed``).
     """
@@ -219,7 +221,13 @@ def make_trainer(
         from pyrocrl.inference.svi_jax import TwinTrainer
 
         return TwinTrainer(
-            model, guide, recipe, seed=seed, checkpoint=checkpoint, progress=progress
+            model,
+            guide,
+            recipe,
+            seed=seed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
         )
     validation = None
     if test is not None and validate_every:
@@ -231,6 +239,7 @@ def make_trainer(
         recipe,
         seed=seed,
         checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
         validation=validation,
         validate_every=validate_every,
         progress=progress,

@@ -118,7 +118,14 @@ def check_model(
         found = learn_graph(model, guide, x[:, 0], x[:, 1], method=method, seed=seed)
     start = time.perf_counter()
     tree = diagnostics.to_datatree(
-        model, guide, data, num_samples=samples, seed=seed, graph=found, metrics=metrics
+        model,
+        guide,
+        data,
+        num_samples=samples,
+        max_pairs=None,
+        seed=seed,
+        graph=found,
+        metrics=metrics,
     )
     if scm:
         tree["scm"] = linear_scm_over_graph(guide, x, found, seed=seed)

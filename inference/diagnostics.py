@@ -57,6 +57,7 @@ import xarray as xr
 from pyro import poutine
 
 from pyrocrl import sites
+from pyrocrl.io import save_figure, write_netcdf
 from pyrocrl.metrics import match_interventions
 from pyrocrl.observations import check_observations
 
@@ -251,8 +252,8 @@ def check_datatree(tree: xr.DataTree, groups: tuple[str, ...] = GROUPS) -> None:
 
 
 def save_datatree(tree: xr.DataTree, path: str | os.PathLike) -> None:
-    """Write a DataTree to NetCDF (HDF5 groups, through h5netcdf)."""
-    tree.to_netcdf(path, engine="h5netcdf")
+    """Write a DataTree to NetCDF (HDF5 groups, through h5netcdf), atomically."""
+    write_netcdf(tree, path)
 
 
 def load_datatree(path: str | os.PathLike) -> xr.DataTree:
@@ -396,21 +397,21 @@ def write_checks(tree: xr.DataTree, directory: str | os.PathLike) -> list[Path]:
             tree, var_names=["x", "x_tilde"], backend="matplotlib", num_samples=min(50, draws)
         )
     try:
-        plots.savefig(directory / "ppc.png", dpi=110)
+        save_figure(plots, directory / "ppc.png", dpi=110)
     finally:  # ArviZ made the figure through pyplot: close it, and only it
         plt.close(plots.viz["figure"].item())
     paths.append(directory / "ppc.png")
     figure = Figure(figsize=(6, 3.5))
     plot_pareto_k(loo(tree)["pareto_k"], ax=figure.subplots())
     figure.tight_layout()
-    figure.savefig(directory / "pareto_k.png", dpi=110)
+    save_figure(figure, directory / "pareto_k.png", dpi=110)
     paths.append(directory / "pareto_k.png")
     has_targets = "ground_truth" in tree.children and "target" in tree["ground_truth"]
     if "intervention" in tree.children and has_targets:
         figure = Figure(figsize=(4.5, 4.5))
         plot_reliability(calibration(tree), ax=figure.subplots())
         figure.tight_layout()
-        figure.savefig(directory / "calibration.png", dpi=110)
+        save_figure(figure, directory / "calibration.png", dpi=110)
         paths.append(directory / "calibration.png")
     if "graph" in tree.children:
         graph = tree["graph"]
@@ -418,6 +419,6 @@ def write_checks(tree: xr.DataTree, directory: str | os.PathLike) -> list[Path]:
         plot_graph(
             graph["adjacency"].values, names=list(graph["cause"].values), ax=figure.subplots()
         )
-        figure.savefig(directory / "graph.png", dpi=110)
+        save_figure(figure, directory / "graph.png", dpi=110)
         paths.append(directory / "graph.png")
     return paths

@@ -40,6 +40,7 @@ import xarray as xr
 from torch import nn
 
 from pyrocrl.errors import CheckpointError
+from pyrocrl.features import FeatureScaling
 from pyrocrl.inference.candidates import (
     CHECKPOINT_FILE,
     MODELS,
@@ -57,9 +58,16 @@ from pyrocrl.inference.candidates import (
 from pyrocrl.inference.evaluate import evaluate
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.recipes import Recipe, get_recipe
-from pyrocrl.inference.svi import pairs_tensor
-from pyrocrl.io import load_checkpoint, write_json
-from pyrocrl.models.ilcm import ILCM
+from pyrocrl.inference.runs import run_directory, run_fingerprint
+from pyrocrl.inference.svi import pairs_tensor, run_length
+from pyrocrl.io import (
+    check_sizes,
+    check_state_dict,
+    load_checkpoint,
+    save_figure,
+    write_json,
+)
+from pyrocrl.models.ilcm import ILCM, SCALED_LIKELIHOODS
 
 
 @dataclass
@@ -137,7 +145,7 @@ def _save_history_plot(history: list[dict[str, Any]], path: Path) -> Path:
 
     from pyrocrl.plots import plot_history
 
-    plot_history(history, figure=Figure()).savefig(path, dpi=110)
+    save_figure(plot_history(history, figure=Figure()), path, dpi=110)
     return path
 
 
@@ -188,14 +196,36 @@ def build_ilcm(
 
 
 def load_ilcm(path: str | os.PathLike) -> tuple[ILCM, ILCMGuide]:
-    """Model and guide from a checkpoint written by :func:`fit_ilcm` or the trainer."""
+    """Model and guide from a checkpoint written by :func:`fit_ilcm` or the trainer.
+
+    The checkpoint is checked before anything is built from it: its configurations must be
+    complete and their sizes those of its tensors, and the tensors must be exactly those
+    of the model and guide they describe (:func:`~pyrocrl.io.check_state_dict`).
+
+    :raises FileNotFoundError: if there is no file.
+    :raises CheckpointError: naming what is wrong with the file.
+    """
     payload = load_checkpoint(path)
-    config = payload.get("model_config") or {}
-    if "dim_x" not in config:
+    config = payload.get("model_config")
+    guide_config = payload.get("guide_config")
+    if not isinstance(config, dict) or "dim_x" not in config or "n" not in config:
         raise CheckpointError(f"{path} holds no model configuration")
-    model, guide = build_ilcm(
-        config["dim_x"], config["n"], model_config=config, guide_config=payload["guide_config"]
-    )
+    for part in ("model", "guide"):
+        if not isinstance(payload.get(part), dict):
+            raise CheckpointError(f"{path} holds no {part} state")
+    check_sizes(config, ("dim_x", "n", "hidden"), payload["model"], path, "model")
+    guide_config = guide_config if isinstance(guide_config, dict) else {}
+    check_sizes(guide_config, ("hidden",), payload["guide"], path, "guide")
+    try:
+        model, guide = build_ilcm(
+            config["dim_x"], config["n"], model_config=config, guide_config=guide_config
+        )
+    except (TypeError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"{path}: its configuration builds no model: {error}") from error
+    check_state_dict(model, payload["model"], path, "model")
+    check_state_dict(guide, payload["guide"], path, "guide")
     model.load_state_dict(payload["model"])
     guide.load_state_dict(payload["guide"])
     model.eval()
@@ -218,17 +248,25 @@ def check_fit_options(
     guide: GuideSpec = None,
     backend: str = "torch",
     validate_every: int | None = None,
+    dim_x: int | None = None,
 ) -> None:
     """Refuse the settings of :func:`fit_ilcm` that cannot be fitted, before anything is
-    built (the arguments are those of :func:`fit_ilcm`).
+    built (the arguments are those of :func:`fit_ilcm`; ``dim_x``: the features of the
+    training pairs).
 
-    :raises ValueError: on ``n < 1``, an unknown model name or backend, ``validate_every``
+    :raises ValueError: on ``n < 1`` or more variables than features, an unknown model name
+        or backend, ``validate_every``
         with the JAX backend, or model or guide *modules* with a recipe of several
         candidates (each candidate needs a fresh one).
     :raises ImportError: for ``backend="jax"`` without the ``jax`` extra.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if dim_x is not None and n > dim_x:
+        raise ValueError(
+            f"{n} causal variables cannot be identified from {dim_x} features: the decoder "
+            f"maps the variables to the features one to one, so n must be at most {dim_x}"
+        )
     if isinstance(model, str) and model not in MODELS:
         raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
     if backend not in ("torch", "jax"):
@@ -334,6 +372,7 @@ def fit_ilcm(
     model: ModelSpec = None,
     guide: GuideSpec = None,
     backend: str = "torch",
+    checkpoint_every: int = 2000,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
@@ -352,9 +391,13 @@ def fit_ilcm(
 
     :param test: held-out pairs; with ground truth, the report has DCI and intervention
         accuracy (DCI regressors are fitted on ``dci_train``, or on ``test``).
-    :param output: a directory for ``checkpoint.pt`` (training resumes from it when
-        ``resume``; so do unfinished candidates) and ``results.json``. A resumed run reports
-        the candidate selection and the training time of the calls before it as well.
+    :param output: a directory for ``checkpoint.pt`` (written every ``checkpoint_every``
+        steps and at the end), ``results.json`` and the run's fingerprint ``run.json``
+        (:mod:`~pyrocrl.inference.runs`). With ``resume``, training resumes from the
+        checkpoint (so do unfinished candidates) if the fingerprint is this call's, and is
+        refused if not; without, the earlier run's files are removed. A resumed run reports
+        the candidate selection and the training time of the calls before it as well. The
+        directory is locked while the fit runs: a second fit into it is refused.
     :param validate_every: evaluate on (a part of) ``test`` every so many steps.
     :param validate_model: Pyro validation while training (see :class:`Trainer`).
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
@@ -368,57 +411,103 @@ def fit_ilcm(
     recipe = get_recipe(recipe)
     data = pairs_tensor(train)
     check_fit_options(
-        n, recipe, model=model, guide=guide, backend=backend, validate_every=validate_every
-    )
-    output = _prepared_directory(output)
-    parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder)
-    build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
-    trainer_for = partial(
-        make_trainer,
-        recipe=recipe,
-        backend=backend,
-        progress=progress,
-        validate_every=validate_every,
-        validate_model=validate_model,
-        test=test,
-        dci_train=dci_train,
-        evaluation_seed=seed,
-    )
-    chosen = choose_candidate(
-        data,
+        n,
         recipe,
-        seed=seed,
-        build=build,
-        trainer_for=trainer_for,
-        output=output,
-        resume=resume,
-        started=start,
-    )
-    result = chosen.trainer.fit(data, resume=resume)
-    train_time = chosen.earlier + time.perf_counter() - start
-    remove_candidates(output)
-    metrics = held_out_metrics(
-        chosen.model, chosen.guide, test, dci_train, seed=seed, dci_pairs=dci_pairs
-    )
-    report = FitReport(
-        recipe=recipe.name,
-        seed=seed,
-        pairs=len(data),
-        batch_size=recipe.batch_size,
-        steps=result.steps,
-        epochs=result.epochs,
-        train_time=train_time,
-        total_time=time.perf_counter() - start,
-        metrics=metrics,
-        dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
-        if "dci_disentanglement" in metrics
-        else None,
-        dci_on_test=dci_train is None,
-        data=_data_source(train),
-        selection=chosen.selection,
-        model=type(chosen.model).__name__,
+        model=model,
+        guide=guide,
         backend=backend,
+        validate_every=validate_every,
+        dim_x=data.shape[-1],
     )
+    run_length(len(data), recipe, None)  # at least one batch
+    if (model is None or isinstance(model, str)) and likelihood in SCALED_LIKELIHOODS:
+        FeatureScaling(data.shape[-1]).fit(data)  # refuses constant features
+    for name, pairs in (("test", test), ("dci_train", dci_train)):
+        _check_held_out(pairs, name, data.shape[-1])
+    output = _prepared_directory(output)
+    fingerprint = None
     if output is not None:
-        write_results(report, output, recipe, result.history)
-    return chosen.model, chosen.guide, report
+        fingerprint = run_fingerprint(
+            data,
+            n=n,
+            seed=seed,
+            model=_spec_name(model, "ilcm"),
+            guide=_spec_name(guide, "ILCMGuide"),
+            backend=backend,
+            recipe=recipe,
+            hidden=list(hidden),
+            likelihood=likelihood,
+            intervention_encoder=intervention_encoder,
+        )
+    with run_directory(output, fingerprint, resume=resume):
+        parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder)
+        build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
+        trainer_for = partial(
+            make_trainer,
+            recipe=recipe,
+            checkpoint_every=checkpoint_every,
+            backend=backend,
+            progress=progress,
+            validate_every=validate_every,
+            validate_model=validate_model,
+            test=test,
+            dci_train=dci_train,
+            evaluation_seed=seed,
+        )
+        chosen = choose_candidate(
+            data,
+            recipe,
+            seed=seed,
+            build=build,
+            trainer_for=trainer_for,
+            output=output,
+            resume=resume,
+            started=start,
+        )
+        result = chosen.trainer.fit(data, resume=resume)
+        train_time = chosen.earlier + time.perf_counter() - start
+        remove_candidates(output)
+        metrics = held_out_metrics(
+            chosen.model, chosen.guide, test, dci_train, seed=seed, dci_pairs=dci_pairs
+        )
+        report = FitReport(
+            recipe=recipe.name,
+            seed=seed,
+            pairs=len(data),
+            batch_size=recipe.batch_size,
+            steps=result.steps,
+            epochs=result.epochs,
+            train_time=train_time,
+            total_time=time.perf_counter() - start,
+            metrics=metrics,
+            dci_pairs=_dci_sizes(dci_pairs, dci_train, test)
+            if "dci_disentanglement" in metrics
+            else None,
+            dci_on_test=dci_train is None,
+            data=_data_source(train),
+            selection=chosen.selection,
+            model=type(chosen.model).__name__,
+            backend=backend,
+        )
+        if output is not None:
+            write_results(report, output, recipe, result.history)
+        return chosen.model, chosen.guide, report
+
+
+def _spec_name(spec: Any, default: str) -> str:
+    """How a fingerprint names a model or guide given as a name, a module or a builder."""
+    if spec is None or isinstance(spec, str):
+        return spec or default
+    if isinstance(spec, nn.Module):
+        return type(spec).__name__
+    return getattr(spec, "__qualname__", type(spec).__name__)
+
+
+def _check_held_out(pairs: xr.Dataset | None, name: str, dim_x: int) -> None:
+    """Refuse held-out pairs that the model could not read, before training."""
+    if pairs is None:
+        return
+    try:
+        pairs_tensor(pairs, dim_x)
+    except ValueError as error:
+        raise ValueError(f"{name} pairs: {error}") from None

@@ -12,6 +12,7 @@ from typing import Any
 import xarray as xr
 
 from pyrocrl.inference.graph import LearnedGraph, learn_graph
+from pyrocrl.io import save_figure
 from pyrocrl.sites import variable_names
 
 
@@ -105,5 +106,5 @@ def plot_learned_graph(
     names = names or variable_names(len(graph.adjacency))
     plot_graph(graph.adjacency, weights=graph.strength * graph.adjacency, names=names, ax=ax)
     ax.set_title(f"{graph.method}: learned causal graph")
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(figure, path, dpi=120, bbox_inches="tight")
     return Path(path)

@@ -21,7 +21,8 @@ import torch
 import xarray as xr
 
 from pyrocrl.inference.guides import ILCMGuide
-from pyrocrl.inference.queries import encode, generate, intervention_posterior
+from pyrocrl.inference.queries import counterfactual, encode, generate, intervention_posterior
+from pyrocrl.io import write_netcdf
 from pyrocrl.models.ilcm import ILCM
 from pyrocrl.sites import variable_names
 
@@ -64,6 +65,7 @@ def query_dataset(
     data: xr.Dataset | None = None,
     z: Mapping[int | str, float] | None = None,
     size: int = 10_000,
+    samples: int = 0,
     seed: int = 0,
 ) -> xr.Dataset:
     """Ask a fitted model one of the :data:`QUERIES`.
@@ -76,12 +78,17 @@ def query_dataset(
     without intervention (``"observational"``), or from the model's prior (``"pairs"``).
 
     :param z: the intervention, e.g. ``{"z2": 0.5}`` (counterfactual, interventional).
-    :raises ValueError: on an unknown query, or one of :data:`OBSERVED` without ``data``.
+    :param samples: counterfactuals only: also draw this many counterfactuals of each pair
+        from the noise posterior, as ``x_tilde_samples`` ``(sample, pair, feature)``.
+    :raises ValueError: on an unknown query, one of :data:`OBSERVED` without ``data``, or
+        ``samples`` with a query other than ``"counterfactual"``.
     """
     if kind not in QUERIES:
         raise ValueError(f"kind must be one of {QUERIES}, got {kind!r}")
     if kind in OBSERVED and data is None:
         raise ValueError(f"a {kind} query needs observations: give data")
+    if samples and kind != "counterfactual":
+        raise ValueError(f"samples are counterfactual draws: a {kind} query takes none")
     if kind in ("encode", "posterior"):
         x = torch.as_tensor(data["x"].values)
         if kind == "encode":
@@ -92,7 +99,14 @@ def query_dataset(
         return result
     x = data["x"].values[:, 0] if data is not None else None
     with torch.no_grad():
-        return generate(model, kind, size=size, x=x, z=z, guide=guide, seed=seed)
+        result = generate(model, kind, size=size, x=x, z=z, guide=guide, seed=seed)
+        if samples:
+            drawn = counterfactual(model, x, z, guide=guide, seed=seed, num_samples=samples)
+            result["x_tilde_samples"] = (
+                ("sample", "pair", "feature"),
+                drawn["x_tilde_samples"].numpy(),
+            )
+    return result
 
 
 def save_query(result: xr.Dataset, path: str | os.PathLike) -> Path:
@@ -102,7 +116,5 @@ def save_query(result: xr.Dataset, path: str | os.PathLike) -> Path:
     from pyrocrl.data import save
 
     if "x" in result:
-        save(result, path)
-    else:
-        result.to_netcdf(path, engine="h5netcdf")
-    return Path(path)
+        return save(result, path)
+    return write_netcdf(result, path)

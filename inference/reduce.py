@@ -36,8 +36,11 @@ from pyrocrl.data.dataset import images as pair_images
 from pyrocrl.data.dataset import pairs_dataset
 from pyrocrl.errors import CheckpointError, TrainingError
 from pyrocrl.inference.svi import progress_bar
-from pyrocrl.io import load_checkpoint, save_checkpoint
+from pyrocrl.io import check_sizes, check_state_dict, load_checkpoint, save_checkpoint
 from pyrocrl.models.image_vae import ImageVAE
+
+MAX_VAE_RESOLUTION = 4096
+"""The largest image side a saved VAE may claim (a larger one is a damaged file)."""
 
 
 def distinct_images(ds: xr.Dataset) -> np.ndarray:
@@ -251,11 +254,24 @@ def load_image_vae(path: str | os.PathLike) -> ImageVAE:
     payload = load_checkpoint(path)
     if payload.get("kind") != "image_vae":
         raise CheckpointError(f"{path} is not an image VAE (save_image_vae writes those)")
-    config = dict(payload["config"])
+    config, state = payload.get("config"), payload.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no image VAE configuration and weights")
+    check_sizes(config, ("dim", "channels", "in_channels"), state, path, "VAE")
+    resolution = config.get("resolution")
+    if not isinstance(resolution, int) or not 8 <= resolution <= MAX_VAE_RESOLUTION:
+        raise CheckpointError(
+            f"{path}: the VAE's resolution must be a whole number from 8 to "
+            f"{MAX_VAE_RESOLUTION}, got {resolution!r}"
+        )
+    config = dict(config)
     config.pop("model", None)
-    dim = config.pop("dim")
-    vae = ImageVAE(dim, **config)
-    vae.load_state_dict(payload["state_dict"])
+    try:
+        vae = ImageVAE(config.pop("dim"), **config)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: its configuration builds no VAE: {error}") from error
+    check_state_dict(vae, state, path, "VAE")
+    vae.load_state_dict(state)
     return vae.eval()
 
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from pyrocrl.data.dataset import validate
 from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
-from pyrocrl.io import load_checkpoint, save_checkpoint
+from pyrocrl.io import check_state_dict, load_checkpoint, save_checkpoint
 from pyrocrl.observations import check_observations
 
 Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
@@ -280,6 +280,8 @@ class TrainingLoop:
                 f"backend={written!r} or choose a new checkpoint path"
             )
         check_same_run(payload, self.recipe, self.seed, self.checkpoint)
+        check_state_dict(self.model, payload.get("model"), self.checkpoint, "model")
+        check_state_dict(self.guide, payload.get("guide"), self.checkpoint, "guide")
         try:
             self.model.load_state_dict(payload["model"])
             self.guide.load_state_dict(payload["guide"])

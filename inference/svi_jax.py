@@ -255,6 +255,7 @@ class TwinTrainer(JAXTrainer):
         *,
         seed: int = 0,
         checkpoint: str | Path | None = None,
+        checkpoint_every: int = 2000,
         progress: bool | None = None,
     ) -> None:
         self.pyro_model, self.pyro_guide = model, guide
@@ -262,7 +263,13 @@ class TwinTrainer(JAXTrainer):
         twin_guide = NumPyroILCMGuide.from_torch(guide, twin)
         recipe = for_model(recipe, model)
         super().__init__(
-            twin, twin_guide, recipe, seed=seed, checkpoint=checkpoint, progress=progress
+            twin,
+            twin_guide,
+            recipe,
+            seed=seed,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
         )
 
     @contextlib.contextmanager

@@ -25,6 +25,7 @@ Every subcommand turns bad input into one line on stderr and a non-zero exit sta
 __all__ = ["main"]
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -74,14 +75,22 @@ _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative")
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
-    return value
+def _finite_float(positive: bool) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            sign = "> 0" if positive else "≥ 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number {sign}, got {text}")
+        return value
+
+    return parse
+
+
+_non_negative_float = _finite_float(positive=False)
+_positive_float = _finite_float(positive=True)
 
 
 # --- the parser: one function per subcommand -----------------------------------------------
@@ -197,7 +206,18 @@ def _add_fit(commands: Subparsers) -> None:
     )
     _add_fit_recipe(fit)
     fit.add_argument("-o", "--output", type=Path, default=Path("runs/ilcm"), help="directory")
-    fit.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    fit.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start afresh: remove an earlier run's checkpoint and results in OUTPUT",
+    )
+    fit.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=2000,
+        metavar="STEPS",
+        help="steps between checkpoints (default: 2000)",
+    )
     fit.add_argument(
         "--validate-every", type=_positive_int, metavar="STEPS", help="evaluate while training"
     )
@@ -230,7 +250,7 @@ def _add_fit_recipe(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--recipe", default="fast", help=f"training recipe: {', '.join(PRESETS)}")
     fit.add_argument(
         "--recipe-scale",
-        type=float,
+        type=_positive_float,
         default=1.0,
         metavar="F",
         help="multiply every time of the recipe by F (e.g. 0.2: a 5× shorter run)",
@@ -245,7 +265,7 @@ def _add_fit_recipe(fit: argparse.ArgumentParser) -> None:
     )
     fit.add_argument(
         "--select-epoch",
-        type=float,
+        type=_positive_float,
         metavar="E",
         help="epoch at which candidates are compared (default: 6/7 of the recipe's length)",
     )
@@ -354,7 +374,7 @@ def _add_reduce(commands: Subparsers) -> None:
     )
     red.add_argument("data", type=Path, help="an image dataset (pyrocrl simulate causalcircuit)")
     red.add_argument("--dim", type=_positive_int, default=8, help="features (default 8)")
-    red.add_argument("--epochs", type=float, default=4.0, help="VAE epochs (default 4)")
+    red.add_argument("--epochs", type=_positive_float, default=4.0, help="VAE epochs (default 4)")
     red.add_argument(
         "--max-images", type=_positive_int, default=50_000, help="VAE training images"
     )
@@ -380,6 +400,20 @@ def _headless() -> None:
     matplotlib.use("Agg")
 
 
+def _check_outputs(files: Sequence[Path | None] = (), directory: Path | None = None) -> None:
+    """Refuse output paths that cannot be written, before any work: files in a directory
+    that does not exist, or that are directories; a directory that is a file."""
+    for path in files:
+        if path is None:
+            continue
+        if path.is_dir():
+            raise ValueError(f"cannot write {path}: it is a directory; give a file name")
+        if not path.parent.is_dir():
+            raise ValueError(f"cannot write {path}: directory {path.parent} does not exist")
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise ValueError(f"cannot write into {directory}: it is a file, not a directory")
+
+
 def _simulate(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, save
     from pyrocrl.data.catalog import (
@@ -390,6 +424,7 @@ def _simulate(args: argparse.Namespace) -> None:
         simulate_dataset,
     )
 
+    _check_outputs([args.output, args.plot])
     resolution = 64 if args.resolution is None else args.resolution
     if args.simulator == CIRCUIT and args.n not in (None, CIRCUIT_VARIABLES):
         raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {args.n}")
@@ -444,6 +479,7 @@ def _fit(args: argparse.Namespace) -> None:
     from pyrocrl.inference.recipes import get_recipe
 
     start = time.perf_counter()
+    _check_outputs(directory=args.output)
     recipe = get_recipe(args.recipe)  # an unknown recipe is the first thing said
     if args.select_epoch is not None and args.candidates == 1:
         raise ValueError("--select-epoch compares candidates: give --candidates K with K ≥ 2")
@@ -476,6 +512,7 @@ def _fit(args: argparse.Namespace) -> None:
             validate_model=args.validate_model,
             model=args.model,
             backend=args.backend,
+            checkpoint_every=args.checkpoint_every,
         )
         report.total_time = time.perf_counter() - start  # with the data and JAX's start-up
         print(report.format())
@@ -534,9 +571,12 @@ def _parse_do(text: str | None) -> dict[str, float]:
         raise ValueError("this query needs an intervention: --do zK=VALUE")
     name, sep, value = text.partition("=")
     try:
-        return {name.strip(): float(value)} if sep else {}
+        number = float(value) if sep else None
     except ValueError:
         raise ValueError(f"--do {text!r}: the value must be a number") from None
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"--do {text!r}: the value must be a finite number")
+    return {name.strip(): number} if sep else {}
 
 
 def _query(args: argparse.Namespace) -> None:
@@ -544,6 +584,7 @@ def _query(args: argparse.Namespace) -> None:
     from pyrocrl.inference.fit import load_ilcm
     from pyrocrl.inference.query_data import OBSERVED, query_dataset, save_query
 
+    _check_outputs([args.output])
     model, guide = load_ilcm(args.checkpoint)
     if args.kind in OBSERVED and args.data is None:
         raise ValueError(f"--{args.kind} needs observations: --data FILE")
@@ -551,7 +592,18 @@ def _query(args: argparse.Namespace) -> None:
     z = _parse_do(args.do) if args.kind in ("counterfactual", "interventional") else None
     if z == {}:
         raise ValueError(f"--do {args.do!r}: write it as zK=VALUE, e.g. z2=0.5")
-    result = query_dataset(model, guide, args.kind, data=data, z=z, size=args.size, seed=args.seed)
+    if args.samples and args.kind != "counterfactual":
+        raise ValueError("--samples draws counterfactuals: use it with --counterfactual")
+    result = query_dataset(
+        model,
+        guide,
+        args.kind,
+        data=data,
+        z=z,
+        size=args.size,
+        samples=args.samples,
+        seed=args.seed,
+    )
     result.attrs["checkpoint"] = str(args.checkpoint)
     save_query(result, args.output)
     print(f"wrote {args.output}: {args.kind} for {result.sizes['pair']} pairs")
@@ -562,6 +614,7 @@ def _graph(args: argparse.Namespace) -> None:
     from pyrocrl.inference.fit import load_ilcm
     from pyrocrl.inference.graph_report import graph_report, plot_learned_graph, write_graph
 
+    _check_outputs([args.output, args.plot])
     model, guide = load_ilcm(args.checkpoint)
     report = graph_report(model, guide, load(args.data), method=args.method, seed=args.seed)
     write_graph(report, args.output, checkpoint=str(args.checkpoint), data=str(args.data))
@@ -577,6 +630,7 @@ def _check(args: argparse.Namespace) -> None:
     from pyrocrl.inference.fit import load_ilcm, recorded_metrics
     from pyrocrl.inference.graph import NO_GRAPH, default_method
 
+    _check_outputs(directory=args.output)
     model, guide = load_ilcm(args.checkpoint)
     data = load(args.data)
     if args.scm and (args.graph or default_method(model)) == NO_GRAPH:
@@ -600,6 +654,7 @@ def _reduce(args: argparse.Namespace) -> None:
     from pyrocrl.data import load
     from pyrocrl.inference.image_features import reduce_to_features
 
+    _check_outputs([args.output, args.vae])
     reduction = reduce_to_features(
         load(args.data),
         args.output,
@@ -619,6 +674,13 @@ def _info(args: argparse.Namespace) -> None:
     print(describe(load(args.path)))
 
 
+def _first_line(error: BaseException) -> str:
+    """The message of an error on one line (Pyro appends the shapes of the trace to errors
+    raised inside a program: the first line is the message itself)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else repr(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyrocrl`` console script; returns the exit status."""
     from pyrocrl.errors import PyrocrlError
@@ -626,11 +688,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (PyrocrlError, ValueError, TypeError, OSError) as error:
-        # Pyro appends the shapes of the trace to errors raised inside a program: keep the
-        # first line, the message itself
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        print(f"pyrocrl {args.command}: error: {message}", file=sys.stderr)
+    except ImportError as error:  # an optional extra is missing
+        name = getattr(error, "name", None)
+        hint = f" ({name} is not installed)" if name and name not in str(error) else ""
+        print(f"pyrocrl {args.command}: error: {_first_line(error)}{hint}", file=sys.stderr)
+        return 1
+    except (PyrocrlError, ValueError, OSError) as error:
+        print(f"pyrocrl {args.command}: error: {_first_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"pyrocrl {args.command}: interrupted", file=sys.stderr)

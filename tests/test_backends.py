@@ -602,7 +602,7 @@ def test_training_recovers_targets_and_lands_in_pyro(toy, tmp_path, short_recipe
     accuracy = intervention_accuracy(targets, toy["test"]["target"].values, 2)
     assert accuracy == pytest.approx(report.metrics["intervention_accuracy"])
     assert load_checkpoint(tmp_path / "checkpoint.pt")["backend"] == "jax"  # the only file
-    with pytest.raises(TrainingError, match="JAX backend"):  # the other backend refuses it
+    with pytest.raises(TrainingError, match="backend 'jax' there"):  # the other one refuses
         fit_ilcm(
             toy["train"], 2, recipe=short_recipe, hidden=(16, 16), output=tmp_path, progress=False
         )
@@ -642,7 +642,7 @@ def test_resume_is_exact_and_leaks_no_tracer(toy, tmp_path, short_recipe):
         np.testing.assert_array_equal(second.model.state_dict()[name], value, err_msg=name)
     assert [h["loss"] for h in result.history] == [h["loss"] for h in whole._progress[1]]
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint: not a torch archive"):
         trainer(tmp_path / "bad.pt").fit(data)
     save_checkpoint(tmp_path / "pyro.pt", {"step": 0})
     with pytest.raises(TrainingError, match="Pyro backend"):

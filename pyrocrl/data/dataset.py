@@ -43,7 +43,7 @@ import xarray as xr
 
 from pyrocrl._version import __version__
 from pyrocrl.errors import DatasetError
-from pyrocrl.io import atomic_write
+from pyrocrl.io import write_netcdf
 from pyrocrl.sites import variable_names
 
 FORMAT = "pyrocrl.pairs"
@@ -159,7 +159,11 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
             f"{source} is not a pyrocrl dataset (attribute 'pyrocrl_format' is "
             f"{ds.attrs.get('pyrocrl_format')!r}, expected {FORMAT!r})"
         )
-    version = int(ds.attrs.get("format_version", 0))
+    version = ds.attrs.get("format_version", 0)
+    if not isinstance(version, int | np.integer) or isinstance(version, bool):
+        raise DatasetError(
+            f"{source} has an invalid format version {version!r}: expected a whole number"
+        )
     if version < 1 or version > FORMAT_VERSION:
         raise DatasetError(
             f"{source} has format version {version}; this pyrocrl (version {__version__}) "
@@ -172,6 +176,12 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
             raise DatasetError(
                 f"{source}: variable {name!r} has dims {ds[name].dims}, expected {dims}"
             )
+    kind = ds["x"].dtype.kind
+    if not (kind == "f" or (kind in "iu" and "image_shape" in ds.attrs)):
+        raise DatasetError(
+            f"{source}: 'x' must hold real numbers (floats; integers for images), got "
+            f"{ds['x'].dtype}"
+        )
     if ds.sizes["world"] != 2:
         raise DatasetError(f"{source}: dim 'world' has size {ds.sizes['world']}, expected 2")
     if ds.sizes["pair"] == 0:
@@ -223,11 +233,11 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """
     validate(ds)
     path = Path(path)
-    if path.parent and not path.parent.exists():
+    if not path.parent.is_dir():
         raise DatasetError(f"cannot write {path}: directory {path.parent} does not exist")
     # images compress well (a few colours on a plain background)
     encoding = {"x": {"compression": "gzip", "compression_opts": 1}} if _is_images(ds) else None
-    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding))
+    return write_netcdf(ds, path, encoding=encoding)
 
 
 def _is_images(ds: xr.Dataset) -> bool:
@@ -242,6 +252,8 @@ def load(path: str | os.PathLike) -> xr.Dataset:
         well-formed pyrocrl dataset.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory, not a dataset file")
     if not path.is_file():
         raise FileNotFoundError(f"no dataset file at {path}")
     try:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from pyrocrl.io import save_figure
+
 IMAGE_PAIRS = 8
 """Pairs an image dataset's picture shows."""
 
@@ -43,7 +45,7 @@ def _plot_pairs_and_graph(ds: xr.Dataset, path: Path) -> None:
     else:
         axes[1].axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, path, dpi=120)
 
 
 def _intervention_labels(ds: xr.Dataset, pairs: int) -> list[str]:
@@ -61,5 +63,5 @@ def _plot_image_pairs(ds: xr.Dataset, path: Path, pairs: int) -> None:
     shown = images(ds.isel(pair=slice(0, pairs)))  # (pairs, world, H, W, C)
     labels = _intervention_labels(ds, pairs)
     figure = plot_image_grid(shown.swapaxes(0, 1), row_labels=["x", "x~"], column_labels=labels)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(figure, path, dpi=120, bbox_inches="tight")
     plt.close(figure)
