@@ -20,6 +20,7 @@ from torch import nn
 
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
+from pyrocrl.features import nonlinear_features
 from pyrocrl.models.ilcm import DEFAULT_OFFSET, ILCM, intervention_mask, select
 from pyrocrl.nets import MLP, GaussianEncoder
 
@@ -264,40 +265,69 @@ class ILCMGuide(PairGuide, PyroModule):
         return self._model
 
     @torch.no_grad()
-    def precondition(self, x: torch.Tensor, x_tilde: torch.Tensor, ridge: float = 1e-6) -> None:
+    def precondition(
+        self, x: torch.Tensor, x_tilde: torch.Tensor, ridge: float = 1e-6, screen: bool = True
+    ) -> list[int]:
         """Start the encoder from the linear solution of the pair statistics.
 
-        Solves ``Cov(x~ − x) v = λ Cov(x) v`` for the ``D`` directions ``v`` (normalized to
+        Solves ``Cov(x~ − x) v = λ Cov(x) v`` for the directions ``v`` (normalized to
         ``vᵀ Cov(x) v = 1``), feeds the encoder ``u = (x − mean) @ V``, and starts its mean
-        at ``μ(x) ≈ u_top + MLP(u)`` with the ``n`` directions of largest ``λ``. If the
+        at ``μ(x) ≈ u_top + MLP(u)`` with ``n`` of these directions (chosen below). If the
         noise reached the observations linearly, each intervention would move one noise
         component, so with distinct ``λ`` these directions are the noise components up to
         order and scale; otherwise they are a change-aware whitening that training refines.
         The model class is unchanged: the map is an invertible linear layer.
 
+        Features that break the linear premise outright — nonlinear functions of the
+        other features (:func:`~pyrocrl.features.nonlinear_features`), such as a sensor
+        reading the product of two quantities other sensors read — would bend every
+        direction; with ``screen``, the directions are solved without them and they reach
+        the encoder as they are (standardized), after the directions. No information is
+        lost either way: the other features determine them.
+
+        The directions of most change are not all causal ones when the observations are
+        noisy: independent noise in the two views changes a direction in every pair, and
+        the directions where noise is all there is change the most (their two views are
+        uncorrelated). The ``n`` directions the encoder starts from are therefore those
+        whose change is sparsest — zero in most pairs, large in a few, as an intervention
+        on one variable moves it — measured by the excess kurtosis of the change. With as
+        many directions as variables the choice changes nothing.
+
         The statistics are those of the features the encoder reads (standardized by the
         model's feature transform, so fit that first).
 
         :param x, x_tilde: training pairs ``(N, D)`` with ``N`` well above ``D``.
+        :returns: the features left out of the directions (their indices).
         """
         dim = self.dim_x
         if len(x) <= 2 * dim:
             raise ValueError(f"need more than {2 * dim} pairs to precondition, got {len(x)}")
         x, x_tilde = (self.model.standardize(torch.as_tensor(v).double()) for v in (x, x_tilde))
-        static = torch.cov(x.T) + ridge * torch.eye(dim, dtype=x.dtype)
-        delta = x_tilde - x
+        left_out = []
+        if screen:
+            left_out = nonlinear_features(torch.cat([x, x_tilde]), max_flagged=dim - self.n)
+        kept = [j for j in range(dim) if j not in left_out]
+        ridge_matrix = ridge * torch.eye(len(kept), dtype=x.dtype)
+        static = torch.cov(x[:, kept].T) + ridge_matrix
+        delta = (x_tilde - x)[:, kept]
         change = delta.T @ delta / len(delta)
         values, vectors = torch.linalg.eigh(static)
         whiten = vectors / values.sqrt()
         _, rotation = torch.linalg.eigh(whiten.T @ change @ whiten)
-        transform = (whiten @ rotation).flip(-1)  # largest change first
+        directions = (whiten @ rotation).flip(-1)  # largest change first
+        spanned = torch.einsum("di,de,ei->i", directions, static - ridge_matrix, directions)
+        order = _sparse_change_first(delta @ directions, spanned > 0.5, self.n)
+        transform = torch.zeros(dim, dim, dtype=x.dtype)
+        transform[kept, : len(kept)] = directions[:, order]
+        transform[left_out, len(kept) :] = torch.eye(len(left_out), dtype=x.dtype)
         encoder = self.encoder
         encoder.input_mean.copy_(x.mean(0))
         encoder.input_transform.copy_(transform)
         skip = torch.zeros_like(encoder.skip.weight)
-        top = min(dim, self.n)
+        top = min(len(kept), self.n)
         skip[:top, :top] = torch.eye(top)
         encoder.skip.weight.copy_(skip)
+        return left_out
 
     def forward(self, *args: Any, **kwargs: Any) -> Encoding:
         return self.guide(*args, **kwargs)
@@ -308,3 +338,21 @@ def _drop_schedule_buffers(state: dict, prefix: str, *_: Any) -> None:
     as buffers; their values are the defaults now."""
     for name in ("posterior_power", "intervention_encoder.offset"):
         state.pop(prefix + name, None)
+
+
+def _sparse_change_first(change: torch.Tensor, spanned: torch.Tensor, n: int) -> list[int]:
+    """An order of the directions of ``change`` ``(N, K)`` (the pairs' change along each,
+    columns in decreasing order of change) that puts the ``n`` changing most sparsely
+    first, keeping their order, then the others in theirs.
+
+    An intervention moves one causal variable (and what it causes) in some pairs and
+    leaves it in the others, so along a causal direction the change is mostly zero with
+    large moves: heavy-tailed. Observation noise that is independent between the two
+    views changes every pair a little (excess kurtosis ≈ 0), and so does a direction that
+    no intervention moves. Directions that ``spanned`` marks ``False`` (the data do not
+    vary along them) are never chosen.
+    """
+    kurtosis = change.pow(4).mean(0) / change.pow(2).mean(0).pow(2).clamp_min(1e-300) - 3
+    score = torch.where(spanned, kurtosis, torch.tensor(-torch.inf, dtype=kurtosis.dtype))
+    chosen = sorted(score.argsort(descending=True)[: min(n, len(score))].tolist())
+    return chosen + [k for k in range(len(score)) if k not in chosen]

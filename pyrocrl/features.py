@@ -6,9 +6,20 @@ A model holds one (:attr:`pyrocrl.models.ILCM.features`): its encoder reads
 so every output (samples, reconstructions, counterfactuals, log-densities) is in those
 units. Fitted on training pairs only (:meth:`FeatureScaling.fit`) and stored with the
 model's parameters in its checkpoint.
+
+:func:`nonlinear_features` finds the features that are nonlinear functions of the others
+(e.g. a sensor that reads a product of two quantities that other sensors read), which a
+linear statistic of the features — the encoder's preconditioner — must leave out.
 """
 
-__all__ = ["RESOLUTION", "FeatureScaling"]
+__all__ = [
+    "DETERMINED",
+    "NONLINEAR_GAIN",
+    "RESOLUTION",
+    "FeatureScaling",
+    "nonlinear_features",
+    "regression_r2",
+]
 
 from typing import Any
 
@@ -73,3 +84,68 @@ class FeatureScaling(nn.Module):
         self.loc.copy_(torch.as_tensor(loc))
         self.scale.copy_(torch.as_tensor(scale))
         return self
+
+
+NONLINEAR_GAIN = 3.0
+"""How many times less of a feature a quadratic regression on the other features must
+leave unexplained than a linear one for :func:`nonlinear_features` to flag it."""
+DETERMINED = 0.9
+"""The R² with which the other features must (quadratically) determine a flagged one."""
+
+
+def regression_r2(
+    u: torch.Tensor, rows: int = 5000, ridge: float = 1e-6, seed: int = 0
+) -> torch.Tensor:
+    """Held-out R² of each feature of ``u`` ``(N, D)`` regressed on the other features by
+    least squares, linearly and with all their squares and pairwise products: ``(D, 2)``.
+
+    Fitted on up to ``rows`` rows and scored on as many others (drawn with ``seed``, from
+    a private generator); ``ridge`` (per row) keeps the quadratic fits stable.
+    """
+    u = torch.as_tensor(u).double()
+    u = (u - u.mean(0)) / u.std(0).clamp_min(1e-12)
+    order = torch.randperm(len(u), generator=torch.Generator().manual_seed(seed))
+    half = min(rows, len(u) // 2)
+    fit, score = u[order[:half]], u[order[half : 2 * half]]
+    dim = u.shape[1]
+    pairs = torch.triu_indices(dim - 1, dim - 1)
+
+    def design(v: torch.Tensor, quadratic: bool) -> torch.Tensor:
+        columns = [torch.ones(len(v), 1, dtype=v.dtype), v]
+        if quadratic:
+            columns.append((v[:, :, None] * v[:, None, :])[:, pairs[0], pairs[1]])
+        return torch.cat(columns, 1)
+
+    r2 = torch.zeros(dim, 2, dtype=u.dtype)
+    for j in range(dim):
+        others = [k for k in range(dim) if k != j]
+        for column, quadratic in enumerate((False, True)):
+            a, b = design(fit[:, others], quadratic), design(score[:, others], quadratic)
+            gram = a.T @ a + ridge * len(a) * torch.eye(a.shape[1], dtype=a.dtype)
+            weights = torch.linalg.solve(gram, a.T @ fit[:, j])
+            residual = score[:, j] - b @ weights
+            r2[j, column] = 1 - residual.pow(2).mean() / score[:, j].var()
+    return r2
+
+
+def nonlinear_features(
+    u: torch.Tensor, *, max_flagged: int, gain: float = NONLINEAR_GAIN, floor: float = 1e-3
+) -> list[int]:
+    """The features of ``u`` ``(N, D)`` that are nonlinear functions of the others: a
+    quadratic regression on the other features determines them (R² ≥ :data:`DETERMINED`)
+    and leaves ``gain`` times less of them unexplained than a linear one (unexplained
+    shares plus ``floor``, so that exactly linear features do not count). At most
+    ``max_flagged``, the strongest first; none when the quadratic regression has too many
+    terms for the rows (a screen for tens of features, not for images).
+
+    :returns: their indices, in increasing order.
+    """
+    dim = u.shape[1]
+    terms = 1 + (dim - 1) + (dim - 1) * dim // 2  # of a quadratic in the other features
+    if max_flagged <= 0 or dim < 3 or 10 * terms > min(5000, len(u) // 2):
+        return []
+    r2 = regression_r2(u)
+    ratio = (1 - r2[:, 0] + floor) / (1 - r2[:, 1] + floor)
+    flagged = (ratio > gain) & (r2[:, 1] >= DETERMINED)
+    strongest = [int(j) for j in ratio.argsort(descending=True) if flagged[j]]
+    return sorted(strongest[:max_flagged])

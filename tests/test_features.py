@@ -132,3 +132,73 @@ def test_a_constant_feature_stops_a_fit_before_training(short_recipe):
     x[:, :, 1] = 3.5
     with pytest.raises(DatasetError, match=r"feature 1 .* is constant"):
         fit_ilcm(splits["train"].assign(x=(splits["train"]["x"].dims, x)), 2, recipe=short_recipe)
+
+
+MIXING = torch.randn(3, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def _readings(z: torch.Tensor) -> torch.Tensor:
+    """Readings ``(N, 6)`` of four quantities ``z`` ``(N, 4)``: four linear sensors of the
+    first three, one that reads the product of the first two (determined by the others,
+    nonlinearly), one that reads the square of the fourth (which no other sensor sees)."""
+    return torch.cat([z[:, :3] @ MIXING, z[:, :1] * z[:, 1:2], z[:, 3:] ** 2], 1)
+
+
+def _quantities(rows: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(rows, 4, generator=g, dtype=torch.float64) + 0.5
+
+
+def test_only_features_that_the_others_determine_nonlinearly_are_flagged():
+    from pyrocrl.features import nonlinear_features, regression_r2
+
+    u = _readings(_quantities(6000, 0))
+    r2 = regression_r2(u)
+    assert (r2[:4, 0] > 0.99).all()  # each linear sensor: a linear function of the others
+    assert r2[4, 0] < 0.99 < r2[4, 1]  # the product: only quadratically
+    assert r2[5, 1] < 0.1  # the unseen quantity: determined by nothing
+    assert nonlinear_features(u, max_flagged=2) == [4]
+    assert nonlinear_features(u, max_flagged=0) == []
+    assert nonlinear_features(u[:, :4], max_flagged=1) == []  # all linear
+    assert nonlinear_features(u[:50], max_flagged=2) == []  # too few rows to tell
+
+
+def test_preconditioning_leaves_the_product_sensor_out_of_the_directions():
+    z = _quantities(6000, 0)
+    moved = z.clone()  # an intervention sets one of the first three quantities afresh
+    rows = torch.arange(len(z))
+    target = torch.randint(0, 3, (len(z),), generator=torch.Generator().manual_seed(1))
+    moved[rows, target] = _quantities(len(z), 2)[rows, 0]
+    x, x_tilde = _readings(z), _readings(moved)
+    guide = ILCMGuide(ILCM(6, 4))
+    assert guide.precondition(x, x_tilde) == [4]
+    transform = guide.encoder.input_transform
+    assert torch.equal(transform[4], torch.eye(6, dtype=transform.dtype)[5])  # passed last
+    assert (transform[[0, 1, 2, 3, 5], 5] == 0).all()
+    assert guide.precondition(x, x_tilde, screen=False) == []
+    assert (guide.encoder.input_transform[4, :5] != 0).any()
+
+
+def test_preconditioning_starts_from_directions_that_interventions_move_not_from_noise():
+    # three quantities read by three linear sensors, and two readings of noise drawn afresh
+    # in each view: the noise directions change the most (their views are uncorrelated)
+    # but in every pair, so the encoder must not start from them
+    rows, g = 6000, torch.Generator().manual_seed(3)
+    z = torch.rand(rows, 3, generator=g, dtype=torch.float64)
+    moved = z.clone()
+    target = torch.randint(0, 4, (rows,), generator=g)  # 3: no intervention
+    hit = target < 3
+    moved[hit, target[hit]] = torch.rand(int(hit.sum()), generator=g, dtype=torch.float64)
+
+    def view(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([v @ MIXING, torch.randn(rows, 2, generator=g, dtype=v.dtype)], 1)
+
+    x, x_tilde = view(z), view(moved)
+    guide = ILCMGuide(ILCM(6, 3))
+    assert guide.precondition(x, x_tilde) == []
+    start = x @ guide.encoder.input_transform[:, :3].double()
+    # the start reads the three quantities (R² ≈ 1) and none of the noise
+    design = torch.cat([z, torch.ones(rows, 1, dtype=z.dtype)], 1)
+    residual = start - design @ torch.linalg.lstsq(design, start).solution
+    assert (residual.var(0) / start.var(0) < 0.01).all()
+    assert (torch.corrcoef(torch.cat([start, x[:, 4:]], 1).T)[:3, 3:].abs() < 0.05).all()
