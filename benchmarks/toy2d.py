@@ -55,8 +55,9 @@ def learned_checks(truth, model, guide, test) -> tuple[float, float]:
     z1, z2 = (to_true[k].predict(sampled[:, k]) for k in range(2))
     edges = np.quantile(z1, np.linspace(0.02, 0.98, 25))
     bins = np.digitize(z1, edges) - 1
+    amplitude, slope = truth.settings["amplitude"], truth.settings["slope"]
     gaps = [
-        abs(z2[bins == b].mean() - 1.5 * np.tanh(2 * z1[bins == b].mean()))
+        abs(z2[bins == b].mean() - amplitude * np.tanh(slope * z1[bins == b].mean()))
         for b in range(len(edges) - 1)
         if (bins == b).any()
     ]
