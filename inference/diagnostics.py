@@ -3,21 +3,24 @@
 :func:`to_datatree` runs the guide and the model on observed pairs and writes what ArviZ
 reads (``arviz_stats``, ``arviz_plots``; the ArviZ packages whose data are DataTrees):
 
-==================  ================================================================
-group               variables (dims)
-==================  ================================================================
-``posterior``       ``noise``, ``noise_tilde``, ``z``, ``z_tilde``
-                    ``(chain, draw, pair, latent)``; ``target`` ``(chain, draw, pair)``
+========================  ==========================================================
+group                     variables (dims)
+========================  ==========================================================
+``posterior``             ``noise``, ``noise_tilde``, ``z``, ``z_tilde``
+                          ``(chain, draw, pair, latent)``; ``target``
+                          ``(chain, draw, pair)``
 ``posterior_predictive``  ``x``, ``x_tilde`` ``(chain, draw, pair, feature)``
-``log_likelihood``  ``pairs``: ``log p(x | e) + log p(x~ | e~)`` ``(chain, draw, pair)``
-``importance``      ``log_weight``: ``log p − log q`` of the draw ``(chain, draw, pair)``
-``observed_data``   ``x``, ``x_tilde`` ``(pair, feature)``
-``intervention``    ``probs``: ``q(I | x, x~)`` ``(pair, hypothesis)``
-``ground_truth``    ``target`` ``(pair)``, ``z`` ``(pair, world, true_latent)`` — when the
-                    data have them
-``graph``           ``adjacency``, ``strength`` ``(cause, effect)`` — when given
-``metrics``         one scalar per metric — when given
-==================  ================================================================
+``log_likelihood``        ``pairs``: ``log p(x | e) + log p(x~ | e~)``
+                          ``(chain, draw, pair)``
+``importance``            ``log_weight``: ``log p − log q`` of the draw
+                          ``(chain, draw, pair)``
+``observed_data``         ``x``, ``x_tilde`` ``(pair, feature)``
+``intervention``          ``probs``: ``q(I | x, x~)`` ``(pair, hypothesis)``
+``ground_truth``          ``target`` ``(pair)``, ``z`` ``(pair, world, true_latent)`` —
+                          when the data have them
+``graph``                 ``adjacency``, ``strength`` ``(cause, effect)`` — when given
+``metrics``               one scalar per metric — when given
+========================  ==========================================================
 
 Draws come from the amortized posterior: one draw is a run of the guide (the target
 sampled from ``q(I | x, x~)``, the noise given it) replayed through the model, which

@@ -72,13 +72,14 @@ def ilcm_loss(
     key: jax.Array,
     schedule: Schedule,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``(loss, report)`` of one minibatch: :func:`~pyrocrl.inference.objectives.
-    pair_objective` with the trainable arrays ``params`` (and the rest, ``static``) of the
-    networks, as a function JAX can differentiate and compile. The phases are the branches
-    of one ``lax.switch`` on the schedule's traced switches, so one compiled step serves a
-    whole run. The report holds every name of :data:`~pyrocrl.inference.objectives.TERMS`
-    and :data:`~pyrocrl.inference.objectives.REGULARIZERS` (zero where a phase has none)
-    and ``loss``."""
+    """``(loss, report)`` of one minibatch:
+    :func:`~pyrocrl.inference.objectives.pair_objective` with the trainable arrays
+    ``params`` (and the rest, ``static``) of the networks, as a function JAX can
+    differentiate and compile. The phases are the branches of one ``lax.switch`` on the
+    schedule's traced switches, so one compiled step serves a whole run. The report holds
+    every name of :data:`~pyrocrl.inference.objectives.TERMS` and
+    :data:`~pyrocrl.inference.objectives.REGULARIZERS` (zero where a phase has none) and
+    ``loss``."""
     networks = {a: eqx.combine(params[a], static[a]) for a in params}
     model, guide = bind(model, guide, networks)
 

@@ -24,11 +24,11 @@ from scipy.stats import spearmanr
 class SeedAgreement(NamedTuple):
     """How well the learned variables of ``K`` fits match each other.
 
-    :param mean: mean over pairs of fits of the mean matched |Spearman correlation| (1: every
-        fit learned the same variables up to order and a monotone map of each).
+    :param mean: mean over pairs of fits of the mean matched absolute Spearman correlation
+        (1: every fit learned the same variables up to order and a monotone map of each).
     :param pairs: ``(K, K)`` the same per pair of fits (1 on the diagonal).
-    :param variables: ``(n,)`` each variable of the first fit: its matched |correlation|
-        averaged over the other fits.
+    :param variables: ``(n,)`` each variable of the first fit: its matched absolute
+        correlation averaged over the other fits.
     :param matches: ``matches[i][j]`` maps the variables of fit ``i`` to those of fit ``j``
         (``(n,)`` indices).
     """

@@ -195,6 +195,25 @@ class ILCM(PairModel, PyroModule):
     :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
     :meth:`fit_features`): the networks see standardized features, the model speaks in the
     observations' units. Otherwise it is ``None``.
+
+    An untrained model is already a complete pair program, with the sites of
+    :mod:`pyrocrl.sites`:
+
+    >>> from pyro import poutine
+    >>> model = ILCM(dim_x=5, n=3)
+    >>> trace = poutine.trace(model.model).get_trace(size=8)
+    >>> [name for name in trace.nodes if not name.startswith("_")]
+    ['pair', 'noise', 'target', 'value', 'noise_tilde', 'z', 'z_tilde', 'x', 'x_tilde']
+    >>> tuple(trace.nodes["x"]["value"].shape), tuple(trace.nodes["z"]["value"].shape)
+    ((8, 5), (8, 3))
+
+    Under ``do(z_2 = 0.5)`` every second world has ``z2 = 0.5``, whatever the networks:
+
+    >>> from pyrocrl.inference.queries import do
+    >>> with do(z={2: 0.5}):
+    ...     pairs = model.model(size=8)
+    >>> torch.allclose(pairs["z_tilde"][:, 1], torch.tensor(0.5))
+    True
     """
 
     backend = pyro_backend

@@ -16,6 +16,10 @@ def random_rotation(n: int, rng: np.random.Generator, scale: float = 1.0) -> np.
     exponential of a skew-symmetric matrix is orthogonal with determinant ``exp(tr O) = 1``.
 
     :returns: ``float64`` array of shape ``(n, n)``.
+
+    >>> R = random_rotation(5, np.random.default_rng(0))
+    >>> bool(np.allclose(R @ R.T, np.eye(5))), round(float(np.linalg.det(R)), 6)
+    (True, 1.0)
     """
     upper = np.triu(scale * rng.standard_normal((n, n)), k=1)
     return scipy.linalg.expm(upper - upper.T)

@@ -119,6 +119,13 @@ class LinearSCM(AdditiveNoiseSCM):
     :param weights: ``(n, n)`` matrix with ``weights[i, k]`` the effect of ``z_i`` on ``z_k``;
         its non-zero pattern is the graph.
     :param noise_scale: ``σ``, shape ``(n,)``; defaults to ones.
+
+    Solving it is ``z = e (I − W)⁻¹`` for a row of noise ``e``: with ``z1 → z2`` of weight
+    2, ``z2 = 2 z1 + e2``.
+
+    >>> scm = LinearSCM(np.array([[0.0, 2.0], [0.0, 0.0]]))
+    >>> scm.solve(torch.tensor([[1.0, 0.5]])).tolist()
+    [[1.0, 2.5]]
     """
 
     def __init__(self, weights: np.ndarray, noise_scale: Sequence[float] | None = None) -> None:

@@ -85,5 +85,9 @@ def plate_size(
 
 
 def variable_names(n: int, prefix: str = "z") -> list[str]:
-    """``["z1", …, "zn"]``: the names of ``n`` variables, numbered from 1."""
+    """``["z1", …, "zn"]``: the names of ``n`` variables, numbered from 1.
+
+    >>> variable_names(3)
+    ['z1', 'z2', 'z3']
+    """
     return [f"{prefix}{k}" for k in range(1, n + 1)]

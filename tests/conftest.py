@@ -1,6 +1,12 @@
-"""Shared test set-up: one torch thread, validation on, a clean param store, seeded tests."""
+"""Shared test set-up: one torch thread, validation on, a clean param store, seeded tests;
+the documentation site, built once per session."""
 
 import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyro
@@ -9,6 +15,8 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +60,44 @@ def short_recipe():
         norm_decay=(0.2, 0.6),
         precondition=True,
     )
+
+
+@dataclass(frozen=True)
+class DocsSite:
+    """The documentation as built once per test session (:func:`docs_site`)."""
+
+    returncode: int
+    log: str
+    html: Path
+    seconds: float
+
+    def problems(self) -> list[str]:
+        """The build's warnings and errors, one per line, for failure messages."""
+        return [line for line in self.log.splitlines() if "WARNING:" in line or "ERROR:" in line]
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory) -> DocsSite:
+    """Build the documentation site (docs/) once: ``sphinx-build -W --keep-going -b html``
+    into a temporary folder, with every tutorial executed in smoke mode (``CI`` set). The
+    docs' own tests and the tutorials' tests read the result."""
+    out = tmp_path_factory.mktemp("docs") / "html"
+    env = {
+        **os.environ,
+        "CI": "true",  # the tutorials' small sizes
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # figures in the pages
+        "OMP_NUM_THREADS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
+    env.pop("PYROCRL_DOCS_EXECUTE", None)
+    command = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q"]
+    start = time.perf_counter()
+    run = subprocess.run(
+        [*command, str(ROOT / "docs"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    log = run.stdout + run.stderr
+    return DocsSite(run.returncode, log, out, time.perf_counter() - start)

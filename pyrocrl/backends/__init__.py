@@ -3,7 +3,7 @@ program needs, per backend.
 
 The pair programs (:class:`~pyrocrl.models.ilcm.PairModel`,
 :class:`~pyrocrl.inference.guides.PairGuide`), the bound
-(:mod:`pyrocrl.inference.bound`), the training objective and the solution functions are
+(:mod:`pyrocrl.inference.elbo`), the training objective and the solution functions are
 written once against a *backend*: a module with the same names for both PPLs —
 
 - the primitives ``sample``, ``plate``, ``factor``, ``deterministic``, ``mask``, ``dist``;

@@ -103,6 +103,13 @@ def pairs_dataset(
     :param mixing: optional true linear mixing matrix, ``(D, n)``.
     :param attrs: generator settings; ``None`` values are dropped, booleans stored as 0/1;
         the format's own attributes are always this pyrocrl's.
+
+    >>> before, after = np.zeros((5, 3)), np.ones((5, 3))
+    >>> ds = pairs_dataset(before, after, attrs={"source": "a lab"})
+    >>> ds["x"].dims, ds["feature"].values.tolist()
+    (('pair', 'world', 'feature'), ['x1', 'x2', 'x3'])
+    >>> ds["x"].sel(world=1).values.tolist() == after.tolist()
+    True
     """
     x, x_tilde = _numpy(x), _numpy(x_tilde)
     if x.shape != x_tilde.shape or x.ndim != 2:
