@@ -36,6 +36,17 @@ def test_build_has_no_warnings(docs_site):
     )
 
 
+def test_getting_started_gives_the_readme_commands():
+    """The site's set-up commands are the README's, verbatim (one is a copy of the other)."""
+
+    def commands(path: Path) -> list[str]:
+        return re.findall(r"^python3 -m venv .*$", path.read_text(), flags=re.M)
+
+    readme = commands(ROOT / "README.md")
+    assert len(readme) == 2, readme
+    assert commands(ROOT / "docs" / "getting-started.md") == readme
+
+
 def _public_modules() -> list[str]:
     """Every module of the three packages, found without the docs' own code."""
     names = []
