@@ -15,6 +15,7 @@ __all__ = [
     "ModelParts",
     "build_candidate",
     "build_model",
+    "candidate_screen",
     "candidate_seed",
     "choose_candidate",
     "earlier_record",
@@ -74,10 +75,27 @@ def candidate_seed(seed: int, candidate: int) -> int:
     return int(np.random.SeedSequence([seed, candidate]).generate_state(1)[0])
 
 
+def candidate_screen(candidate: int) -> bool:
+    """Whether candidate ``candidate`` starts its encoder the way sensor readings need
+    (:meth:`~pyrocrl.inference.guides.ILCMGuide.precondition` with ``screen``: features
+    that the others determine nonlinearly left out, the sparsest changes first) or from
+    the plain linear solution, as image features need: the even ones screen, the odd ones
+    do not, and a fit of one candidate screens.
+
+    The screen keeps a sensor reading the product of two others from bending the start
+    directions; but a variable that image features hold along a curve (the arm of
+    CausalCircuit) makes some features nonlinear functions of the others too, and the
+    screen then starts the encoder without it. Nothing in the features tells the two
+    apart; the training ELBO, on which the candidates are compared, does.
+    """
+    return candidate % 2 == 0
+
+
 ModelSpec = str | ILCM | Callable[[], ILCM] | None
 GuideSpec = ILCMGuide | Callable[[ILCM], ILCMGuide] | None
-Builder = Callable[[int], tuple[ILCM, ILCMGuide]]
-"""``build(model_seed) → (model, guide)``: a candidate, ready to train."""
+Builder = Callable[..., tuple[ILCM, ILCMGuide]]
+"""``build(model_seed, screen=True) → (model, guide)``: a candidate, ready to train
+(``screen``: :func:`candidate_screen`)."""
 TrainerFactory = Callable[..., Trainer]
 """``trainer_for(model, guide, seed=…, checkpoint=…)``: :func:`make_trainer` with the
 settings of the fit bound."""
@@ -142,23 +160,32 @@ def build_model(parts: ModelParts, model_seed: int, n: int, dim_x: int) -> tuple
     return model, guide
 
 
-def precondition(model: ILCM, guide: ILCMGuide, data: torch.Tensor, recipe: Recipe) -> None:
+def precondition(
+    model: ILCM, guide: ILCMGuide, data: torch.Tensor, recipe: Recipe, screen: bool = True
+) -> None:
     """Precondition the guide's encoder on the first :data:`PRECONDITION_PAIRS` pairs of
-    ``data`` ``(N, 2, D)``, when the recipe, as the model is trained with it
-    (``model.training_recipe``), asks for it."""
+    ``data`` ``(N, 2, D)``, with the feature screen or not (``screen``), when the recipe,
+    as the model is trained with it (``model.training_recipe``), asks for it."""
     if model.training_recipe(recipe).precondition:
         sample = data[:PRECONDITION_PAIRS]
-        guide.precondition(sample[:, 0], sample[:, 1])
+        guide.precondition(sample[:, 0], sample[:, 1], screen=screen)
 
 
 def build_candidate(
-    model_seed: int, *, parts: ModelParts, data: torch.Tensor, n: int, recipe: Recipe
+    model_seed: int,
+    *,
+    parts: ModelParts,
+    data: torch.Tensor,
+    n: int,
+    recipe: Recipe,
+    screen: bool = True,
 ) -> tuple[ILCM, ILCMGuide]:
     """A candidate ready to train on ``data`` ``(N, 2, D)``: :func:`build_model`, its
-    feature transform fitted to ``data`` (``model.fit_features``), then :func:`precondition`."""
+    feature transform fitted to ``data`` (``model.fit_features``), then :func:`precondition`
+    (with the feature screen or not: ``screen``)."""
     model, guide = build_model(parts, model_seed, n, data.shape[-1])
     model.fit_features(data)
-    precondition(model, guide, data, recipe)
+    precondition(model, guide, data, recipe, screen=screen)
     return model, guide
 
 
@@ -259,7 +286,8 @@ class Chosen:
     trainer: Trainer
     """Its trainer, checkpointing to ``output/checkpoint.pt`` (if there is an ``output``)."""
     selection: list[dict[str, float]] = field(default_factory=list)
-    """The candidates compared: ``candidate``, ``seed`` and training ``elbo`` each."""
+    """The candidates compared: ``candidate``, ``seed``, ``screen``
+    (:func:`candidate_screen`) and training ``elbo`` each."""
     earlier: float = 0.0
     """Training seconds of the earlier calls that this one resumes."""
 
@@ -282,7 +310,8 @@ def select_candidate(
     output: Path | None = None,
     resume: bool = True,
 ) -> Chosen:
-    """Train ``recipe.candidates`` candidates (model seeds :func:`candidate_seed`) on
+    """Train ``recipe.candidates`` candidates (model seeds :func:`candidate_seed`, every
+    other one preconditioned without the feature screen: :func:`candidate_screen`) on
     ``data`` ``(N, 2, D)`` until ``recipe.select_epoch`` and keep the one with the best
     :func:`selection_score` on the first :data:`SELECTION_PAIRS` pairs (the first one of
     equals). Each checkpoints to ``output/candidate{c}.pt`` (resumed when ``resume``); the
@@ -291,13 +320,13 @@ def select_candidate(
     selection: list[dict[str, float]] = []
     best: tuple[float, Chosen] | None = None
     for c in range(recipe.candidates):
-        c_seed = candidate_seed(seed, c)
-        model, guide = build(c_seed)
+        c_seed, screen = candidate_seed(seed, c), candidate_screen(c)
+        model, guide = build(c_seed, screen=screen)
         path = output / f"candidate{c}.pt" if output is not None else None
         trainer = trainer_for(model, guide, seed=c_seed, checkpoint=path)
         trainer.fit(data, resume=resume, until_epoch=recipe.select_epoch)
         score = selection_score(model, guide, subset, seed)
-        selection.append({"candidate": c, "seed": c_seed, "elbo": score})
+        selection.append({"candidate": c, "seed": c_seed, "screen": screen, "elbo": score})
         if best is None or score > best[0]:
             best = (score, Chosen(model, guide, trainer, selection))
     chosen = best[1]

@@ -88,7 +88,8 @@ class FitReport:
     """Whether the DCI regressors were fitted on test pairs (no separate DCI set)."""
     data: dict[str, Any] = field(default_factory=dict)
     selection: list[dict[str, float]] = field(default_factory=list)
-    """Candidates of the recipe: seed and training ELBO at the selection epoch."""
+    """Candidates of the recipe: seed, feature screen and training ELBO at the selection
+    epoch."""
     files: list[str] = field(default_factory=list)
     model: str = "ILCM"
     """Class name of the fitted model."""
@@ -109,6 +110,11 @@ class FitReport:
             lines.append(
                 f"  {len(self.selection)} candidates, training ELBO per pair {scores}: "
                 f"kept candidate {best['candidate']:.0f}"
+                + (
+                    " (preconditioned without the feature screen)"
+                    if not best.get("screen", True)
+                    else ""
+                )
             )
         lines.append(
             f"  training: {self.steps} steps = {self.epochs:.2f} epochs of {self.pairs} pairs "

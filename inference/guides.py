@@ -293,6 +293,15 @@ class ILCMGuide(PairGuide, PyroModule):
         on one variable moves it — measured by the excess kurtosis of the change. With as
         many directions as variables the choice changes nothing.
 
+        Without ``screen`` the start is the plain linear solution: every feature, and the
+        ``n`` directions of most change first. Image features need it: a variable they hold
+        along a curve (the arm of CausalCircuit) spans several directions and makes some
+        features nonlinear functions of the others, so the screen would start the encoder
+        without it, and the sparsest changes would all be the same variable's. Nothing in
+        the features tells the two cases apart; the training ELBO does, so a fit with
+        several candidates starts half of them each way
+        (:func:`~pyrocrl.inference.candidates.candidate_screen`).
+
         The statistics are those of the features the encoder reads (standardized by the
         model's feature transform, so fit that first).
 
@@ -316,7 +325,9 @@ class ILCMGuide(PairGuide, PyroModule):
         _, rotation = torch.linalg.eigh(whiten.T @ change @ whiten)
         directions = (whiten @ rotation).flip(-1)  # largest change first
         spanned = torch.einsum("di,de,ei->i", directions, static - ridge_matrix, directions)
-        order = _sparse_change_first(delta @ directions, spanned > 0.5, self.n)
+        order = list(range(len(kept)))
+        if screen:
+            order = _sparse_change_first(delta @ directions, spanned > 0.5, self.n)
         transform = torch.zeros(dim, dim, dtype=x.dtype)
         transform[kept, : len(kept)] = directions[:, order]
         transform[left_out, len(kept) :] = torch.eye(len(left_out), dtype=x.dtype)

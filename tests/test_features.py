@@ -202,3 +202,7 @@ def test_preconditioning_starts_from_directions_that_interventions_move_not_from
     residual = start - design @ torch.linalg.lstsq(design, start).solution
     assert (residual.var(0) / start.var(0) < 0.01).all()
     assert (torch.corrcoef(torch.cat([start, x[:, 4:]], 1).T)[:3, 3:].abs() < 0.05).all()
+    guide.precondition(x, x_tilde, screen=False)  # the plain start: most change first
+    plain = x @ guide.encoder.input_transform[:, :3].double()
+    read = torch.corrcoef(torch.cat([plain, x[:, 4:]], 1).T)[:3, 3:].pow(2).sum(1)
+    assert (read[:2] > 0.99).all()  # its first two directions are the noise plane

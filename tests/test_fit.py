@@ -217,6 +217,7 @@ def test_choosing_selecting_and_resuming_a_candidate(splits, tmp_path):
     options = {"seed": 3, "build": build, "trainer_for": _Untrained, "output": tmp_path}
     chosen = choose_candidate(data, TINY, **options, started=time.perf_counter())
     assert [c["seed"] for c in chosen.selection] == [3, candidate_seed(3, 1)]
+    assert [c["screen"] for c in chosen.selection] == [True, False]  # candidate_screen
     best = max(chosen.selection, key=lambda c: c["elbo"])
     assert chosen.trainer.seed == best["seed"] and chosen.trainer.calls == [TINY.select_epoch]
     assert chosen.trainer.checkpoint == tmp_path / "checkpoint.pt"
