@@ -218,3 +218,12 @@ def test_beta_vae_fits_without_the_pair_structure(tmp_path, tiny_splits, backend
     history = json.loads((tmp_path / "results.json").read_text())["history"]
     assert {h["phase"] for h in history} == {"pretrain"}
     assert isinstance(load_ilcm(tmp_path / "checkpoint.pt")[0], BetaVAE)
+
+
+def test_a_model_with_fewer_variables_than_the_truth_is_scored_without_accuracy(tiny_splits):
+    # the truth has 2 variables; a model of 1 cannot be matched one to one (its DCI can)
+    test = tiny_splits["test"]
+    model = ILCM(test.sizes["feature"], 1, hidden=(8,))
+    metrics = evaluate(model, ILCMGuide(model, hidden=(8,)), test, dci_pairs=100)
+    assert "intervention_accuracy" not in metrics and test["target"].max() == 2
+    assert 0 <= metrics["dci_disentanglement"] <= 1

@@ -142,3 +142,16 @@ def test_image_shape_must_match_the_features(shape):
     assert images(good).shape == (5, 2, 2, 2, 3)
     with pytest.raises(DatasetError, match="image_shape"):
         pairs_dataset(pixels, pixels, attrs={"image_shape": shape})
+
+
+def test_attributes_netcdf_cannot_store_are_refused_before_saving(tmp_path):
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    with pytest.raises(DatasetError, match="attribute 'units' of the dataset"):
+        pairs_dataset(x, x + 1, attrs={"units": ["V", "mm", "W"]})
+    ds = pairs_dataset(x, x + 1, attrs={"units": "V mm W", "scale": [1.0, 2.0, 3.0]})
+    ds["x"].attrs["note"] = {"nested": 1}
+    with pytest.raises(DatasetError, match="attribute 'note' of variable 'x'"):
+        save(ds, tmp_path / "pairs.nc")
+    assert not list(tmp_path.iterdir())
+    del ds["x"].attrs["note"]
+    assert load(save(ds, tmp_path / "pairs.nc")).attrs["units"] == "V mm W"

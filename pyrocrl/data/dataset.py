@@ -229,7 +229,30 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
                 f"{source}: attribute 'image_shape' {shape.tolist()} must be (H, W, C) with "
                 f"H·W·C = {size}, the number of features of 'x'"
             )
+    for owner, attrs in [("the dataset", ds.attrs)] + [
+        (f"variable {name!r}", ds[name].attrs) for name in ds.variables
+    ]:
+        for key, value in attrs.items():
+            if not _storable(value):
+                raise DatasetError(
+                    f"{source}: attribute {key!r} of {owner} holds {value!r}, which NetCDF "
+                    "cannot store: use a string, a number or a list of numbers (join a list "
+                    "of strings into one string)"
+                )
     return ds
+
+
+def _storable(value: object) -> bool:
+    """Whether NetCDF can store ``value`` as an attribute: a string, a number, or a flat
+    sequence of numbers."""
+    if isinstance(value, str | bytes | bool | int | float | np.number):
+        return True
+    if isinstance(value, list | tuple | np.ndarray):
+        array = np.asarray(value)
+        return array.ndim == 1 and (
+            np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.bool_)
+        )
+    return False
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
