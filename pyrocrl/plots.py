@@ -1,16 +1,18 @@
-"""Pictures of weakly supervised pairs and causal graphs (matplotlib)."""
+"""Pictures of weakly supervised pairs, causal graphs and Pyro programs (matplotlib)."""
 
 __all__ = [
     "plot_graph",
     "plot_history",
     "plot_image_grid",
     "plot_latents",
+    "plot_model",
     "plot_pairs",
     "plot_pareto_k",
     "plot_reliability",
 ]
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,7 +20,8 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from pyro.infer.inspect import get_model_relations
 
 from pyrocrl.data.dataset import validate
 from pyrocrl.sites import variable_names
@@ -316,4 +319,141 @@ def plot_latents(
     figure.suptitle(
         f"learned (rows) against true (columns) variables; colour: true {true_names[color_by]}"
     )
+    return figure
+
+
+def plot_model(model: Callable[..., Any], *args: Any, **kwargs: Any) -> Figure:
+    """Draw a Pyro program as the graph of its sample sites, with matplotlib alone.
+
+    A stand-in for :func:`pyro.render_model` that needs no graphviz. The program runs once,
+    ``model(*args, **kwargs)``, under :func:`pyro.infer.inspect.get_model_relations`
+    (deterministic sites included); every sample site becomes a node labelled with its
+    name and distribution, and every direct dependency an arrow from the upstream site.
+    Observed sites are shaded, latent ones open, deterministic ones dashed; a labelled box
+    surrounds the sites of each plate. Sites are drawn in layers, each below its deepest
+    parent.
+
+    Each arrow's ``gid`` is ``"parent -> child"`` and each node's the site name, so what
+    was drawn can be read back:
+
+    >>> import pyro
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> def program(data):
+    ...     loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
+    ...     with pyro.plate("data", len(data)):
+    ...         pyro.sample("obs", dist.Normal(loc, 1.0), obs=data)
+    >>> figure = plot_model(program, torch.zeros(3))
+    >>> [t.get_gid() for t in figure.axes[0].texts if " -> " in (t.get_gid() or "")]
+    ['loc -> obs']
+    >>> plt.close(figure)
+
+    :param model: a Pyro program (a function or a module's ``model`` method).
+    :param args, kwargs: its arguments, e.g. ``size=`` or observed data for the
+        observations to show as observed.
+    :raises TypeError: if ``model`` is not callable.
+    :raises ValueError: if the program has no sample sites.
+    """
+    if not callable(model):
+        raise TypeError(f"plot_model needs a callable Pyro program, got {type(model).__name__}")
+    relations = get_model_relations(model, args, kwargs, include_deterministic=True)
+    names = list(relations["sample_sample"])
+    if not names:
+        raise ValueError("the program has no sample sites to draw")
+    parents = relations["sample_sample"]
+    layer: dict[str, int] = {}
+    for name in names:  # trace order: parents come first
+        layer[name] = 1 + max((layer[p] for p in parents[name] if p in layer), default=-1)
+    plates = relations["plate_sample"]
+    outer_first = sorted(plates, key=lambda plate: (-len(plates[plate]), plate))
+    groups = {name: tuple(p for p in outer_first if name in plates[p]) for name in names}
+    keys = sorted(set(groups.values()))
+    layers = max(layer.values()) + 1
+    width = {
+        k: max(sum(groups[s] == k and layer[s] == i for s in names) for i in range(layers))
+        for k in keys
+    }
+    offset = dict(zip(keys, np.cumsum([0] + [width[k] for k in keys[:-1]]), strict=True))
+    dx, dy = 2.4, 1.5
+    position = {}
+    for key in keys:
+        for i in range(layers):
+            row = [s for s in names if groups[s] == key and layer[s] == i]
+            start = offset[key] + (width[key] - len(row)) / 2
+            for j, site in enumerate(row):
+                position[site] = np.array([(start + j + 0.5) * dx, -i * dy])
+    columns = sum(width.values())
+    label = max(max(len(s), len(relations["sample_dist"][s])) for s in names)
+    inches = max(1.3, 0.075 * label + 0.5)  # per column, so that labels do not collide
+    figure = plt.figure(figsize=(inches * (columns + 0.6), 1.0 * (layers + 0.9)))
+    ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
+    deterministic = {s for s in names if relations["sample_dist"][s] == "Deterministic"}
+    observed = set(relations["observed"]) - deterministic
+    nodes = {}
+    for site in names:
+        nodes[site] = ax.text(
+            *position[site],
+            f"{site}\n{relations['sample_dist'][site]}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=3,
+            gid=site,
+            bbox={
+                "boxstyle": "ellipse,pad=0.25",
+                "facecolor": "0.8" if site in observed else "white",
+                "edgecolor": "black",
+                "linestyle": "--" if site in deterministic else "-",
+            },
+        )
+    for site in names:
+        for parent in parents[site]:
+            ax.annotate(
+                "",
+                xy=position[site],
+                xytext=position[parent],
+                gid=f"{parent} -> {site}",
+                zorder=4,  # after the nodes, whose outlines then clip the arrow
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "0.2",
+                    "lw": 1.0,
+                    "patchA": nodes[parent].get_bbox_patch(),
+                    "patchB": nodes[site].get_bbox_patch(),
+                    "shrinkA": 1,
+                    "shrinkB": 1,
+                },
+            )
+    centres = np.stack(list(position.values()))
+    half = np.array([0.5 * dx, 0.4 * dy])  # about half a node
+    corners = [centres - half, centres + half]
+    for plate in outer_first:
+        members = np.stack([position[s] for s in plates[plate]])
+        inner = sum(set(plates[q]) < set(plates[plate]) for q in plates)
+        pad = 0.3 * inner
+        low = members.min(0) - np.array([0.5 * dx + pad, 0.5 * dy + 0.2 + pad])
+        high = members.max(0) + np.array([0.5 * dx + pad, 0.45 * dy + pad])
+        ax.add_patch(
+            FancyBboxPatch(
+                low,
+                *(high - low),
+                boxstyle="round,pad=0,rounding_size=0.15",
+                facecolor="none",
+                edgecolor="0.4",
+                zorder=1,
+            )
+        )
+        ax.annotate(
+            plate.split("__CLONE")[0],
+            (high[0] - 0.1, low[1] + 0.1),
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="0.3",
+        )
+        corners += [low[None], high[None]]
+    extent = np.concatenate(corners)
+    ax.set_xlim(extent[:, 0].min() - 0.1 * dx, extent[:, 0].max() + 0.1 * dx)
+    ax.set_ylim(extent[:, 1].min() - 0.2 * dy, extent[:, 1].max() + 0.2 * dy)
+    ax.axis("off")
     return figure

@@ -33,3 +33,62 @@ def test_plot_latents_refuses_mismatched_inputs(rng):
         plot_latents(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), color_by=2)
     with pytest.raises(ValueError, match="max_points"):
         plot_latents(rng.normal(size=(10, 2)), rng.normal(size=(10, 2)), max_points=0)
+
+
+def _tiny_program(data):
+    import pyro
+    import pyro.distributions as dist
+
+    scale = pyro.sample("scale", dist.LogNormal(0.0, 1.0))
+    with pyro.plate("groups", 2):
+        loc = pyro.sample("loc", dist.Normal(0.0, scale))
+        pyro.deterministic("double", 2 * loc)
+        with pyro.plate("points", 3, dim=-2):
+            pyro.sample("obs", dist.Normal(loc, scale), obs=data)
+
+
+def test_plot_model_draws_the_dependencies_of_every_sample_site():
+    import torch
+    from pyro.infer.inspect import get_model_relations
+
+    from pyrocrl.plots import plot_model
+
+    data = torch.zeros(3, 2)
+    relations = get_model_relations(_tiny_program, (data,), include_deterministic=True)
+    expected = {(p, c) for c, ps in relations["sample_sample"].items() for p in ps}
+    assert expected == {("scale", "loc"), ("scale", "obs"), ("loc", "obs"), ("loc", "double")}
+    figure = plot_model(_tiny_program, data)
+    texts = figure.axes[0].texts
+    drawn = {tuple(t.get_gid().split(" -> ")) for t in texts if " -> " in (t.get_gid() or "")}
+    assert drawn == expected
+    nodes = {t.get_gid(): t for t in texts if t.get_gid() in relations["sample_sample"]}
+    assert set(nodes) == {"scale", "loc", "double", "obs"}
+    shade = {name: t.get_bbox_patch().get_facecolor()[0] for name, t in nodes.items()}
+    assert shade["obs"] < shade["scale"] == shade["loc"] == 1.0  # observed shaded, latent open
+    assert nodes["double"].get_bbox_patch().get_linestyle() == "--"  # deterministic: dashed
+    labels = {t.get_text() for t in texts}
+    assert {"groups", "points"} <= labels  # one box per plate
+    plt.close(figure)
+
+
+def test_plot_model_draws_the_ilcm_program():
+    import torch
+
+    from pyrocrl.models import ILCM
+    from pyrocrl.plots import plot_model
+
+    x = torch.zeros(4, 5)
+    figure = plot_model(ILCM(dim_x=5, n=3).model, x, x)
+    gids = {t.get_gid() for t in figure.axes[0].texts}
+    assert {"noise -> noise_tilde", "target -> noise_tilde", "noise_tilde -> x_tilde"} <= gids
+    assert {"noise -> x", "noise -> z", "noise_tilde -> z_tilde"} <= gids
+    plt.close(figure)
+
+
+def test_plot_model_refuses_what_is_not_a_program():
+    from pyrocrl.plots import plot_model
+
+    with pytest.raises(TypeError, match="callable Pyro program"):
+        plot_model("model")
+    with pytest.raises(ValueError, match="no sample sites"):
+        plot_model(lambda: None)

@@ -21,22 +21,30 @@
 #    reparametrization each);
 # 3. the learned mechanism `z2(z1)` against the true `1.5·tanh(2·z1)`;
 # 4. interventions and counterfactuals drawn in the plane, learned beside exact.
+#
+# In the text the variables are `z1` and `z2` (intervention target 0: none, `k`: `zk`);
+# in code, arrays are 0-based, so `zk` is column `k - 1`.
+#
+# **Needs** no extra in smoke mode (Pyro trains the model); the full-size fit uses the JAX
+# backend, `pip install 'pyrocrl[jax]'`. Background: [queries](../queries),
+# [concepts](../concepts).
 
 # %%
 import os
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pyro
 import torch
 from sklearn.isotonic import IsotonicRegression
 
 from pyrocrl.data import make_simulator, simulate_splits
-from pyrocrl.inference.fit import fit_ilcm
-from pyrocrl.inference.queries import counterfactual, encode, generate, predict_targets
-from pyrocrl.inference.recipes import get_recipe
-from pyrocrl.metrics import match_interventions
+from pyrocrl.inference import counterfactual, encode, fit_ilcm, generate, get_recipe
+from pyrocrl.metrics import dci, match_importance
 
 torch.set_num_threads(1)
+torch.manual_seed(0)
+pyro.set_rng_seed(0)
 smoke_test = "CI" in os.environ
 truth = make_simulator("toy2d")
 sizes = {"train": 3_000, "test": 1_000, "dci": 1_000} if smoke_test else None
@@ -66,19 +74,32 @@ plt.show()
 # ## 2. Fit, and the learned variables against the true ones
 #
 # `fit_ilcm` sees only the pairs `(x, x~)`. Which learned variable is which true one, and in
-# which direction, is not identifiable; we match them by the intervention labels (for this
-# picture only) and draw each learned variable against its true partner.
+# which direction, is not identifiable; we match them as in [tutorial 02](02_quickstart)
+# (Hungarian matching on the DCI importance matrix, `match_importance`) and draw each
+# learned variable against its true partner.
 
 # %%
 model, guide, report = fit_ilcm(
-    splits["train"], 2, test=test, dci_train=splits["dci"], recipe=recipe, backend=backend
+    splits["train"],
+    2,
+    test=test,
+    dci_train=splits["dci"],
+    recipe=recipe,
+    backend=backend,
+    seed=0,
+    progress=False,
 )
 print(report.format())
 learned = encode(guide, torch.as_tensor(x))["z"].numpy()
-targets = predict_targets(guide, x, test["x"].values[:, 1]).numpy()
-match = match_interventions(targets, test["target"].values, 2)[1:] - 1  # learned j → true
+dci_set = splits["dci"]
+scores = dci(
+    encode(guide, dci_set["x"].values[:, 0])["z"].numpy(), dci_set["z"].values[:, 0], learned, z
+)
+match = match_importance(scores.importance)  # learned j (0-based) is true match[j]
 order = np.argsort(match)  # learned variables in the order of the true ones
 learned = learned[:, order]
+print(f"DCI disentanglement {scores.disentanglement:.3f}")
+assert scores.disentanglement > (0.0 if smoke_test else 0.9)
 
 figure, axes = plt.subplots(1, 2, figsize=(9, 4))
 for k, ax in enumerate(axes):
@@ -112,11 +133,14 @@ z1_hat, z2_hat = (to_true[k].predict(sampled[:, k]) for k in range(2))
 edges = np.quantile(z1_hat, np.linspace(0.02, 0.98, 25))
 centres = (edges[1:] + edges[:-1]) / 2
 bins = np.digitize(z1_hat, edges) - 1
-means = np.array([z2_hat[bins == b].mean() for b in range(len(centres))])
+filled = [b for b in range(len(centres)) if np.any(bins == b)]  # a rough fit leaves gaps
+centres = centres[filled]
+means = np.array([z2_hat[bins == b].mean() for b in filled])
 grid = np.linspace(-3, 3, 200)
 true_mechanism = 1.5 * np.tanh(2 * grid)
 gap = np.abs(means - 1.5 * np.tanh(2 * centres)).mean()
 print(f"learned E[z2 | z1] against 1.5·tanh(2·z1): mean absolute gap {gap:.3f}")
+assert gap < (1.5 if smoke_test else 0.1)
 
 plt.figure(figsize=(5, 4))
 plt.scatter(z1_hat, z2_hat, s=1, alpha=0.3, label="model's own samples")
@@ -167,3 +191,24 @@ axes[0].legend(loc="lower right", fontsize=8)
 plt.show()
 gap = np.abs(learned_x - exact).mean()
 print(f"mean |learned − exact| of the do(z2 = 0) counterfactuals: {gap:.3f} (x spans ±4)")
+assert gap < (4.0 if smoke_test else 0.1)
+
+# %% [markdown]
+# At full size (100,000 training pairs, model seed 0) this run gives DCI disentanglement
+# 0.956, a mechanism gap of 0.061 and a counterfactual error of 0.042.
+# `python benchmarks/toy2d.py` repeats this on three model seeds and 1,000 test points
+# per intervention; the [measured results](../results) ("The 2D toy") have the table:
+# every seed learns the mechanism (gap 0.044–0.057) and the counterfactuals (error
+# 0.027–0.048) closely, while DCI disentanglement, steep with two variables, is
+# 0.908–0.956.
+#
+# ## References
+#
+# - J. Brehmer, P. de Haan, P. Lippe and T. Cohen (2022), *Weakly supervised causal
+#   representation learning*, NeurIPS (its 2D toy experiment).
+# - J. Pearl (2009), *Causality*, 2nd ed., Cambridge University Press (abduction, action,
+#   prediction).
+# - C. Eastwood and C. K. I. Williams (2018), *A framework for the quantitative evaluation
+#   of disentangled representations*, ICLR (DCI).
+# - Pyro's [`poutine.do`](https://docs.pyro.ai/en/stable/poutine.html) and
+#   [`condition`](https://docs.pyro.ai/en/stable/poutine.html).
