@@ -50,6 +50,7 @@ from pyrocrl.inference.candidates import (
     ModelParts,
     ModelSpec,
     build_candidate,
+    build_model,
     candidate_seed,
     choose_candidate,
     make_trainer,
@@ -94,6 +95,10 @@ class FitReport:
     model: str = "ILCM"
     """Class name of the fitted model."""
     backend: str = "torch"
+    history: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """The trainer's record: an entry per logged step (``step``, ``epoch``, ``phase``,
+    ``loss``, ``elbo``, …) and one per validation (``step`` and the validation metrics),
+    as ``results.json`` keeps it and :func:`~pyrocrl.plots.plot_history` draws it."""
 
     def format(self) -> str:
         """The report printed by ``pyrocrl fit``."""
@@ -189,24 +194,34 @@ def build_ilcm(
     solution = model_config.pop("solution", "affine")
     if solution != SOLUTIONS[kind] or (model_config.get("likelihood", "normal") is None):
         raise CheckpointError(
-            "this model was built with custom parts; construct it yourself and load the "
-            "checkpoint's state dicts into it"
+            "this model was built with parts of your own: pass it to load_ilcm(path, model=...)"
         )
     model_config["hidden"] = tuple(model_config.get("hidden", (64, 64)))
     model = MODELS[kind](model_config.pop("dim_x"), model_config.pop("n"), **model_config)
     guide_config = dict(guide_config or {})
     if guide_config.get("intervention_encoder", "heuristic") is None:
-        raise CheckpointError("this guide has a custom intervention encoder; build it yourself")
+        raise CheckpointError(
+            "this guide has an intervention encoder of your own: pass it to "
+            "load_ilcm(path, guide=...)"
+        )
     guide_config["hidden"] = tuple(guide_config.get("hidden", (64, 64)))
     return model, ILCMGuide(model, **guide_config)
 
 
-def load_ilcm(path: str | os.PathLike) -> tuple[ILCM, ILCMGuide]:
+def load_ilcm(
+    path: str | os.PathLike, *, model: ModelSpec = None, guide: GuideSpec = None
+) -> tuple[ILCM, ILCMGuide]:
     """Model and guide from a checkpoint written by :func:`fit_ilcm` or the trainer.
 
     The checkpoint is checked before anything is built from it: its configurations must be
     complete and their sizes those of its tensors, and the tensors must be exactly those
     of the model and guide they describe (:func:`~pyrocrl.io.check_state_dict`).
+
+    A model fitted with parts of your own (a solution function, a likelihood, a guide)
+    cannot be rebuilt from its configuration: give ``model`` (the module, or the function
+    that built it for :func:`fit_ilcm`) and, if it was not the built-in one, ``guide`` (a
+    module, or a function of the model); the checkpoint's state is loaded into them, after
+    the same checks.
 
     :raises FileNotFoundError: if there is no file.
     :raises CheckpointError: naming what is wrong with the file.
@@ -223,9 +238,22 @@ def load_ilcm(path: str | os.PathLike) -> tuple[ILCM, ILCMGuide]:
     guide_config = guide_config if isinstance(guide_config, dict) else {}
     check_sizes(guide_config, ("hidden",), payload["guide"], path, "guide")
     try:
-        model, guide = build_ilcm(
-            config["dim_x"], config["n"], model_config=config, guide_config=guide_config
-        )
+        if model is None and guide is None:
+            model, guide = build_ilcm(
+                config["dim_x"], config["n"], model_config=config, guide_config=guide_config
+            )
+        else:
+            parts = ModelParts(
+                model if model is not None else config.get("model", "ilcm"),
+                guide,
+                # the built-in part's sizes: the guide's when the model is given
+                hidden=tuple(
+                    (guide_config if model is not None else config).get("hidden", (64, 64))
+                ),
+                likelihood=config.get("likelihood") or "normal",
+                intervention_encoder=guide_config.get("intervention_encoder") or "heuristic",
+            )
+            model, guide = build_model(parts, 0, config["n"], config["dim_x"])
     except (TypeError, ValueError) as error:
         if isinstance(error, CheckpointError):
             raise
@@ -427,7 +455,8 @@ def fit_ilcm(
     )
     run_length(len(data), recipe, None)  # at least one batch
     if (model is None or isinstance(model, str)) and likelihood in SCALED_LIKELIHOODS:
-        FeatureScaling(data.shape[-1]).fit(data)  # refuses constant features
+        names = train["feature"].values if "feature" in getattr(train, "coords", ()) else None
+        FeatureScaling(data.shape[-1]).fit(data, names)  # refuses constant features
     for name, pairs in (("test", test), ("dci_train", dci_train)):
         _check_held_out(pairs, name, data.shape[-1])
     output = _prepared_directory(output)
@@ -494,6 +523,7 @@ def fit_ilcm(
             selection=chosen.selection,
             model=type(chosen.model).__name__,
             backend=backend,
+            history=result.history,
         )
         if output is not None:
             write_results(report, output, recipe, result.history)

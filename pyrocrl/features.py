@@ -21,6 +21,7 @@ __all__ = [
     "regression_r2",
 ]
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,11 +57,13 @@ class FeatureScaling(nn.Module):
         return u * self.scale + self.loc
 
     @torch.no_grad()
-    def fit(self, x: Any) -> "FeatureScaling":
+    def fit(self, x: Any, names: Sequence[str] | None = None) -> "FeatureScaling":
         """Set ``loc`` and ``scale`` to the mean and standard deviation of each feature of
         ``x`` ``(*, D)`` (e.g. training pairs ``(N, 2, D)``: both worlds count), computed in
         float64.
 
+        :param names: of the ``D`` features, for the error message (a dataset's
+            ``feature`` coordinate); default: their 0-based indices.
         :raises DatasetError: naming every feature that is constant (or varies by less
             than :data:`RESOLUTION` of its magnitude), and on non-finite values.
         """
@@ -75,7 +78,8 @@ class FeatureScaling(nn.Module):
         magnitude = np.abs(values).max(0)
         flat = np.flatnonzero(scale <= RESOLUTION * magnitude)
         if flat.size:
-            listed = ", ".join(f"{k} (value {loc[k]:.6g})" for k in flat[:8])
+            label = [str(v) for v in names] if names is not None else list(map(str, range(dim)))
+            listed = ", ".join(f"{label[k]} (value {loc[k]:.6g})" for k in flat[:8])
             raise DatasetError(
                 f"feature{'s' if flat.size > 1 else ''} {listed}"
                 f"{' …' if flat.size > 8 else ''} {'are' if flat.size > 1 else 'is'} constant "

@@ -129,9 +129,14 @@ def plot_graph(
     return ax
 
 
+# validation metrics that plot_history draws in their own panel (they need ground truth)
+_SCORES = ("dci_disentanglement", "dci_completeness", "intervention_accuracy")
+
+
 def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Figure:
-    """Training curves from a trainer's history: the loss and the ELBO per phase, and
-    validation metrics when there are any.
+    """Training curves from a trainer's history: the loss and the ELBO per phase, the
+    held-out ELBO beside them and the validation metrics that need ground truth in a second
+    panel, when there are any.
 
     :param history: entries with ``step`` and report values (``loss``, ``elbo``, …) or
         validation metrics (``dci_disentanglement``, ``intervention_accuracy``, …).
@@ -139,7 +144,8 @@ def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Fi
     """
     train = [h for h in history if "loss" in h]
     valid = [h for h in history if "loss" not in h and len(h) > 2]
-    columns = 2 if valid else 1
+    scored = [k for k in _SCORES if valid and k in valid[0]]
+    columns = 2 if scored else 1
     figure = figure or plt.figure(figsize=(5.5 * columns, 3.8))
     figure.set_size_inches(5.5 * columns, 3.8)
     axes = np.atleast_1d(figure.subplots(1, columns))
@@ -163,16 +169,24 @@ def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Fi
                 ha="left",
                 va="top",
             )
+    held_out = [h for h in valid if "elbo" in h]
+    if held_out:
+        ax.plot(
+            [h["step"] for h in held_out],
+            [-h["elbo"] for h in held_out],
+            "o",
+            ms=3,
+            label="−ELBO, held-out pairs",
+        )
     ax.set_yscale("symlog")
     ax.set_xlabel("step")
     ax.set_title("training objective (per pair)")
     ax.legend(fontsize="small")
-    if valid and len(axes) > 1:
+    if scored:
         ax = axes[1]
         vsteps = [h["step"] for h in valid]
-        for key in ("dci_disentanglement", "dci_completeness", "intervention_accuracy"):
-            if key in valid[0]:
-                ax.plot(vsteps, [h[key] for h in valid], marker="o", ms=3, label=key)
+        for key in scored:
+            ax.plot(vsteps, [h[key] for h in valid], marker="o", ms=3, label=key)
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("step")
         ax.set_title("validation")

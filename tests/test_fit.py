@@ -42,6 +42,7 @@ from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import save_checkpoint
 from pyrocrl.models.baselines import DVAE
 from pyrocrl.models.ilcm import ILCM
+from pyrocrl.solution import AffineSolution
 
 TINY = Recipe(
     name="tiny",
@@ -89,6 +90,8 @@ def test_candidates_are_compared_and_the_best_is_finished(splits, tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["metrics"]["dci_disentanglement"] == report.metrics["dci_disentanglement"]
     assert results["recipe_settings"]["candidates"] == 2
+    assert report.history and results["history"] == report.history  # returned and kept
+    assert report.history[-1]["step"] == report.steps
     assert "kept candidate" in report.format()
 
     loaded_model, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
@@ -143,6 +146,26 @@ def test_extended_models_need_builders_for_several_candidates(splits):
         guide=lambda m: ILCMGuide(m, hidden=(16, 16)),
     )
     assert len(report.selection) == 2 and not report.metrics
+
+
+def test_a_model_with_parts_of_its_own_is_loaded_into_the_model_given(splits, tmp_path):
+    def own() -> ILCM:  # a solution function passed in: the configuration cannot rebuild it
+        return ILCM(2, 2, hidden=(8,), solution=AffineSolution(2, (8,)))
+
+    _, guide, _ = fit_ilcm(
+        splits["train"], 2, recipe=TINY.replace(candidates=1), model=own, output=tmp_path
+    )
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match=r"load_ilcm\(path, model=\.\.\.\)"):
+        load_ilcm(path)
+    model, loaded = load_ilcm(path, model=own)
+    x = torch.as_tensor(splits["test"]["x"].values[:50, 0])
+    assert torch.equal(encode(loaded, x)["z"], encode(guide, x)["z"])
+    assert isinstance(model.solution, AffineSolution) and not model.training
+    with pytest.raises(CheckpointError, match="builds no model"):  # sizes checked too
+        load_ilcm(path, model=ILCM(3, 2, hidden=(8,)))
+    with pytest.raises(CheckpointError):  # and the tensors
+        load_ilcm(path, model=lambda: ILCM(2, 2, hidden=(16,), solution=AffineSolution(2)))
 
 
 def test_model_must_fit_the_data(splits):

@@ -92,3 +92,21 @@ def test_plot_model_refuses_what_is_not_a_program():
         plot_model("model")
     with pytest.raises(ValueError, match="no sample sites"):
         plot_model(lambda: None)
+
+
+@pytest.mark.parametrize("truth", [False, True])
+def test_history_draws_the_held_out_elbo_and_scores_only_with_ground_truth(truth, recwarn):
+    from pyrocrl.plots import plot_history
+
+    history = [{"step": s, "epoch": s / 10, "loss": 5.0 - s, "elbo": s - 5.0} for s in range(4)]
+    for step in (1, 3):  # validation entries: the held-out ELBO, and scores given labels
+        extra = {"dci_disentanglement": 0.5 + 0.1 * step} if truth else {}
+        history.append({"step": step, "epoch": step / 10, "elbo": step - 6.0, **extra})
+    figure = plot_history(history)
+    assert len(figure.axes) == (2 if truth else 1)
+    labels = [line.get_label() for line in figure.axes[0].lines]
+    assert "−ELBO, held-out pairs" in labels
+    held_out = figure.axes[0].lines[labels.index("−ELBO, held-out pairs")]
+    assert held_out.get_ydata().tolist() == [5.0, 3.0]
+    assert not [w for w in recwarn if "legend" in str(w.message)]
+    plt.close(figure)

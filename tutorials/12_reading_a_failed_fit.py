@@ -112,8 +112,9 @@ def fit(n, seed):
             output=output,
             validate_every=validate_every,
         )
-    history = json.loads((output / "results.json").read_text())["history"]
-    return model, guide, report, history
+    # the history comes with the report, and results.json in the directory keeps it
+    assert json.loads((output / "results.json").read_text())["history"] == report.history
+    return model, guide, report, report.history
 
 
 failed = [fit(3, seed) for seed in model_seeds]
@@ -123,7 +124,8 @@ print(report.format())
 # %% [markdown]
 # ### 1. The training history
 #
-# `results.json` holds the history: every 100 steps the running means of the training
+# The report holds the history (`report.history`, also kept in the run directory's
+# `results.json`): every 100 steps the running means of the training
 # terms (`elbo`, `loss`, `phase`, …), and every `validate_every` steps the ELBO on the
 # held-out pairs. The phases of the `fast` recipe are: *pretrain* (a VAE on each view),
 # *soft* (the pair model, every intervention hypothesis weighted by the posterior) and

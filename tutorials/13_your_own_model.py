@@ -333,9 +333,11 @@ if not smoke_test:
 # - Other parts swap the same way: a subclass of `ILCM` overrides `noise_dist` (e.g. a
 #   Laplace noise prior), `target_dist` or `value_dist`, and the `likelihood` argument
 #   takes any module that maps noise to a distribution over `x`.
-# - `pyrocrl.load_ilcm` rebuilds models from the built-in parts only. To reuse a model
-#   with a solution function of your own, build the model as above, its guide with
-#   `ILCMGuide(model)`, and load their state dicts (saved with `torch.save`) into them.
+# - A model with a solution function of your own is saved like any other
+#   (`fit_ilcm(..., output=...)`); its configuration cannot rebuild the solution
+#   function, so load it with `pyrocrl.load_ilcm(path, model=additive_ilcm)`: the
+#   checkpoint's state goes into the model that function builds, after the same checks
+#   as for the built-in parts.
 # - [Tutorial 14](14_training_loop_by_hand) writes the training loop itself out;
 #   [training](../training) explains the recipe.
 #
