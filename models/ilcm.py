@@ -188,7 +188,9 @@ class ILCM(PairModel, PyroModule):
     :param hidden: hidden layer sizes of the default decoder and solution networks.
     :param likelihood: decoder ``e ↦ p(x | e)``: ``"normal"`` (default, a heteroskedastic
         Gaussian MLP), ``"laplace"``, ``"bernoulli"``, or any module.
-    :param solution: solution function; default :class:`~pyrocrl.solution.AffineSolution`.
+    :param solution: solution function: any module with ``n``, ``shift_scale(e)`` and a
+        call ``e ↦ z`` (tutorial 13 writes one); default
+        :class:`~pyrocrl.solution.AffineSolution`.
     :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over {none, z1 … zn}.
 
     With the built-in Normal or Laplace likelihood, :attr:`features` is a
@@ -225,7 +227,7 @@ class ILCM(PairModel, PyroModule):
         *,
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
-        solution: AffineSolution | None = None,
+        solution: nn.Module | None = None,
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         super().__init__()
