@@ -21,6 +21,7 @@ __all__ = [
     "build_ilcm",
     "candidate_seed",
     "check_fit_options",
+    "check_parts",
     "fit_ilcm",
     "held_out_metrics",
     "load_ilcm",
@@ -112,14 +113,11 @@ class FitReport:
         if self.selection:
             best = max(self.selection, key=lambda c: c["elbo"])
             scores = ", ".join(f"{c['elbo']:.2f}" for c in self.selection)
+            kept = f"kept candidate {best['candidate']:.0f}"
+            if not best.get("screen", True):  # records from before candidate_screen have none
+                kept += " (preconditioned without the feature screen)"
             lines.append(
-                f"  {len(self.selection)} candidates, training ELBO per pair {scores}: "
-                f"kept candidate {best['candidate']:.0f}"
-                + (
-                    " (preconditioned without the feature screen)"
-                    if not best.get("screen", True)
-                    else ""
-                )
+                f"  {len(self.selection)} candidates, training ELBO per pair {scores}: {kept}"
             )
         lines.append(
             f"  training: {self.steps} steps = {self.epochs:.2f} epochs of {self.pairs} pairs "
@@ -225,7 +223,10 @@ def load_ilcm(
 
     :raises FileNotFoundError: if there is no file.
     :raises CheckpointError: naming what is wrong with the file.
+    :raises ValueError, TypeError: on a ``model`` or ``guide`` that builds nothing
+        (:func:`check_parts`).
     """
+    check_parts(model, guide)
     payload = load_checkpoint(path)
     config = payload.get("model_config")
     guide_config = payload.get("guide_config")
@@ -289,7 +290,7 @@ def check_fit_options(
     training pairs).
 
     :raises ValueError: on ``n < 1`` or more variables than features, an unknown model name
-        or backend, ``validate_every``
+        (:func:`check_parts`, which also raises ``TypeError``) or backend, ``validate_every``
         with the JAX backend, or model or guide *modules* with a recipe of several
         candidates (each candidate needs a fresh one).
     :raises ImportError: for ``backend="jax"`` without the ``jax`` extra.
@@ -301,8 +302,7 @@ def check_fit_options(
             f"{n} causal variables cannot be identified from {dim_x} features: the decoder "
             f"maps the variables to the features one to one, so n must be at most {dim_x}"
         )
-    if isinstance(model, str) and model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
+    check_parts(model, guide)
     if backend not in ("torch", "jax"):
         raise ValueError(f"backend must be 'torch' or 'jax', got {backend!r}")
     if backend == "jax":
@@ -314,6 +314,27 @@ def check_fit_options(
             f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
             "build the model and guide, or use recipe.replace(candidates=1)"
         )
+
+
+def check_parts(model: ModelSpec, guide: GuideSpec) -> None:
+    """Refuse a model or guide that :class:`~pyrocrl.inference.candidates.ModelParts`
+    cannot build from.
+
+    :raises ValueError: on an unknown model name.
+    :raises TypeError: on anything but a name (the model only), a module or a function.
+    """
+    if isinstance(model, str) and model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; built-in models: {sorted(MODELS)}")
+    for part, spec in (("model", model), ("guide", guide)):
+        if spec is not None and not (
+            isinstance(spec, nn.Module)
+            or callable(spec)
+            or (part == "model" and isinstance(spec, str))
+        ):
+            raise TypeError(
+                f"{part} must be {'a name, ' if part == 'model' else ''}a module or a function "
+                f"that builds one, got {type(spec).__name__}"
+            )
 
 
 def _require_jax() -> None:

@@ -162,6 +162,10 @@ def test_a_model_with_parts_of_its_own_is_loaded_into_the_model_given(splits, tm
     x = torch.as_tensor(splits["test"]["x"].values[:50, 0])
     assert torch.equal(encode(loaded, x)["z"], encode(guide, x)["z"])
     assert isinstance(model.solution, AffineSolution) and not model.training
+    with pytest.raises(ValueError, match="unknown model 'nonsense'"):
+        load_ilcm(path, model="nonsense")
+    with pytest.raises(TypeError, match="guide must be a module or a function"):
+        load_ilcm(path, model=own, guide=3)
     with pytest.raises(CheckpointError, match="builds no model"):  # sizes checked too
         load_ilcm(path, model=ILCM(3, 2, hidden=(8,)))
     with pytest.raises(CheckpointError):  # and the tensors
@@ -193,6 +197,8 @@ def test_fit_options_are_refused_before_anything_is_built():
         check_fit_options(0, recipe)
     with pytest.raises(ValueError, match="unknown model 'vae'"):
         check_fit_options(2, recipe, model="vae")
+    with pytest.raises(TypeError, match="model must be a name, a module"):
+        check_fit_options(2, recipe, model=3)
     with pytest.raises(ValueError, match="backend must be"):
         check_fit_options(2, recipe, backend="tf")
     with pytest.raises(ValueError, match="trains 2 candidates"):

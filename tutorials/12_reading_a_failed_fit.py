@@ -49,6 +49,7 @@ import pyrocrl
 from pyrocrl.data import make_simulator, pairs_dataset
 from pyrocrl.inference import PairELBO, get_recipe, trust_report
 from pyrocrl.metrics import dci, match_importance
+from pyrocrl.plots import plot_history
 
 torch.set_num_threads(1)
 pyro.set_rng_seed(0)  # torch, numpy and random
@@ -138,51 +139,7 @@ print(report.format())
 
 
 # %%
-def draw_history(ax, history, label, color):
-    """−ELBO per pair against the step: training (running means) and held-out."""
-    training = [h for h in history if "loss" in h]
-    held_out = [h for h in history if "loss" not in h and "elbo" in h]
-    ax.plot(
-        [h["step"] for h in held_out],
-        [-h["elbo"] for h in held_out],
-        color=color,
-        label=f"{label}, held-out",
-    )
-    ax.plot(
-        [h["step"] for h in training],
-        [-h["elbo"] for h in training],
-        "o--",
-        color=color,
-        ms=4,
-        label=f"{label}, training",
-    )
-
-
-def shade_phases(ax, recipe, steps_per_epoch):
-    for name, start, end, shade in (
-        ("pretrain", 0, recipe.pretrain_epochs, "0.9"),
-        ("soft", recipe.pretrain_epochs, recipe.deterministic_epoch, "white"),
-        ("deterministic", recipe.deterministic_epoch, recipe.epochs, "0.95"),
-    ):
-        ax.axvspan(start * steps_per_epoch, end * steps_per_epoch, color=shade, zorder=0)
-        ax.annotate(
-            name,
-            ((start + end) / 2 * steps_per_epoch, 1),
-            xycoords=("data", "axes fraction"),
-            ha="center",
-            va="top",
-            fontsize=8,
-        )
-
-
-steps_per_epoch = report.steps / report.epochs
-fig, ax = plt.subplots(figsize=(7, 4))
-draw_history(ax, history, "n = 3", "tab:red")
-shade_phases(ax, recipe, steps_per_epoch)
-ax.set_yscale("log")
-ax.set_xlabel("step")
-ax.set_ylabel("−ELBO per pair")
-ax.legend(fontsize="small")
+plot_history(history)  # the phases' starts are marked; held-out ELBO as dots
 plt.show()
 held_out_elbo = [h["elbo"] for h in history if "loss" not in h and "elbo" in h]
 late = held_out_elbo[len(held_out_elbo) * 3 // 4 :]
@@ -310,9 +267,17 @@ print("n that pass both checks:", passing, "→ n =", best_n)
 fixed = scan[4]
 ns = list(summary)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-draw_history(axes[0], failed[0][3], "n = 3", "tab:red")
-draw_history(axes[0], fixed[0][3], "n = 4", "tab:blue")
-shade_phases(axes[0], recipe, steps_per_epoch)
+for (_, _, _, past), label, color in (
+    (failed[0], "n = 3", "tab:red"),
+    (fixed[0], "n = 4", "tab:blue"),
+):
+    held_out = [h for h in past if "loss" not in h and "elbo" in h]
+    axes[0].plot(
+        [h["step"] for h in held_out],
+        [-h["elbo"] for h in held_out],
+        color=color,
+        label=f"{label}, held-out",
+    )
 axes[0].set_yscale("log")
 axes[0].set_xlabel("step")
 axes[0].set_ylabel("−ELBO per pair")
