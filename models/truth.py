@@ -16,7 +16,7 @@ import torch
 
 from pyrocrl import sites
 from pyrocrl.graphs import random_dag
-from pyrocrl.mixing import CouplingMixing2D, Rotation, random_rotation
+from pyrocrl.mixing import CouplingMixing2D, Rotation, Sensors, random_rotation
 from pyrocrl.scm import AdditiveNoiseSCM, LinearSCM, bimodal_weights
 
 
@@ -159,7 +159,14 @@ class GroundTruthLCM:
         return truth
 
 
-def scaling_toy(n: int, graph_seed: int, *, edge_probability: float = 0.5) -> GroundTruthLCM:
+def scaling_toy(
+    n: int,
+    graph_seed: int,
+    *,
+    edge_probability: float = 0.5,
+    sensors: int | None = None,
+    sensor_noise: float = 0.0,
+) -> GroundTruthLCM:
     """The scaling experiment of Brehmer et al. (2022): a linear SCM seen through a rotation.
 
     From one NumPy generator seeded with ``graph_seed``, in this order: a random DAG over the
@@ -167,6 +174,12 @@ def scaling_toy(n: int, graph_seed: int, *, edge_probability: float = 0.5) -> Gr
     ``w = sign(a)(1 + 0.3b)`` and a rotation ``R = exp(O) ∈ SO(n)``. Mechanisms are
     ``z_j = e_j + Σ_i w_ij z_i``; observations ``x = R z`` (``D = n``), noise-free.
     Interventions are uniform over ``{∅, z1, …, zn}`` and set ``z~_k ~ N(0, 1)``.
+
+    With ``sensors=D`` the same system is watched instead by ``D ≥ n`` saturating sensors
+    (:class:`~pyrocrl.mixing.Sensors`, ``x_k = tanh(a_k · z + b_k)`` with ``a_k ~ N(0, I/n)``
+    and ``b_k ~ N(0, 1/4)``, drawn after the rotation from the same generator, so graph and
+    weights do not change), with Gaussian reading noise of sd ``sensor_noise``: data whose
+    number of causal variables is not the number of features.
 
     >>> lcm = scaling_toy(n=4, graph_seed=302)
     >>> lcm.scm.adjacency  # row = cause, column = effect
@@ -188,14 +201,25 @@ def scaling_toy(n: int, graph_seed: int, *, edge_probability: float = 0.5) -> Gr
     rng = np.random.default_rng(graph_seed)
     adjacency = random_dag(n, edge_probability, rng)
     weights = bimodal_weights(adjacency, rng)
-    rotation = random_rotation(n, rng)
+    mixing = Rotation(random_rotation(n, rng))
     settings = {
         "simulator": "scaling",
         "n": n,
         "graph_seed": graph_seed,
         "edge_probability": edge_probability,
     }
-    return GroundTruthLCM(LinearSCM(weights), Rotation(rotation), settings=settings)
+    if sensors is None:
+        if sensor_noise:
+            raise ValueError("sensor_noise is the noise of the sensors: give sensors=D too")
+    elif sensors < n:
+        raise ValueError(f"{n} causal variables need at least {n} sensors, got {sensors}")
+    else:
+        directions = rng.normal(size=(sensors, n)) / np.sqrt(n)
+        mixing = Sensors(directions, 0.5 * rng.normal(size=sensors))
+        settings.update(simulator="scaling-sensors", sensors=sensors, sensor_noise=sensor_noise)
+    return GroundTruthLCM(
+        LinearSCM(weights), mixing, observation_scale=sensor_noise, settings=settings
+    )
 
 
 def toy2d(

@@ -75,6 +75,10 @@ _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative")
 
 
+def _n_or_auto(text: str) -> int | str:
+    return text if text == "auto" else _positive_int(text)
+
+
 def _finite_float(positive: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -137,7 +141,8 @@ def _add_simulate(commands: Subparsers) -> None:
         default="scaling",
         choices=SIMULATOR_NAMES,
         help=(
-            "scaling: random linear SCM + rotation (default); toy2d: nonlinear 2-D toy; "
+            "scaling: random linear SCM + rotation (default); scaling-sensors: the same SCM "
+            "read by 8 saturating, noisy sensors; toy2d: nonlinear 2-D toy; "
             "causalcircuit: a robot finger and three lights, rendered with MuJoCo; "
             "chamber: the light tunnel of the causal chambers (needs pyrocrl[chamber])"
         ),
@@ -235,7 +240,18 @@ def _add_fit_data(fit: argparse.ArgumentParser) -> None:
     """The pairs to fit: a dataset file, or the scaling toy."""
     fit.add_argument("--data", type=Path, help="a pyrocrl dataset to fit instead of the toy")
     fit.add_argument("--test", type=Path, help="held-out pairs (default: 10%% of --data)")
-    fit.add_argument("--n", type=_positive_int, help="causal variables (default: 4)")
+    fit.add_argument(
+        "--n",
+        type=_n_or_auto,
+        help="causal variables (default: 4), or 'auto': fit n = 1, 2, … and choose n without "
+        "labels (each fit in OUTPUT/n-N; see --n-max)",
+    )
+    fit.add_argument(
+        "--n-max",
+        type=_positive_int,
+        metavar="N",
+        help="--n auto: the largest n to try (default: the number of features)",
+    )
     fit.add_argument("--data-seed", type=_seed, default=DEFAULT_DATA_SEED, help="toy seed")
     fit.add_argument("--pairs", type=_positive_int, default=100_000, help="toy training pairs")
     fit.add_argument(
@@ -490,35 +506,75 @@ def _fit(args: argparse.Namespace) -> None:
     if args.backend == "jax":
         _compilation_cache()
     data = _fit_data(args)
+    seeds = [args.seed + k for k in range(args.seeds)]
+    options = {
+        "test": data.test,
+        "dci_train": data.dci,
+        "recipe": recipe,
+        "dci_pairs": (min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
+        "resume": not args.fresh,
+        "validate_every": args.validate_every,
+        "validate_model": args.validate_model,
+        "model": args.model,
+        "backend": args.backend,
+        "checkpoint_every": args.checkpoint_every,
+    }
+    if args.n == "auto":
+        _fit_auto(args, data.train, seeds, options)
+        return
     print(
         f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
         f"{data.train.sizes['pair']} pairs ..."
     )
-    seeds = [args.seed + k for k in range(args.seeds)]
     fits = []
     for seed in seeds:
         output = args.output if len(seeds) == 1 else args.output / f"seed-{seed}"
-        model, guide, report = fit_ilcm(
-            data.train,
-            data.n,
-            test=data.test,
-            dci_train=data.dci,
-            recipe=recipe,
-            seed=seed,
-            dci_pairs=(min(10_000, args.test_pairs), min(5_000, args.test_pairs)),
-            output=output,
-            resume=not args.fresh,
-            validate_every=args.validate_every,
-            validate_model=args.validate_model,
-            model=args.model,
-            backend=args.backend,
-            checkpoint_every=args.checkpoint_every,
-        )
+        model, guide, report = fit_ilcm(data.train, data.n, seed=seed, output=output, **options)
         report.total_time = time.perf_counter() - start  # with the data and JAX's start-up
         print(report.format())
         fits.append((model, guide))
     if len(fits) > 1:
         _report_agreement(fits, data.test, args.output)
+
+
+def _fit_auto(args: argparse.Namespace, train: Any, seeds: list[int], options: dict) -> None:
+    """``pyrocrl fit --n auto``: the scan of :func:`~pyrocrl.inference.choose_n.scan_n`."""
+    from pyrocrl.inference.choose_n import scan_n
+
+    if args.model in ("dvae", "betavae"):
+        raise ValueError(
+            f"--n auto reads the intervention posterior, which {MODEL_ARTICLES[args.model]} "
+            "does not have: use --model ilcm or elcm"
+        )
+    n_max = args.n_max or train.sizes["feature"]
+    print(
+        f"choosing the number of causal variables of {train.sizes['pair']} pairs: fitting "
+        f"{MODEL_ARTICLES[args.model]} with n = 1, 2, … (at most {n_max}), "
+        f"{len(seeds)} model seed(s) each ..."
+    )
+
+    def log(fit: Any, report: Any) -> None:
+        print(
+            f"  n = {fit.n}, model seed {fit.seed}: held-out log-likelihood {fit.elpd:.2f} "
+            f"(ELBO {fit.elbo:.2f}), smallest intervention share {fit.shares.min():.3f} "
+            f"({report.train_time:.0f} s)"
+        )
+
+    choice, fits = scan_n(
+        train, n_max=n_max, seeds=tuple(seeds), output=args.output, log=log, **options
+    )
+    print(choice.format())
+    print(f"  wrote {args.output / 'n_scan.json'}")
+    if choice.n is None:
+        raise ValueError(
+            f"no fit with n ≤ {n_max} used every learned variable: the data show no "
+            "intervention the model can attribute to a variable (see the shares above)"
+        )
+    chosen = args.output / f"n-{choice.n}"
+    print(fits[choice.n, choice.best.seed][2].format())
+    print(f"the chosen fit: {chosen / f'seed-{choice.best.seed}' / 'checkpoint.pt'}")
+    if len(seeds) > 1:
+        _report_agreement([fits[choice.n, seed][:2] for seed in seeds], options["test"], chosen)
 
 
 def _report_agreement(fits: list[Any], test: Any, output: Path) -> None:
@@ -541,14 +597,20 @@ def _fit_data(args: argparse.Namespace) -> Any:
     from pyrocrl.data import load
     from pyrocrl.inference.fit_setup import held_out_fit_data, toy_fit_data
 
+    if args.n_max is not None and args.n != "auto":
+        raise ValueError("--n-max bounds the scan of --n auto: give --n auto too")
+    auto = args.n == "auto"  # the choice is made later, without the truth
     if args.data is None:
-        return toy_fit_data(
-            args.n or 4, seed=args.data_seed, pairs=args.pairs, test_pairs=args.test_pairs
-        )
+        n = 4 if auto or args.n is None else args.n
+        return toy_fit_data(n, seed=args.data_seed, pairs=args.pairs, test_pairs=args.test_pairs)
     train = load(args.data)
-    if (args.n or train.sizes.get("latent")) is None:
-        raise ValueError(f"{args.data} has no ground truth: give the number of variables --n")
     test = load(args.test) if args.test is not None else None
+    if auto:  # the scan chooses n later, without the truth: a stand-in for FitData
+        return held_out_fit_data(train, test, n=train.sizes["feature"])
+    if (args.n or train.sizes.get("latent")) is None:
+        raise ValueError(
+            f"{args.data} has no ground truth: give the number of variables --n, or --n auto"
+        )
     return held_out_fit_data(train, test, n=args.n)
 
 

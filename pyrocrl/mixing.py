@@ -1,6 +1,6 @@
 """Invertible maps from causal variables to observations (the "mixing" ``g: z ↦ x``)."""
 
-__all__ = ["CouplingMixing2D", "Rotation", "random_rotation"]
+__all__ = ["CouplingMixing2D", "Rotation", "Sensors", "random_rotation"]
 
 import math
 
@@ -42,6 +42,51 @@ class Rotation:
     def inverse(self, x: torch.Tensor) -> torch.Tensor:
         """``(*, D) → (*, n)``, using ``R⁻¹ = Rᵀ``."""
         return x @ self._r
+
+
+class Sensors:
+    """``D`` saturating sensors, each reading one direction of the causal variables:
+    ``x_k = tanh(a_k · z + b_k)``, ``D ≥ n``.
+
+    A camera pixel or a photodiode responds like this: linearly near its operating point
+    ``b_k``, flat near the ends of its range. With ``A = (a_1 … a_D)ᵀ`` of full column rank
+    the map is injective, and its inverse on the image is ``z = A⁺ (atanh(x) − b)``.
+
+    :param matrix: ``A``, shape ``(D, n)``, rank ``n``.
+    :param offset: ``b``, shape ``(D,)``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> g = Sensors(rng.normal(size=(6, 3)) / 3**0.5, 0.5 * rng.normal(size=6))
+    >>> z = torch.randn(4, 3)
+    >>> torch.allclose(g.inverse(g(z)), z, atol=1e-4)
+    True
+    """
+
+    def __init__(self, matrix: np.ndarray, offset: np.ndarray) -> None:
+        self.matrix = np.asarray(matrix, dtype=np.float64)
+        self.offset = np.asarray(offset, dtype=np.float64)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] < self.matrix.shape[1]:
+            raise ValueError(f"sensors need a (D, n) matrix with D ≥ n, got {self.matrix.shape}")
+        if self.offset.shape != self.matrix.shape[:1]:
+            raise ValueError(f"offset must be ({self.matrix.shape[0]},), got {self.offset.shape}")
+        if np.linalg.matrix_rank(self.matrix) < self.matrix.shape[1]:
+            raise ValueError("the sensors' matrix must have full column rank")
+        dtype = torch.get_default_dtype()
+        self._a = torch.as_tensor(self.matrix, dtype=dtype)
+        self._b = torch.as_tensor(self.offset, dtype=dtype)
+        self._pinv = torch.as_tensor(np.linalg.pinv(self.matrix))  # float64: see inverse
+        self.dim_x, self.n = self.matrix.shape
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """``(*, n) → (*, D)``."""
+        return torch.tanh(z @ self._a.T + self._b)
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """``(*, D) → (*, n)``, least squares on ``atanh(x) − b``: exact on the image, up to
+        rounding, which ``atanh`` magnifies near a saturated reading (so it is computed in
+        float64; a reading that rounded to ±1 has lost its value)."""
+        u = torch.atanh(x.double()) - torch.as_tensor(self.offset)
+        return (u @ self._pinv.T).to(x.dtype)
 
 
 class CouplingMixing2D:

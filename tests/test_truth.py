@@ -139,6 +139,26 @@ def test_noisy_observations():
     assert abs(torch_item(residual.std()) - 0.1) < 0.01
 
 
+def test_sensors_watch_the_same_system():
+    plain = scaling_toy(4, 11)
+    lcm = scaling_toy(4, 11, sensors=7, sensor_noise=0.02)
+    assert np.array_equal(lcm.scm.weights, plain.scm.weights)
+    assert lcm.dim_x == 7 and lcm.settings["simulator"] == "scaling-sensors"
+    out = lcm.model(size=3000)
+    residual = out["x"] - lcm.mixing(out["z"])
+    assert abs(torch_item(residual.std()) - 0.02) < 0.002
+    exact = scaling_toy(4, 11, sensors=7)
+    pairs = exact.model(size=50)
+    assert torch.allclose(exact.encode(pairs["x"]), pairs["noise"], atol=1e-3)
+
+
+def test_sensors_are_refused_when_they_cannot_see_every_variable():
+    with pytest.raises(ValueError, match="at least 4 sensors"):
+        scaling_toy(4, 0, sensors=3)
+    with pytest.raises(ValueError, match="give sensors"):
+        scaling_toy(4, 0, sensor_noise=0.1)
+
+
 def test_toy2d_mechanism_is_nonlinear():
     lcm = toy2d()
     out = lcm.world(size=5000)

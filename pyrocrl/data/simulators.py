@@ -27,6 +27,18 @@ def _scaling(n: int | None, graph_seed: int) -> GroundTruthLCM:
     return scaling_toy(n, graph_seed)
 
 
+SENSORS = 8
+"""Sensors of the ``"scaling-sensors"`` simulator."""
+SENSOR_NOISE = 0.01
+"""Reading noise (sd) of the ``"scaling-sensors"`` simulator; the readings lie in ``(−1, 1)``."""
+
+
+def _sensors(n: int | None, graph_seed: int) -> GroundTruthLCM:
+    if n is None or not 2 <= n <= SENSORS:
+        raise ValueError(f"scaling-sensors needs 2 … {SENSORS} causal variables n, got {n}")
+    return scaling_toy(n, graph_seed, sensors=SENSORS, sensor_noise=SENSOR_NOISE)
+
+
 def _toy2d(n: int | None, graph_seed: int) -> GroundTruthLCM:
     if n not in (None, 2):
         raise ValueError(f"the 2D toy has exactly 2 causal variables, got n={n}")
@@ -43,10 +55,13 @@ def _chamber(n: int | None, graph_seed: int) -> GroundTruthLCM:
 
 SIMULATORS: dict[str, Callable[[int | None, int], GroundTruthLCM]] = {
     "scaling": _scaling,
+    "scaling-sensors": _sensors,
     "toy2d": _toy2d,
     "chamber": _chamber,
 }
-"""Built-in simulators by name: ``(n, graph_seed) → GroundTruthLCM``. ``"chamber"`` is the
+"""Built-in simulators by name: ``(n, graph_seed) → GroundTruthLCM``. ``"scaling-sensors"`` is the
+scaling toy watched by :data:`SENSORS` saturating sensors with noise :data:`SENSOR_NOISE`
+(:func:`~pyrocrl.models.truth.scaling_toy` with ``sensors``). ``"chamber"`` is the
 light tunnel's sensor model, noise-free (:func:`pyrocrl.models.light_tunnel.chamber`; it needs the
 optional package ``causalchamber``)."""
 
