@@ -11,9 +11,16 @@ that the held-out ELBO would have chosen among the same complete fits.
     python benchmarks/regimes.py [--n 3 4 5] [--data-seeds 302 303 304] [--jobs 2]
                                  [--root runs/benchmarks/regimes] [--backend jax]
 
+Soft interventions (simulator ``scaling-shift``: an intervention shifts the intervened
+mechanism by ``σ_I v``, ``v ~ N(0, 2²)``, and keeps its parents), ``n = 4``, data seeds
+302–304, one ``pyrocrl fit --backend jax`` each. A shift changes one noise component,
+``e~_I = e_I + v``, and the pair distribution depends on the solution function only
+through the decoder, so pairs identify the exogenous noise and the targets, not the causal
+variables. The table gives DCI against both. Target: DCI ≥ 0.9 on what is identifiable.
+
 Each dataset is simulated with ``pyrocrl simulate`` (110,000 pairs; ``fit`` holds 10 %
-out) and scanned with ``pyrocrl fit --n auto`` in a process of its own, under
-``ROOT/unknown_n/n{n}_data{seed}``; finished scans are read back instead of rerun.
+out) and fitted in a process of its own, under ``ROOT/unknown_n/n{n}_data{seed}`` and
+``ROOT/soft/data{seed}``; finished runs are read back instead of rerun.
 """
 
 import json
@@ -30,6 +37,8 @@ from pyrocrl.inference.choose_n import NFit, choose_n
 PAIRS = 110_000
 TARGET_CHOSEN = 8
 """Datasets (of 9) on which the true n must be chosen."""
+TARGET_SOFT = 0.9
+"""DCI disentanglement on what soft interventions identify."""
 
 
 def _cli(*arguments: str) -> None:
@@ -71,12 +80,52 @@ def unknown_n(n: int, data_seed: int, root: Path, backend: str) -> dict:
     }
 
 
+def soft(data_seed: int, root: Path, backend: str) -> dict:
+    """Simulate and fit one soft-intervention dataset (unless done); DCI of the learned
+    noise and causal variables against the true ones."""
+    import torch
+
+    from pyrocrl.data import load
+    from pyrocrl.inference import encode, load_ilcm
+    from pyrocrl.inference.fit_setup import held_out_fit_data
+    from pyrocrl.metrics import dci
+
+    out = root / "soft" / f"data{data_seed}"
+    data, fit, wall_file = out / "pairs.nc", out / "fit", out / "wall_time.txt"
+    if not wall_file.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        if not data.exists():
+            seeds = ("--seed", str(data_seed))
+            _cli("simulate", "scaling-shift", "--n", "4", "--pairs", str(PAIRS), *seeds,
+                 "-o", str(data))  # fmt: skip
+        print(f"fitting soft data{data_seed} ...", flush=True)
+        start = time.perf_counter()
+        _cli("fit", "--data", str(data), "--backend", backend, "-o", str(fit))
+        wall_file.write_text(f"{time.perf_counter() - start:.1f}\n")
+    metrics = json.loads((fit / "results.json").read_text())["metrics"]
+    test = held_out_fit_data(load(data)).test.isel(pair=slice(0, 10_000))  # fit's split
+    _, guide = load_ilcm(fit / "checkpoint.pt")
+    learned = encode(guide, torch.as_tensor(test["x"].values[:, 0]))
+    scores = {}
+    for name in ("noise", "z"):
+        a, b = learned[name].numpy(), test[name].values[:, 0]
+        scores[name] = dci(a[:5000], b[:5000], a[5000:], b[5000:]).disentanglement
+    return {
+        "data_seed": data_seed,
+        "noise": scores["noise"],
+        "z": scores["z"],
+        "accuracy": metrics.get("intervention_accuracy", float("nan")),
+        "wall": float(wall_file.read_text()),
+    }
+
+
 def main() -> None:
     parser = grid_parser(__doc__, n=[3, 4, 5], root="runs/benchmarks/regimes", jobs=True)
     parser.add_argument("--backend", choices=("torch", "jax"), default="jax")
     args = parser.parse_args()
     grid = [(n, seed, args.root, args.backend) for n in args.n for seed in args.data_seeds]
     rows = run_grid(unknown_n, grid, args.jobs)
+    soft_rows = run_grid(soft, [(s, args.root, args.backend) for s in args.data_seeds], args.jobs)
     print("\n## Unknown number of causal variables (pyrocrl fit --n auto)\n")
     columns = "true n | data seed | chosen n | log-likelihood per scanned n (– incomplete)"
     print(header(f"{columns} | by ELBO | DCI | minutes"))
@@ -96,6 +145,20 @@ def main() -> None:
     print(
         f"\ntrue n chosen on {right} of {len(rows)} datasets (target ≥ {TARGET_CHOSEN} of 9): "
         f"{met(right >= TARGET_CHOSEN * len(rows) / 9)}"
+    )
+    print("\n## Soft interventions (shifted mechanisms), n = 4\n")
+    print(header("data seed | DCI, learned noise vs true noise | DCI, learned vs true z | "
+                 "accuracy | minutes"))  # fmt: skip
+    for r in soft_rows:
+        print(
+            f"| {r['data_seed']} | {r['noise']:.3f} | {r['z']:.3f} | {r['accuracy']:.3f} | "
+            f"{r['wall'] / 60:.1f} |"
+        )
+    worst = min(r["noise"] for r in soft_rows)
+    print(
+        f"\nDCI on the identifiable variables (the noise) ≥ {TARGET_SOFT}: lowest {worst:.3f}, "
+        f"{met(worst >= TARGET_SOFT)}; the causal variables are not identifiable from "
+        "shifted pairs"
     )
 
 

@@ -5,7 +5,7 @@ These are the simulators behind pyrocrl's benchmarks. Every part is known, so in
 the ``noise`` site) have exact answers that learned models can be checked against.
 """
 
-__all__ = ["GroundTruthLCM", "scaling_toy", "toy2d"]
+__all__ = ["INTERVENTIONS", "SHIFT_SCALE", "GroundTruthLCM", "scaling_toy", "toy2d"]
 
 from typing import Any
 
@@ -18,6 +18,11 @@ from pyrocrl import sites
 from pyrocrl.graphs import random_dag
 from pyrocrl.mixing import CouplingMixing2D, Rotation, Sensors, random_rotation
 from pyrocrl.scm import AdditiveNoiseSCM, LinearSCM, bimodal_weights
+
+INTERVENTIONS = ("perfect", "shift")
+"""The kinds of intervention a ground-truth model's pairs can have."""
+SHIFT_SCALE = 2.0
+"""Sd of the shift of a soft intervention, in units of the mechanism's noise sd."""
 
 
 class GroundTruthLCM:
@@ -39,11 +44,18 @@ class GroundTruthLCM:
     The observation likelihood is ``Delta(g(z))`` (noise-free, as in the scaling experiment)
     when ``observation_scale`` is 0, else ``Normal(g(z), observation_scale)``.
 
+    With ``intervention="shift"`` the interventions of the pair program are soft instead:
+    the intervened mechanism keeps its parents and is shifted,
+    ``z~_I = f_I(z~_pa(I)) + σ_I (e_I + v)``, with the shift ``v ~ N(0, SHIFT_SCALE²)`` in
+    units of the mechanism's noise sd (site ``value`` holds ``v``). So ``e~_I = e_I + v``:
+    still only the intervened noise component changes, but it now depends on the old one.
+
     :param scm: the explicit SCM over ``n`` causal variables.
     :param mixing: invertible map ``g`` with ``__call__`` and ``inverse``, ``(*, n) → (*, D)``.
     :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over ``{∅, z1, …, zn}`` when
         ``None``.
     :param float observation_scale: standard deviation of Gaussian observation noise.
+    :param intervention: ``"perfect"`` (default) or ``"shift"`` (soft).
     :param settings: generator settings recorded in datasets (name, seeds, …).
     """
 
@@ -54,6 +66,7 @@ class GroundTruthLCM:
         *,
         intervention_probs: np.ndarray | None = None,
         observation_scale: float = 0.0,
+        intervention: str = "perfect",
         settings: dict[str, Any] | None = None,
     ) -> None:
         self.scm = scm
@@ -73,6 +86,9 @@ class GroundTruthLCM:
         if observation_scale < 0:
             raise ValueError(f"observation_scale must be ≥ 0, got {observation_scale}")
         self.observation_scale = float(observation_scale)
+        if intervention not in INTERVENTIONS:
+            raise ValueError(f"intervention must be one of {INTERVENTIONS}, got {intervention!r}")
+        self.intervention = intervention
         self.settings = dict(settings or {})
 
     # -- distributions of each site -------------------------------------------------------
@@ -83,7 +99,8 @@ class GroundTruthLCM:
         return dist.Categorical(torch.as_tensor(self.intervention_probs, dtype=torch.float32))
 
     def value_dist(self) -> dist.Distribution:
-        return dist.Normal(0.0, 1.0)
+        """The new value of the intervened variable, or its shift (``"shift"``)."""
+        return dist.Normal(0.0, SHIFT_SCALE if self.intervention == "shift" else 1.0)
 
     def x_dist(self, z: torch.Tensor) -> dist.Distribution:
         """Observation likelihood ``p(x | z)``, event shape ``(D,)``."""
@@ -112,7 +129,12 @@ class GroundTruthLCM:
             target = torch.broadcast_to(torch.as_tensor(target), (size,))
             value = torch.broadcast_to(torch.as_tensor(value, dtype=noise.dtype), (size,))
             z = pyro.deterministic(sites.Z, self.scm.solve(noise), event_dim=1)
-            noise_tilde, z_tilde = self.scm.intervene(noise, target, value)
+            if self.intervention == "shift":
+                hit = torch.nn.functional.one_hot(target, n + 1)[..., 1:].bool()
+                noise_tilde = torch.where(hit, noise + value[..., None], noise)
+                z_tilde = self.scm.solve(noise_tilde)
+            else:
+                noise_tilde, z_tilde = self.scm.intervene(noise, target, value)
             noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
             z_tilde = pyro.deterministic(sites.Z_TILDE, z_tilde, event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(z), obs=x)
@@ -166,6 +188,7 @@ def scaling_toy(
     edge_probability: float = 0.5,
     sensors: int | None = None,
     sensor_noise: float = 0.0,
+    intervention: str = "perfect",
 ) -> GroundTruthLCM:
     """The scaling experiment of Brehmer et al. (2022): a linear SCM seen through a rotation.
 
@@ -179,7 +202,8 @@ def scaling_toy(
     (:class:`~pyrocrl.mixing.Sensors`, ``x_k = tanh(a_k · z + b_k)`` with ``a_k ~ N(0, I/n)``
     and ``b_k ~ N(0, 1/4)``, drawn after the rotation from the same generator, so graph and
     weights do not change), with Gaussian reading noise of sd ``sensor_noise``: data whose
-    number of causal variables is not the number of features.
+    number of causal variables is not the number of features. With
+    ``intervention="shift"`` the interventions are soft (see :class:`GroundTruthLCM`).
 
     >>> lcm = scaling_toy(n=4, graph_seed=302)
     >>> lcm.scm.adjacency  # row = cause, column = effect
@@ -217,8 +241,14 @@ def scaling_toy(
         directions = rng.normal(size=(sensors, n)) / np.sqrt(n)
         mixing = Sensors(directions, 0.5 * rng.normal(size=sensors))
         settings.update(simulator="scaling-sensors", sensors=sensors, sensor_noise=sensor_noise)
+    if intervention != "perfect":
+        settings.update(intervention=intervention)
     return GroundTruthLCM(
-        LinearSCM(weights), mixing, observation_scale=sensor_noise, settings=settings
+        LinearSCM(weights),
+        mixing,
+        observation_scale=sensor_noise,
+        intervention=intervention,
+        settings=settings,
     )
 
 

@@ -142,7 +142,8 @@ def _add_simulate(commands: Subparsers) -> None:
         choices=SIMULATOR_NAMES,
         help=(
             "scaling: random linear SCM + rotation (default); scaling-sensors: the same SCM "
-            "read by 8 saturating, noisy sensors; toy2d: nonlinear 2-D toy; "
+            "read by 8 saturating, noisy sensors; scaling-shift: the same with soft interventions "
+            "that shift a mechanism; toy2d: nonlinear 2-D toy; "
             "causalcircuit: a robot finger and three lights, rendered with MuJoCo; "
             "chamber: the light tunnel of the causal chambers (needs pyrocrl[chamber])"
         ),

@@ -165,3 +165,16 @@ def test_toy2d_mechanism_is_nonlinear():
     z1, z2 = out["z"].T
     assert torch.allclose(z2 - 1.5 * torch.tanh(2 * z1), 0.5 * out["noise"][:, 1], atol=1e-5)
     assert lcm.scm.adjacency.tolist() == [[0, 1], [0, 0]]
+
+
+def test_a_shift_intervention_moves_only_the_target_noise_and_keeps_the_parents():
+    lcm = scaling_toy(4, 302, intervention="shift")
+    out = lcm.model(size=3000)
+    target, change = out["target"], out["noise_tilde"] - out["noise"]
+    hit = torch.nn.functional.one_hot(target, 5)[:, 1:].bool()
+    assert torch.equal(change[~hit], torch.zeros_like(change[~hit]))
+    assert torch.allclose(change[hit], out["value"][target > 0])
+    assert torch.allclose(out["z_tilde"], lcm.scm.solve(out["noise_tilde"]))
+    assert abs(torch_item(out["value"].std()) - 2.0) < 0.1  # SHIFT_SCALE
+    with pytest.raises(ValueError, match="intervention must be"):
+        scaling_toy(4, 302, intervention="soft")

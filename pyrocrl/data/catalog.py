@@ -30,7 +30,7 @@ CHAMBER_MODES = {"sensors": 5, "images": 3}
 """What the light tunnel is observed through, and the causal variables each mode has."""
 SIMULATOR_NAMES = tuple(sorted([*SIMULATORS, CIRCUIT]))
 """The names :func:`simulate_dataset` knows."""
-DEFAULT_N = {"scaling": 4, "scaling-sensors": 4}
+DEFAULT_N = {"scaling": 4, "scaling-sensors": 4, "scaling-shift": 4}
 """Causal variables of a simulator when not given (the others have a fixed number)."""
 
 

@@ -39,6 +39,12 @@ def _sensors(n: int | None, graph_seed: int) -> GroundTruthLCM:
     return scaling_toy(n, graph_seed, sensors=SENSORS, sensor_noise=SENSOR_NOISE)
 
 
+def _shift(n: int | None, graph_seed: int) -> GroundTruthLCM:
+    if n is None or n < 2:
+        raise ValueError(f"scaling-shift needs n ≥ 2 causal variables, got {n}")
+    return scaling_toy(n, graph_seed, intervention="shift")
+
+
 def _toy2d(n: int | None, graph_seed: int) -> GroundTruthLCM:
     if n not in (None, 2):
         raise ValueError(f"the 2D toy has exactly 2 causal variables, got n={n}")
@@ -56,12 +62,14 @@ def _chamber(n: int | None, graph_seed: int) -> GroundTruthLCM:
 SIMULATORS: dict[str, Callable[[int | None, int], GroundTruthLCM]] = {
     "scaling": _scaling,
     "scaling-sensors": _sensors,
+    "scaling-shift": _shift,
     "toy2d": _toy2d,
     "chamber": _chamber,
 }
 """Built-in simulators by name: ``(n, graph_seed) → GroundTruthLCM``. ``"scaling-sensors"`` is the
 scaling toy watched by :data:`SENSORS` saturating sensors with noise :data:`SENSOR_NOISE`
-(:func:`~pyrocrl.models.truth.scaling_toy` with ``sensors``). ``"chamber"`` is the
+(:func:`~pyrocrl.models.truth.scaling_toy` with ``sensors``); ``"scaling-shift"`` is the
+scaling toy with soft interventions that shift the intervened mechanism. ``"chamber"`` is the
 light tunnel's sensor model, noise-free (:func:`pyrocrl.models.light_tunnel.chamber`; it needs the
 optional package ``causalchamber``)."""
 
