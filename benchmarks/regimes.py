@@ -3,13 +3,15 @@
 Unknown number of causal variables (``pyrocrl fit --n auto``): the scaling toy with
 ``n = 3, 4, 5`` variables watched by eight saturating, noisy sensors (simulator
 ``scaling-sensors``, so the number of features does not give ``n`` away), data seeds
-302–304; the scan fits ``n = 1, 2, …`` with one model seed each and chooses ``n`` without
-labels (:mod:`pyrocrl.inference.choose_n`). Target: the true ``n`` on at least 8 of the 9
-datasets. The table also gives the DCI disentanglement of the chosen fit, and the ``n``
-that the held-out ELBO would have chosen among the same complete fits.
+302–304; the scan fits ``n = 1, 2, …`` with ``--seeds`` model seeds each (default 1) and
+chooses ``n`` without labels (:mod:`pyrocrl.inference.choose_n`). Target: the true ``n``
+on at least 8 of the 9 datasets. The table also gives the DCI disentanglement of the
+chosen fit, and the ``n`` that the held-out ELBO would have chosen among the same complete
+fits.
 
     python benchmarks/regimes.py [--n 3 4 5] [--data-seeds 302 303 304] [--jobs 2]
                                  [--root runs/benchmarks/regimes] [--backend jax]
+                                 [--seeds 1]
 
 Soft interventions (simulator ``scaling-shift``: an intervention shifts the intervened
 mechanism by ``σ_I v``, ``v ~ N(0, 2²)``, and keeps its parents), ``n = 4``, data seeds
@@ -19,7 +21,8 @@ through the decoder, so pairs identify the exogenous noise and the targets, not 
 variables. The table gives DCI against both. Target: DCI ≥ 0.9 on what is identifiable.
 
 Each dataset is simulated with ``pyrocrl simulate`` (110,000 pairs; ``fit`` holds 10 %
-out) and fitted in a process of its own, under ``ROOT/unknown_n/n{n}_data{seed}`` and
+out) and fitted in a process of its own, under ``ROOT/unknown_n/n{n}_data{seed}`` (the
+scan of ``K`` seeds in ``scan`` for one seed, ``scan-seeds{K}`` for more) and
 ``ROOT/soft/data{seed}``; finished runs are read back instead of rerun.
 """
 
@@ -49,10 +52,11 @@ def _cli(*arguments: str) -> None:
         raise RuntimeError(f"pyrocrl {' '.join(arguments)} failed:\n{done.stderr[-2000:]}")
 
 
-def unknown_n(n: int, data_seed: int, root: Path, backend: str) -> dict:
+def unknown_n(n: int, data_seed: int, root: Path, backend: str, seeds: int) -> dict:
     """Simulate and scan one dataset (unless done); the choice and the chosen fit."""
     out = root / "unknown_n" / f"n{n}_data{data_seed}"
-    data, scan, wall_file = out / "pairs.nc", out / "scan", out / "wall_time.txt"
+    scan = out / ("scan" if seeds == 1 else f"scan-seeds{seeds}")
+    data, wall_file = out / "pairs.nc", scan / "wall_time.txt"
     if not wall_file.exists():
         out.mkdir(parents=True, exist_ok=True)
         if not data.exists():
@@ -61,23 +65,32 @@ def unknown_n(n: int, data_seed: int, root: Path, backend: str) -> dict:
                  "-o", str(data))  # fmt: skip
         print(f"scanning n{n}_data{data_seed} ...", flush=True)
         start = time.perf_counter()
-        _cli("fit", "--data", str(data), "--n", "auto", "--backend", backend, "-o", str(scan))
+        options = ("--n", "auto", "--seeds", str(seeds), "--backend", backend)
+        _cli("fit", "--data", str(data), *options, "-o", str(scan))
         wall_file.write_text(f"{time.perf_counter() - start:.1f}\n")
     choice = json.loads((scan / "n_scan.json").read_text())
     chosen = scan / f"n-{choice['n']}" / f"seed-{choice['seed']}" / "results.json"
     metrics = json.loads(chosen.read_text())["metrics"] if choice["n"] else {}
-    by_elbo = [NFit(f["n"], f["seed"], f["elbo"], np.array(f["shares"])) for f in choice["fits"]]
+    fits = [
+        NFit(f["n"], f["seed"], f["elpd"], np.array(f["shares"]), f["elbo"], _array(f))
+        for f in choice["fits"]
+    ]
+    by_elbo = [fit._replace(elpd=fit.elbo) for fit in fits]
     return {
         "n": n,
         "data_seed": data_seed,
         "chosen": choice["n"],
         "scanned": [fit["n"] for fit in choice["fits"]],
         "elpds": [fit["elpd"] for fit in choice["fits"]],
-        "complete": [min(fit["shares"]) >= choice["min_share"] for fit in choice["fits"]],
-        "by_elbo": choose_n(by_elbo, choice["min_share"]).n,
+        "complete": [fit.complete(choice["min_share"], choice["min_agreement"]) for fit in fits],
+        "by_elbo": choose_n(by_elbo, choice["min_share"], choice["min_agreement"]).n,
         "dci": metrics.get("dci_disentanglement", float("nan")),
         "wall": float(wall_file.read_text()),
     }
+
+
+def _array(fit: dict) -> np.ndarray | None:
+    return None if fit["agreement"] is None else np.array(fit["agreement"])
 
 
 def soft(data_seed: int, root: Path, backend: str) -> dict:
@@ -122,11 +135,14 @@ def soft(data_seed: int, root: Path, backend: str) -> dict:
 def main() -> None:
     parser = grid_parser(__doc__, n=[3, 4, 5], root="runs/benchmarks/regimes", jobs=True)
     parser.add_argument("--backend", choices=("torch", "jax"), default="jax")
+    parser.add_argument("--seeds", type=int, default=1, help="model seeds per n")
     args = parser.parse_args()
-    grid = [(n, seed, args.root, args.backend) for n in args.n for seed in args.data_seeds]
+    grid = [
+        (n, seed, args.root, args.backend, args.seeds) for n in args.n for seed in args.data_seeds
+    ]
     rows = run_grid(unknown_n, grid, args.jobs)
     soft_rows = run_grid(soft, [(s, args.root, args.backend) for s in args.data_seeds], args.jobs)
-    print("\n## Unknown number of causal variables (pyrocrl fit --n auto)\n")
+    print(f"\n## Unknown number of causal variables (pyrocrl fit --n auto --seeds {args.seeds})\n")
     columns = "true n | data seed | chosen n | log-likelihood per scanned n (– incomplete)"
     print(header(f"{columns} | by ELBO | DCI | minutes"))
     for r in rows:

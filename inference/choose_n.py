@@ -4,15 +4,20 @@ Weak supervision identifies a causal variable through the pairs that intervene o
 learned variable that the intervention posterior names as the target of (almost) no pair
 is not one of the data's causal variables, only a spare dimension (or half of a variable
 split in two). Too few variables, on the other hand, leave interventions that no single
-learned variable explains, which costs the held-out ELBO many nats per pair. So:
+learned variable explains, which costs held-out likelihood, often many nats per pair. So:
 
 1. fit ``n = n_min, n_min + 1, …`` (one fit per model seed) and, for every fit, measure on
    held-out pairs its log-likelihood per pair (importance-sampled with the guide as
    proposal, :func:`held_out_elpd`) and the *intervention share* of each learned variable,
    the share of pairs whose most probable target under ``q(I | x, x~)`` it is;
 2. a fit is **complete** when every learned variable has a share of at least
-   ``min_share``; the scan stops after the first ``n`` none of whose fits is complete
-   (larger ``n`` only add spare variables);
+   ``min_share`` and, when the scan fits several model seeds, when another seed finds each
+   of its variables again (:func:`~pyrocrl.inference.trust.seed_agreement` of at least
+   ``min_agreement`` per variable with one of the other fits: a variable split in two is
+   split differently by every seed); the scan stops after the first ``n`` none of whose
+   fits has every variable above ``min_share`` (larger ``n`` only add spare variables);
+   fits whose variables seeds do not share may also have too few variables, so they do not
+   stop the scan;
 3. the chosen ``n`` is that of the complete fit with the best held-out log-likelihood.
 
 No label enters. The likelihood alone does not choose ``n``: a spare variable costs little
@@ -22,17 +27,20 @@ than the ELBO because the ELBO charges every extra variable the KL of its poster
 readings whose decoder stops short of the noise floor, a fourth variable gained 2.8 nats of
 likelihood per pair and paid 3.1 of KL, so the ELBO preferred three variables for data of
 four, while 100 importance draws preferred four (−9.0 against −9.9).
-:func:`choose_n` is the rule, :func:`scan_n` runs the fits (``pyrocrl fit --n auto``).
+:func:`choose_n` is the rule, :func:`measure_fits` measures fits of one ``n`` and
+:func:`scan_n` runs the whole scan (``pyrocrl fit --n auto``).
 """
 
 __all__ = [
     "ELPD_DRAWS",
+    "MIN_AGREEMENT",
     "MIN_SHARE",
     "NChoice",
     "NFit",
     "choose_n",
     "held_out_elpd",
     "intervention_shares",
+    "measure_fits",
     "scan_n",
 ]
 
@@ -45,6 +53,7 @@ import torch
 import xarray as xr
 from scipy.special import logsumexp
 
+from pyrocrl.inference.trust import seed_agreement
 from pyrocrl.io import write_json
 
 MIN_SHARE = 0.01
@@ -53,6 +62,10 @@ default. On the scaling toy seen by eight sensors (``n = 3 … 5``) a spare vari
 at most 0.001, a causal variable at least 0.02 (half of one split in two) and about
 ``1/(n + 1)`` when the fit is right. A variable intervened on in fewer than this share of
 the pairs cannot be told from a spare one."""
+MIN_AGREEMENT = 0.9
+"""Smallest per-variable seed agreement of a complete fit, by default, when the scan fits
+several seeds. On the scaling toy seen by eight sensors fits of the right ``n`` agree at
+0.96–1.00 on every variable, fits with a split variable at 0.33–0.74 on it."""
 SHARE_PAIRS = 10_000
 """Held-out pairs the shares are measured on (the first ones)."""
 ELPD_DRAWS = 100
@@ -69,6 +82,9 @@ class NFit(NamedTuple):
     :param elpd: mean held-out log-likelihood per pair (:func:`held_out_elpd`).
     :param shares: ``(n,)`` intervention share of each learned variable.
     :param elbo: mean held-out ELBO per pair, for comparison.
+    :param agreement: ``(n,)`` each learned variable's agreement with the fits of the other
+        seeds of the same ``n``: the largest, over them, of its matched correlation
+        (:func:`~pyrocrl.inference.trust.seed_agreement`); ``None`` for a scan of one seed.
     """
 
     n: int
@@ -76,19 +92,29 @@ class NFit(NamedTuple):
     elpd: float
     shares: np.ndarray
     elbo: float = float("nan")
+    agreement: np.ndarray | None = None
 
-    def complete(self, min_share: float = MIN_SHARE) -> bool:
+    def complete(self, min_share: float = MIN_SHARE, min_agreement: float = MIN_AGREEMENT) -> bool:
+        """Whether every learned variable is the inferred target of at least ``min_share``
+        of the pairs and, where measured, found again by another seed (agreement of at
+        least ``min_agreement``)."""
+        agreed = self.agreement is None or self.agreement.min() >= min_agreement
+        return bool(self.used(min_share) and agreed)
+
+    def used(self, min_share: float = MIN_SHARE) -> bool:
         """Whether every learned variable is the inferred target of at least ``min_share``
         of the pairs."""
         return bool(self.shares.min() >= min_share)
 
     def to_dict(self) -> dict[str, Any]:
+        agreement = None if self.agreement is None else self.agreement.tolist()
         return {
             "n": self.n,
             "seed": self.seed,
             "elpd": self.elpd,
             "elbo": self.elbo,
             "shares": self.shares.tolist(),
+            "agreement": agreement,
         }
 
 
@@ -100,20 +126,24 @@ class NChoice(NamedTuple):
     best: NFit | None
     fits: list[NFit]
     min_share: float
+    min_agreement: float = MIN_AGREEMENT
 
     def format(self) -> str:
         """The table ``pyrocrl fit --n auto`` prints."""
         lines = [
             f"number of causal variables (label-free; complete: every learned variable is "
-            f"the inferred target of ≥ {self.min_share:.0%} of held-out pairs):",
-            "    n  seed  log-likelihood  ELBO (held-out)  complete  smallest share",
+            f"the inferred target of ≥ {self.min_share:.0%} of held-out pairs and, with several "
+            f"seeds, found again by another at ≥ {self.min_agreement}):",
+            "    n  seed  log-likelihood  ELBO (held-out)  smallest share  agreement  complete",
         ]
         for fit in self.fits:
             mark = "  ← chosen" if fit is self.best else ""
+            agreement = "–" if fit.agreement is None else f"{fit.agreement.min():.2f}"
+            complete = fit.complete(self.min_share, self.min_agreement)
             lines.append(
                 f"  {fit.n:>3}  {fit.seed:>4}  {fit.elpd:>14.2f}  {fit.elbo:>15.2f}  "
-                f"{'yes' if fit.complete(self.min_share) else 'no':>8}  "
-                f"{fit.shares.min():>14.3f}{mark}"
+                f"{fit.shares.min():>14.3f}  {agreement:>9}  {'yes' if complete else 'no':>8}"
+                f"{mark}"
             )
         if self.n is None:
             lines.append("no fit is complete: every scanned n leaves a variable unused")
@@ -127,11 +157,14 @@ class NChoice(NamedTuple):
             "n": self.n,
             "seed": best,
             "min_share": self.min_share,
+            "min_agreement": self.min_agreement,
             "fits": [fit.to_dict() for fit in self.fits],
         }
 
 
-def choose_n(fits: list[NFit], min_share: float = MIN_SHARE) -> NChoice:
+def choose_n(
+    fits: list[NFit], min_share: float = MIN_SHARE, min_agreement: float = MIN_AGREEMENT
+) -> NChoice:
     """The rule: among the complete fits, the one with the best held-out log-likelihood.
 
     >>> fits = [
@@ -144,9 +177,12 @@ def choose_n(fits: list[NFit], min_share: float = MIN_SHARE) -> NChoice:
     """
     if not 0 < min_share < 1:
         raise ValueError(f"min_share must lie in (0, 1), got {min_share}")
-    complete = [fit for fit in fits if fit.complete(min_share)]
+    if not 0 < min_agreement <= 1:
+        raise ValueError(f"min_agreement must lie in (0, 1], got {min_agreement}")
+    complete = [fit for fit in fits if fit.complete(min_share, min_agreement)]
     best = max(complete, key=lambda fit: fit.elpd, default=None)
-    return NChoice(None if best is None else best.n, best, list(fits), min_share)
+    n = None if best is None else best.n
+    return NChoice(n, best, list(fits), min_share, min_agreement)
 
 
 @torch.no_grad()
@@ -188,6 +224,38 @@ def held_out_elpd(
     return float((logsumexp(log_w, axis=1) - np.log(log_w.shape[1])).mean())
 
 
+@torch.no_grad()
+def measure_fits(fits: list[tuple[Any, Any, Any]], x: Any, x_tilde: Any) -> list[NFit]:
+    """The :class:`NFit` of each fitted ``(model, guide, report)`` of one ``n`` (e.g. several
+    model seeds, as :func:`~pyrocrl.inference.fit.fit_ilcm` returns them), on held-out pairs
+    ``x, x_tilde`` ``(N, D)``: the shares on the first :data:`SHARE_PAIRS` pairs, the
+    log-likelihood on the first :data:`ELPD_PAIRS`, and, for two fits or more, each one's
+    agreement with the others (per variable, the best over the other fits, so that one
+    failed seed does not discredit the rest)."""
+    from pyrocrl.inference.queries import encode
+
+    x, x_tilde = torch.as_tensor(x[:SHARE_PAIRS]), torch.as_tensor(x_tilde[:SHARE_PAIRS])
+    if len({guide.n for _, guide, _ in fits}) > 1:
+        raise ValueError("measure the fits of one n at a time")
+    measured = []
+    for model, guide, report in fits:
+        shares = intervention_shares(guide, x, x_tilde)
+        elpd = held_out_elpd(model, guide, x[:ELPD_PAIRS], x_tilde[:ELPD_PAIRS])
+        measured.append(NFit(guide.n, report.seed, elpd, shares, report.metrics["elbo"]))
+    if len(fits) > 1:
+        z = [encode(guide, x)["z"].numpy() for _, guide, _ in fits]
+        measured = [
+            fit._replace(agreement=_best_agreement(z[i], z[:i] + z[i + 1 :]))
+            for i, fit in enumerate(measured)
+        ]
+    return measured
+
+
+def _best_agreement(z: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """``(n,)`` per variable of ``z``, its largest agreement with any of ``others``."""
+    return np.max([seed_agreement([z, other]).variables for other in others], axis=0)
+
+
 def scan_n(
     train: xr.Dataset,
     *,
@@ -196,20 +264,22 @@ def scan_n(
     n_max: int | None = None,
     seeds: tuple[int, ...] = (0,),
     min_share: float = MIN_SHARE,
+    min_agreement: float = MIN_AGREEMENT,
     output: str | os.PathLike | None = None,
     log: Any = None,
     **fit_options: Any,
 ) -> tuple[NChoice, dict[tuple[int, int], tuple[Any, Any, Any]]]:
     """Fit ``n = n_min, n_min + 1, …`` with :func:`~pyrocrl.inference.fit.fit_ilcm` and
-    choose ``n`` by :func:`choose_n`; stop after the first ``n`` none of whose fits is
-    complete, or at ``n_max`` (default: the number of features).
+    choose ``n`` by :func:`choose_n`; stop after the first ``n`` none of whose fits has
+    every variable above ``min_share``, or at ``n_max`` (default: the number of features).
 
     :param test: held-out pairs: the log-likelihood and the shares are measured on them.
-    :param seeds: model seeds fitted for each ``n``.
+    :param seeds: model seeds fitted for each ``n``; with two or more, a complete fit's
+        variables must also agree with those of the other seeds.
     :param output: a directory; fit ``(n, seed)`` goes to ``output/n-{n}/seed-{seed}``
         (so a scan resumes where it stopped) and the choice to ``output/n_scan.json``.
-    :param log: called with each fit's :class:`NFit` and report as it finishes (e.g. to
-        print progress).
+    :param log: called with each fit's :class:`NFit` and report once the fits of its ``n``
+        are measured (e.g. to print progress).
     :param fit_options: passed on to ``fit_ilcm`` (recipe, backend, …).
     :returns: the :class:`NChoice` and every fit as ``(model, guide, report)`` by
         ``(n, seed)``.
@@ -229,19 +299,15 @@ def scan_n(
     for n in range(n_min, n_max + 1):
         for seed in seeds:
             where = None if output is None else Path(output) / f"n-{n}" / f"seed-{seed}"
-            model, guide, report = fit_ilcm(
-                train, n, test=test, seed=seed, output=where, **fit_options
-            )
-            shares = intervention_shares(guide, x[:, 0], x[:, 1])
-            scored = x[:ELPD_PAIRS]
-            elpd = held_out_elpd(model, guide, scored[:, 0], scored[:, 1])
-            fit = NFit(n, seed, elpd, shares, report.metrics["elbo"])
-            measured.append(fit)
-            fitted[n, seed] = model, guide, report
-            if log is not None:
-                log(fit, report)
+            fitted[n, seed] = fit_ilcm(train, n, test=test, seed=seed, output=where, **fit_options)
+        this_n = measure_fits([fitted[n, seed] for seed in seeds], x[:, 0], x[:, 1])
+        if log is not None:
+            for fit in this_n:
+                log(fit, fitted[n, fit.seed][2])
+        measured += this_n
+        choice = choose_n(measured, min_share, min_agreement)
         if output is not None:
-            write_json(Path(output) / "n_scan.json", choose_n(measured, min_share).to_dict())
-        if not any(fit.complete(min_share) for fit in measured if fit.n == n):
+            write_json(Path(output) / "n_scan.json", choice.to_dict())
+        if not any(fit.used(min_share) for fit in this_n):
             break
-    return choose_n(measured, min_share), fitted
+    return choice, fitted

@@ -58,7 +58,10 @@ def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(matching, |correlation| of each matched variable)`` of the variables of ``a`` to
     those of ``b``: the assignment with the largest total |Spearman correlation|."""
     n = a.shape[1]
-    correlation = np.abs(np.atleast_2d(spearmanr(a, b).statistic)[:n, n:])
+    statistic = spearmanr(a, b).statistic  # a number, not a matrix, for one variable each
+    if np.ndim(statistic) == 0:
+        statistic = np.array([[1.0, statistic], [statistic, 1.0]])
+    correlation = np.abs(statistic[:n, n:])
     correlation = np.nan_to_num(correlation)  # a constant variable correlates with nothing
     rows, columns = linear_sum_assignment(-correlation)
     matching = np.empty(n, dtype=int)

@@ -568,8 +568,8 @@ def _fit_auto(args: argparse.Namespace, train: Any, seeds: list[int], options: d
     print(f"  wrote {args.output / 'n_scan.json'}")
     if choice.n is None:
         raise ValueError(
-            f"no fit with n ≤ {n_max} used every learned variable: the data show no "
-            "intervention the model can attribute to a variable (see the shares above)"
+            f"no fit with n ≤ {n_max} is complete: none has every learned variable as the "
+            "inferred target of enough pairs (and found again by another seed)"
         )
     chosen = args.output / f"n-{choice.n}"
     print(fits[choice.n, choice.best.seed][2].format())

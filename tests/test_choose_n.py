@@ -66,23 +66,40 @@ def test_shares_count_the_most_probable_target_not_the_mean_mass():
     np.testing.assert_allclose(shares, [0.3, 0.0])
 
 
-def test_scan_stops_after_the_first_n_without_a_complete_fit(monkeypatch, tmp_path):
-    true_n, fitted = 3, []
+def fake_scan(monkeypatch, *, true_n=3, spare=True):
+    """Replace the fits of a scan by stand-ins with ``true_n`` variables: past them a fit
+    gains a nat of likelihood per variable less than it pays, and its extra variables are
+    spare (never the inferred target) or, with ``spare=False``, split: intervened on, but
+    different for every seed. Returns the list the fits are recorded in."""
+    fitted, rng = [], np.random.default_rng(0)
+    base = rng.normal(size=(50, 8))
 
     def fake_fit(train, n, *, test, seed, output, **options):
         fitted.append((n, seed))
-        elpd = 10.0 * min(n, true_n) - n + seed  # each variable past 3 costs a nat
-        report = SimpleNamespace(metrics={"elbo": elpd - 1})
-        return SimpleNamespace(elpd=elpd), SimpleNamespace(n=n), report
+        elpd = 10.0 * min(n, true_n) - n + seed
+        report = SimpleNamespace(metrics={"elbo": elpd - 1}, seed=seed)
+        return SimpleNamespace(elpd=elpd), SimpleNamespace(n=n, seed=seed), report
 
     def fake_shares(guide, x, x_tilde):
         shares = np.full(guide.n, 0.2)
-        shares[true_n:] = 0.0  # spare variables
+        shares[true_n:] = 0.0 if spare else 0.05
         return shares
 
+    def fake_encode(guide, x):
+        z = base[:, : guide.n].copy()
+        extra = np.random.default_rng(guide.seed + 1).normal(size=(50, 8))
+        z[:, true_n:] = extra[:, true_n : guide.n]  # each seed its own extra variables
+        return {"z": torch.as_tensor(z)}
+
     monkeypatch.setattr("pyrocrl.inference.fit.fit_ilcm", fake_fit)
+    monkeypatch.setattr("pyrocrl.inference.queries.encode", fake_encode)
     monkeypatch.setattr(choose_n_module, "intervention_shares", fake_shares)
     monkeypatch.setattr(choose_n_module, "held_out_elpd", lambda model, *_: model.elpd)
+    return fitted
+
+
+def test_scan_stops_after_the_first_n_without_a_complete_fit(monkeypatch, tmp_path):
+    fitted = fake_scan(monkeypatch)
     data = simulate_pairs("scaling-sensors", 50, n=3, seed=0)
     choice, fits = scan_n(data, test=data, seeds=(0, 1), output=tmp_path)
     assert fitted == [(n, s) for n in (1, 2, 3, 4) for s in (0, 1)]  # 4 is spare: stop
@@ -95,6 +112,21 @@ def test_scan_stops_after_the_first_n_without_a_complete_fit(monkeypatch, tmp_pa
         scan_n(data, test=data, n_min=4, n_max=3)
     with pytest.raises(TypeError, match="chooses n itself"):
         scan_n(data, test=data, n=3)
+
+
+def test_with_several_seeds_a_variable_they_do_not_share_makes_a_fit_incomplete(monkeypatch):
+    fitted = fake_scan(monkeypatch, spare=False)  # the extra variables are intervened on
+    data = simulate_pairs("scaling-sensors", 50, n=3, seed=0)
+    choice, _ = scan_n(data, test=data, seeds=(0, 1), min_agreement=0.9)
+    four = [fit for fit in choice.fits if fit.n == 4]
+    assert all(fit.shares.min() >= 0.01 and fit.agreement.min() < 0.5 for fit in four)
+    assert choice.n == 3
+    assert max(fitted) == (8, 1)  # split variables are used: the scan goes on to n_max
+    assert all(fit.agreement.min() > 0.99 for fit in choice.fits if fit.n <= 3)
+    # one seed cannot see it: the split fit is complete, and the scan goes on
+    fitted.clear()
+    alone, _ = scan_n(data, test=data, n_max=5)
+    assert alone.fits[-1].agreement is None and len(fitted) == 5
 
 
 @pytest.fixture

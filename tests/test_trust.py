@@ -33,6 +33,12 @@ def test_unrelated_or_mixed_variables_do_not_agree(z, rng):
     assert 0.2 < mixed < 0.9  # mixtures of the same variables agree in part only
 
 
+def test_one_variable_agrees_too(z, rng):
+    one = z[:, :1]
+    assert seed_agreement([one, -np.exp(one)]).mean == pytest.approx(1.0)
+    assert seed_agreement([one, rng.normal(size=one.shape)]).mean < 0.1
+
+
 def test_targets_agree_once_the_variables_are_matched(z, rng):
     matches = seed_agreement([z, z[:, ORDER]]).matches
     targets = rng.integers(0, 5, size=2000)
