@@ -309,12 +309,12 @@ plt.show()
 # with a rule that needs no threshold in nats ([checks without labels](../checks)). A fit
 # is *complete* when each of its learned variables is the most probable intervention
 # target of at least 1 % of the held-out pairs (weak supervision identifies a variable
-# only through the pairs that intervene on it) and, when several seeds are fitted, when
-# the other seeds find each of its variables again (agreement of at least 0.9). Among
-# complete fits the one with the best held-out log-likelihood wins; the likelihood is
-# importance-sampled, 100 draws of the guide per pair, because the ELBO, as seen above,
-# charges each extra variable the KL of its posterior. `measure_fits` measures fits of one
-# `n` the way the scan does; here is the rule on the fits above.
+# only through the pairs that intervene on it). Among complete fits the one with the best
+# held-out log-likelihood wins; the likelihood is importance-sampled, 100 draws of the
+# guide per pair, because the ELBO, as seen above, charges each extra variable the KL of
+# its posterior. With several seeds the table also shows how well each fit's variables are
+# found again by another seed. `measure_fits` measures fits of one `n` the way the scan
+# does; here is the rule on the fits above.
 
 # %%
 measured = [
@@ -324,17 +324,21 @@ measured = [
 ]
 choice = choose_n(measured)
 print(choice.format())
+strict = choose_n(measured, min_agreement=0.9)  # also ask another seed to agree
+print("requiring agreement ≥ 0.9 as well:", strict.n)
 
 # %% [markdown]
 # On the full-size run the rule chooses `n = 4`. Its held-out log-likelihoods per pair are
 # −10.8 and −10.6 for `n = 3` (seeds 0 and 1), −10.1 and −9.9 for `n = 4`, and −10.3 and
 # −9.9 for `n = 5`, where the ELBO put three variables first. At `n = 5` the extra
 # variable splits one true variable and is the target of 3–5 % of the pairs, enough to
-# pass the share test, and its likelihood comes within 0.01 nats of the best `n = 4` fit;
-# what rules those fits out is the second seed, which splits differently (agreement
-# 0.16). With one seed per `n` the choice would have rested on that narrow margin: give
-# the scan two seeds when the data matter. (In the smoke test, with about 200 training
-# steps, the choice can differ.)
+# pass the share test, and its likelihood comes within 0.01 nats of the best `n = 4` fit:
+# the choice is right, narrowly. The agreement column says more: the second seed splits
+# differently (agreement 0.16), and asking for agreement as well (`min_agreement=0.9`)
+# rules the split fits out. It is not the default, because with two seeds one failed fit
+# discredits the good one beside it; on the benchmark of [checks](../checks) it chose
+# worse than the shares alone. Read the table, not only its last line. (In the smoke test,
+# with about 200 training steps, the choices can differ.)
 
 # %% [markdown]
 # On the full-size run (20,000 training pairs, data seed 12, model seeds 0 and 1, three
@@ -396,8 +400,8 @@ if not smoke_test:  # the history and the candidates, as read above
     assert max(late) - min(late) < 1.0 and abs(last_training - held_out_elbo[-1]) < 2.0
     best_two = np.sort(candidate_elbos, axis=1)[:, -2:]
     assert np.ptp(best_two, axis=1).max() < 1.0
-if not smoke_test:  # the automated scan agrees
-    assert choice.n == 4
+if not smoke_test:  # the automated scan agrees, with or without agreement
+    assert choice.n == 4 and strict.n == 4
 # … and as the truth confirms it
 assert fixed_scores.completeness > failed_scores.completeness + (0.1 if smoke_test else 0.15)
 assert fixed_scores.disentanglement > failed_scores.disentanglement
