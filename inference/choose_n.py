@@ -51,7 +51,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import xarray as xr
-from scipy.special import logsumexp
 
 from pyrocrl.inference.trust import seed_agreement
 from pyrocrl.io import write_json
@@ -212,21 +211,16 @@ def held_out_elpd(
 ) -> float:
     """Mean log-likelihood per pair of ``x, x_tilde`` ``(N, D)``,
     ``log p(x, x~) ≈ log mean_s p(x, x~, latents_s) / q(latents_s | x, x~)`` over ``draws``
-    draws of the guide (the ``importance`` group of
-    :func:`~pyrocrl.inference.diagnostics.to_datatree`; :func:`~pyrocrl.inference.diagnostics.loo`
-    adds Pareto ``k`` to it). In expectation a lower bound that tightens with ``draws``, and
-    never looser than the ELBO.
+    draws of the guide (:func:`~pyrocrl.inference.diagnostics.importance_elpd` of the
+    posterior export). In expectation a lower bound that tightens with ``draws``, and never
+    looser than the ELBO.
 
     :raises ValueError: if a draw's importance weight is not finite.
     """
-    from pyrocrl.inference.diagnostics import to_datatree
+    from pyrocrl.inference.diagnostics import importance_elpd, to_datatree
 
     tree = to_datatree(model, guide, (x, x_tilde), num_samples=draws, max_pairs=None, seed=seed)
-    log_w = tree["importance"]["log_weight"].transpose("pair", ...).values.astype(np.float64)
-    if not np.isfinite(log_w).all():
-        raise ValueError("the importance log-weights hold NaN or infinite values")
-    log_w = log_w.reshape(len(log_w), -1)
-    return float((logsumexp(log_w, axis=1) - np.log(log_w.shape[1])).mean())
+    return float(importance_elpd(tree).mean())
 
 
 @torch.no_grad()

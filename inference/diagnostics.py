@@ -40,6 +40,7 @@ __all__ = [
     "PSIS_DRAWS",
     "calibration",
     "check_datatree",
+    "importance_elpd",
     "load_datatree",
     "loo",
     "save_datatree",
@@ -287,14 +288,11 @@ def loo(tree: xr.DataTree) -> xr.Dataset:
     """
     import arviz_stats  # noqa: F401  (registers the ``.azstats`` accessor)
 
-    check_datatree(tree, ("importance",))
+    elpd = importance_elpd(tree)
     log_w = tree["importance"]["log_weight"].astype(np.float64)
-    if not np.isfinite(log_w.values).all():
-        raise ValueError("the importance log-weights hold NaN or infinite values")
     draws = log_w.sizes["chain"] * log_w.sizes["draw"]
     if draws < PSIS_DRAWS:
         raise ValueError(f"PSIS needs at least {PSIS_DRAWS} draws per pair, the tree has {draws}")
-    elpd = _logsumexp(log_w, ("chain", "draw")) - np.log(draws)
     with np.errstate(divide="ignore", invalid="ignore"):  # flat tails in the Pareto fit
         _, pareto_k = log_w.azstats.psislw(dim=["chain", "draw"])
     size = elpd.sizes["pair"]
@@ -306,6 +304,22 @@ def loo(tree: xr.DataTree) -> xr.Dataset:
             "share_k_above_0.7": float((pareto_k > 0.7).mean()),
         },
     )
+
+
+def importance_elpd(tree: xr.DataTree) -> xr.DataArray:
+    """Each pair's log predictive density ``log p(x, x~)`` (dims ``pair``), estimated by
+    plain importance sampling from the ``importance`` group: ``log mean_s w_s`` over every
+    draw. In expectation a lower bound that tightens with the draws; :func:`loo` adds the
+    Pareto ``k`` that says whether to trust it.
+
+    :raises ValueError: if a log-weight is NaN or infinite.
+    """
+    check_datatree(tree, ("importance",))
+    log_w = tree["importance"]["log_weight"].astype(np.float64)
+    if not np.isfinite(log_w.values).all():
+        raise ValueError("the importance log-weights hold NaN or infinite values")
+    draws = log_w.sizes["chain"] * log_w.sizes["draw"]
+    return _logsumexp(log_w, ("chain", "draw")) - np.log(draws)
 
 
 def _logsumexp(a: xr.DataArray, dims: tuple[str, ...]) -> xr.DataArray:

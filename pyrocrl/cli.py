@@ -569,7 +569,7 @@ def _fit_auto(args: argparse.Namespace, train: Any, seeds: list[int], options: d
     if choice.n is None:
         raise ValueError(
             f"no fit with n ≤ {n_max} is complete: none has every learned variable as the "
-            "inferred target of enough pairs (and found again by another seed)"
+            "inferred target of enough held-out pairs"
         )
     chosen = args.output / f"n-{choice.n}"
     print(fits[choice.n, choice.best.seed][2].format())
