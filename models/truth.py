@@ -129,12 +129,8 @@ class GroundTruthLCM:
             target = torch.broadcast_to(torch.as_tensor(target), (size,))
             value = torch.broadcast_to(torch.as_tensor(value, dtype=noise.dtype), (size,))
             z = pyro.deterministic(sites.Z, self.scm.solve(noise), event_dim=1)
-            if self.intervention == "shift":
-                hit = torch.nn.functional.one_hot(target, n + 1)[..., 1:].bool()
-                noise_tilde = torch.where(hit, noise + value[..., None], noise)
-                z_tilde = self.scm.solve(noise_tilde)
-            else:
-                noise_tilde, z_tilde = self.scm.intervene(noise, target, value)
+            apply = self.scm.shift if self.intervention == "shift" else self.scm.intervene
+            noise_tilde, z_tilde = apply(noise, target, value)
             noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
             z_tilde = pyro.deterministic(sites.Z_TILDE, z_tilde, event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(z), obs=x)

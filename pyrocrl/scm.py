@@ -8,6 +8,8 @@ evaluated in a topological order of the graph. Its **solution function** ``s: e 
 all mechanisms at once; a perfect intervention on ``z_k`` replaces mechanism k by a new value
 and keeps every other noise component, so that the intervened world reuses the same noise
 (``e~_j = e_j`` for ``j ≠ k``) and ``e~_k`` is the noise that would have produced the new value.
+A soft intervention (:meth:`AdditiveNoiseSCM.shift`) keeps mechanism k and its parents and
+shifts it, which moves ``e_k`` only: ``e~_k = e_k + v``.
 
 These are deterministic tensor maps: the Pyro programs that sample noise and interventions
 live in :mod:`pyrocrl.models.truth`.
@@ -82,6 +84,15 @@ class AdditiveNoiseSCM:
         loc = torch.stack([self.loc(k, z) for k in range(self.n)], dim=-1)
         return (z - loc) / self.noise_scale
 
+    def _check_target(self, target: torch.Tensor) -> None:
+        if target.dtype.is_floating_point:
+            raise TypeError(f"target must hold integers, got dtype {target.dtype}")
+        if target.numel() and (target.min() < 0 or target.max() > self.n):
+            raise ValueError(
+                f"intervention target must lie in 0..{self.n} (0 = none), "
+                f"got values in {int(target.min())}..{int(target.max())}"
+            )
+
     def intervene(
         self, noise: torch.Tensor, target: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,13 +105,7 @@ class AdditiveNoiseSCM:
         :returns: ``(noise_tilde, z_tilde)``, both of shape ``(*, n)``. Components that are
             not descendants of the target are bitwise equal to the unintervened ones.
         """
-        if target.dtype.is_floating_point:
-            raise TypeError(f"target must hold integers, got dtype {target.dtype}")
-        if target.numel() and (target.min() < 0 or target.max() > self.n):
-            raise ValueError(
-                f"intervention target must lie in 0..{self.n} (0 = none), "
-                f"got values in {int(target.min())}..{int(target.max())}"
-            )
+        self._check_target(target)
         z = noise.new_zeros(noise.shape)
         noise_tilde = noise.clone()
         for k in self.order:
@@ -111,6 +116,21 @@ class AdditiveNoiseSCM:
                 hit, (value - loc) / self.noise_scale[k], noise[..., k]
             )
         return noise_tilde, z
+
+    def shift(
+        self, noise: torch.Tensor, target: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft intervention: mechanism ``target`` keeps its parents and is shifted by
+        ``σ_k · value``, so ``e~_k = e_k + value`` and every other noise component stays.
+
+        Shapes and ``target`` as for :meth:`intervene`.
+
+        :returns: ``(noise_tilde, z_tilde)``, both of shape ``(*, n)``.
+        """
+        self._check_target(target)
+        hit = torch.nn.functional.one_hot(target, self.n + 1)[..., 1:].bool()
+        noise_tilde = torch.where(hit, noise + value[..., None], noise)
+        return noise_tilde, self.solve(noise_tilde)
 
 
 class LinearSCM(AdditiveNoiseSCM):

@@ -55,13 +55,34 @@ def test_no_intervention_is_identity():
     assert torch.equal(noise_tilde, e) and torch.equal(z_tilde, scm.solve(e))
 
 
-def test_intervene_rejects_bad_targets():
+@pytest.mark.parametrize("method", ["intervene", "shift"])
+def test_intervene_rejects_bad_targets(method):
     scm = _linear_scm(n=3)
     e = torch.randn(4, 3)
+    apply = getattr(scm, method)
     with pytest.raises(ValueError, match=r"0\.\.3"):
-        scm.intervene(e, torch.tensor([0, 1, 4, 2]), torch.zeros(4))
+        apply(e, torch.tensor([0, 1, 4, 2]), torch.zeros(4))
     with pytest.raises(TypeError, match="integers"):
-        scm.intervene(e, torch.zeros(4), torch.zeros(4))
+        apply(e, torch.zeros(4), torch.zeros(4))
+
+
+def test_a_shift_keeps_the_parents_and_moves_one_noise_component():
+    scm = _linear_scm(n=6, seed=3)
+    e = torch.randn(500, scm.n)
+    z = scm.solve(e)
+    for k in range(1, scm.n + 1):
+        value = torch.randn(500)
+        noise_tilde, z_tilde = scm.shift(e, torch.full((500,), k), value)
+        expected = e.clone()
+        expected[:, k - 1] += value
+        assert torch.equal(noise_tilde, expected)
+        # the intervened variable moves by σ_k · value, its parents' effect unchanged
+        assert torch.allclose(z_tilde[:, k - 1] - z[:, k - 1], value, atol=1e-5)
+        upstream = set(range(scm.n)) - {k - 1} - set(descendants(scm.adjacency, k - 1).tolist())
+        for j in upstream:
+            assert torch.equal(z_tilde[:, j], z[:, j])
+    none = scm.shift(e, torch.zeros(500, dtype=torch.long), torch.randn(500))
+    assert torch.equal(none[0], e)
 
 
 def test_bimodal_weights_avoid_zero_and_take_both_signs():
