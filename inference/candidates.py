@@ -49,6 +49,7 @@ from pyrocrl.io import load_checkpoint, write_json
 from pyrocrl.models.baselines import DVAE, BetaVAE
 from pyrocrl.models.elcm import ELCM
 from pyrocrl.models.ilcm import ILCM
+from pyrocrl.observations import paired_rows
 
 SELECTION_PAIRS = 4096
 """Training pairs on which candidates are compared."""
@@ -164,10 +165,11 @@ def precondition(
     model: ILCM, guide: ILCMGuide, data: torch.Tensor, recipe: Recipe, screen: bool = True
 ) -> None:
     """Precondition the guide's encoder on the first :data:`PRECONDITION_PAIRS` pairs of
-    ``data`` ``(N, 2, D)``, with the feature screen or not (``screen``), when the recipe,
-    as the model is trained with it (``model.training_recipe``), asks for it."""
+    ``data`` ``(N, 2, D)`` (unpaired observations skipped), with the feature screen or not
+    (``screen``), when the recipe, as the model is trained with it
+    (``model.training_recipe``), asks for it."""
     if model.training_recipe(recipe).precondition:
-        sample = data[:PRECONDITION_PAIRS]
+        sample = data[torch.as_tensor(paired_rows(data))][:PRECONDITION_PAIRS]
         guide.precondition(sample[:, 0], sample[:, 1], screen=screen)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.graph import NO_GRAPH, LearnedGraph, default_method, learn_graph
 
 CHECK_FILE = "check.nc"
@@ -110,7 +111,7 @@ def check_model(
     """
     from pyrocrl.inference import diagnostics
 
-    data = data.isel(pair=slice(0, pairs))
+    data = pairs_only(data).isel(pair=slice(0, pairs))
     method = graph or default_method(model)
     x = data["x"].values
     found = None

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.trust import seed_agreement
 from pyrocrl.io import write_json
 
@@ -294,6 +295,7 @@ def scan_n(
         raise ValueError("the scan needs at least one model seed")
     if "n" in fit_options:
         raise TypeError("scan_n chooses n itself: do not pass n")
+    test = pairs_only(test)
     x = torch.as_tensor(test["x"].values[:SHARE_PAIRS])
     measured, fitted = [], {}
     for n in range(n_min, n_max + 1):

@@ -61,6 +61,7 @@ import xarray as xr
 from pyro import poutine
 
 from pyrocrl import sites
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.io import save_figure, write_netcdf
 from pyrocrl.metrics import match_interventions
 from pyrocrl.observations import check_observations
@@ -145,7 +146,7 @@ def to_datatree(
     if isinstance(data, xr.Dataset):
         if "x" not in data or data["x"].ndim != 3 or data.sizes.get("world") != 2:
             raise ValueError("the dataset needs x with dims (pair, world, feature), two worlds")
-        cut = slice(0, max_pairs)
+        data, cut = pairs_only(data), slice(0, max_pairs)
         x_all = np.asarray(data["x"].values[cut], dtype=np.float32)
         x, x_tilde = x_all[:, 0], x_all[:, 1]
         truth = data.isel(pair=cut)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.queries import encode, intervention_posterior
@@ -53,6 +54,7 @@ def evaluate(
         learned to true variables one to one, so it is left out when the truth has another
         number of variables than the model; DCI is not.
     """
+    test = pairs_only(test)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         x = torch.as_tensor(test["x"].values)

@@ -70,6 +70,7 @@ from pyrocrl.io import (
     write_json,
 )
 from pyrocrl.models.ilcm import ILCM, SCALED_LIKELIHOODS
+from pyrocrl.observations import paired_rows
 
 
 @dataclass
@@ -85,6 +86,8 @@ class FitReport:
     train_time: float
     total_time: float
     metrics: dict[str, float] = field(default_factory=dict)
+    unpaired: int = 0
+    """Unpaired observations trained on beside the ``pairs``."""
     dci_pairs: tuple[int, int] | None = None
     dci_on_test: bool = False
     """Whether the DCI regressors were fitted on test pairs (no separate DCI set)."""
@@ -121,7 +124,8 @@ class FitReport:
             )
         lines.append(
             f"  training: {self.steps} steps = {self.epochs:.2f} epochs of {self.pairs} pairs "
-            f"(batch {self.batch_size}) in {_duration(self.train_time)}"
+            + (f"and {self.unpaired} unpaired observations " if self.unpaired else "")
+            + f"(batch {self.batch_size}) in {_duration(self.train_time)}"
         )
         names = {
             "dci_disentanglement": "DCI disentanglement",
@@ -521,6 +525,7 @@ def fit_ilcm(
             started=start,
         )
         result = chosen.trainer.fit(data, resume=resume)
+        paired = paired_rows(data)
         train_time = chosen.earlier + time.perf_counter() - start
         remove_candidates(output)
         metrics = held_out_metrics(
@@ -529,7 +534,8 @@ def fit_ilcm(
         report = FitReport(
             recipe=recipe.name,
             seed=seed,
-            pairs=len(data),
+            pairs=int(paired.sum()),
+            unpaired=int((~paired).sum()),
             batch_size=recipe.batch_size,
             steps=result.steps,
             epochs=result.epochs,

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.observations import paired_rows
 
 HELD_OUT = 0.1
 """Share of a dataset's pairs held out for testing when no test set is given."""
@@ -53,7 +54,7 @@ def held_out_fit_data(
     """A dataset's pairs for a fit: all of them to train on and ``test`` to test on, or
     without ``test`` a random ``held_out`` share of them held out (drawn with
     ``split_seed``, so that fits with other model seeds test on the same pairs; both parts
-    keep the dataset's order).
+    keep the dataset's order). Only pairs are held out: unpaired observations all train.
 
     :param n: causal variables (default: those of the dataset's ground truth).
     :raises ValueError: if ``n`` is not given and the dataset has no ground truth, or if
@@ -63,15 +64,15 @@ def held_out_fit_data(
     if n is None:
         raise ValueError("the dataset has no ground truth: give the number of variables n")
     if test is None:
-        size = train.sizes["pair"]
+        paired = np.flatnonzero(paired_rows(train["x"].values))
+        size = len(paired)
         held = round(held_out * size)
         if not 0 < held < size:
             raise ValueError(
                 f"holding out {held_out:.0%} of {size} pairs leaves an empty part: "
                 "give more pairs or a test set"
             )
-        rows = np.random.default_rng(split_seed).permutation(size)
-        test_rows = np.sort(rows[:held])
+        test_rows = np.sort(np.random.default_rng(split_seed).permutation(paired)[:held])
         train, test = train.drop_isel(pair=test_rows), train.isel(pair=test_rows)
     return FitData(train, test, n)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import xarray as xr
 
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.graph import LearnedGraph, learn_graph
 from pyrocrl.io import save_figure
 from pyrocrl.sites import variable_names
@@ -76,7 +77,7 @@ def graph_report(
     """Learn the graph of a fitted model from the pairs of ``data``
     (:func:`~pyrocrl.inference.graph.learn_graph` on at most ``max_pairs`` of them), timed.
     """
-    x = data["x"].values
+    x = pairs_only(data)["x"].values
     start = time.perf_counter()
     found = learn_graph(
         model, guide, x[:, 0], x[:, 1], method=method, max_pairs=max_pairs, seed=seed

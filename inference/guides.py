@@ -21,7 +21,7 @@ from torch import nn
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.features import nonlinear_features
-from pyrocrl.models.ilcm import DEFAULT_OFFSET, ILCM, intervention_mask, select
+from pyrocrl.models.ilcm import DEFAULT_OFFSET, ILCM, intervention_mask, pairing, select
 from pyrocrl.nets import MLP, GaussianEncoder
 
 
@@ -97,6 +97,11 @@ class PairGuide:
     sharpens. Both are arguments of the programs (the recipe schedules them); the defaults
     are the values outside training.
 
+    An unpaired observation (``x_tilde`` all NaN, :func:`~pyrocrl.models.ilcm.pairing`) is
+    encoded as the pair ``(x, x)``: every hypothesis then gives ``q(e | x)``, and the
+    target and value sites are masked out as in the model, so its bound is the
+    single-world ELBO.
+
     With ``deterministic=True`` only the most probable hypothesis is kept (a ``Delta`` at
     the argmax whose weight carries a straight-through gradient to ``q(I | x, x~)``).
 
@@ -162,20 +167,22 @@ class PairGuide:
         if x is None or x_tilde is None:
             raise ValueError("the guide needs observed pairs x and x_tilde")
         size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        x_tilde, paired = pairing(b, x, x_tilde)
         loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
         probs = self.target_probs(loc, loc_tilde, offset, posterior_power)
         with b.plate(sites.PAIR_PLATE, size):
-            if deterministic:
-                best = b.argmax(probs, -1)
-                weight = b.take_along(probs, best)
-                straight_through = 1.0 + weight - b.stop_gradient(weight)
-                target = b.sample(
-                    sites.TARGET, b.dist.Delta(best, log_density=b.log(straight_through))
-                )
-            else:
-                target = b.sample(
-                    sites.TARGET, b.dist.Categorical(probs), infer={"enumerate": "parallel"}
-                )
+            with b.mask(mask=paired):
+                if deterministic:
+                    best = b.argmax(probs, -1)
+                    weight = b.take_along(probs, best)
+                    straight_through = 1.0 + weight - b.stop_gradient(weight)
+                    target = b.sample(
+                        sites.TARGET, b.dist.Delta(best, log_density=b.log(straight_through))
+                    )
+                else:
+                    target = b.sample(
+                        sites.TARGET, b.dist.Categorical(probs), infer={"enumerate": "parallel"}
+                    )
             onehot, intervened = intervention_mask(b, target, self.n)
             shape = b.broadcast_shapes(onehot.shape, loc.shape)
             lam = b.uniform(shape, like=loc) if self.tie == "random" else b.full(shape, 0.5, loc)
@@ -188,7 +195,7 @@ class PairGuide:
             scale_i = select(b, sol_scale, onehot, intervened, 1.0)
             new_loc = select(b, loc_tilde, onehot, intervened, 0.0)
             new_scale = select(b, scale_tilde, onehot, intervened, 1.0)
-            with b.mask(mask=intervened):
+            with b.mask(mask=intervened & paired):
                 b.sample(
                     sites.VALUE, b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
                 )
@@ -202,10 +209,12 @@ class PairGuide:
         if x is None or x_tilde is None:
             raise ValueError("the guide needs observed pairs x and x_tilde")
         size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        x_tilde, paired = pairing(b, x, x_tilde)
         loc, scale, loc_tilde, scale_tilde = self.encode(x, x_tilde)
         with b.plate(sites.PAIR_PLATE, size):
             b.sample(sites.NOISE, b.dist.Normal(loc, scale).to_event(1))
-            b.sample(sites.NOISE_TILDE, b.dist.Normal(loc_tilde, scale_tilde).to_event(1))
+            with b.mask(mask=paired):
+                b.sample(sites.NOISE_TILDE, b.dist.Normal(loc_tilde, scale_tilde).to_event(1))
         return Encoding(loc, scale, loc_tilde, scale_tilde)
 
 

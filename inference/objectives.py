@@ -10,6 +10,7 @@ __all__ = [
     "change_sparsity",
     "pair_objective",
     "regularizers",
+    "row_weights",
 ]
 
 from types import ModuleType
@@ -22,6 +23,7 @@ from pyrocrl.errors import NonFiniteError
 from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.guides import Encoding
 from pyrocrl.inference.recipes import Phase
+from pyrocrl.models.ilcm import pairing
 
 TERMS = (
     "elbo",
@@ -71,8 +73,8 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
     """The recipe's regularizers of one minibatch (weights from ``phase``; those known to be
     0 are skipped), each a scalar:
 
-    - ``intervention_entropy``: ``−w·H(mean over the batch of q(I | x, x~))``, which keeps
-      all hypotheses in use;
+    - ``intervention_entropy``: ``−w·H(mean over the batch's pairs of q(I | x, x~))``,
+      which keeps all hypotheses in use (unpaired observations have no ``I``);
     - ``consistency``: ``w·(‖E[u | e] − u‖² + ‖E[u | e~] − u~‖²)`` with each view encoded
       on its own (a plain autoencoder term), in the standardized features ``u`` the
       networks see (``model.standardize``), so that its weight does not depend on units;
@@ -88,12 +90,16 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
       every variable equally often under the uniform intervention prior, so every
       component should change about as much as the others. Without it, two causal
       variables can settle on one component and leave another unused.
+
+    An unpaired observation counts as the pair ``(x, x)`` (no change) in all of them.
     """
     b = model.backend
     loc, scale, loc_tilde, scale_tilde, probs = encoding
+    x_tilde, paired = pairing(b, x, x_tilde)
     out: dict[str, Any] = {}
     if _on(phase.entropy_weight) and probs is not None:
-        aggregate = probs.mean(0)
+        weight = b.as_array(paired, probs)  # (N,): 1 for a pair
+        aggregate = (probs * weight[..., None]).sum(0) / b.maximum(weight.sum(), 1.0)
         entropy = -(aggregate * b.log(b.maximum(aggregate, 1e-30))).sum()
         out["intervention_entropy"] = -phase.entropy_weight * entropy
     if _on(phase.consistency_weight) or _on(phase.norm_weight):
@@ -117,6 +123,16 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
     return out
 
 
+def row_weights(backend: ModuleType, x: Any, x_tilde: Any, unpaired_weight: Any) -> Any:
+    """``(N,)`` weights that turn a mean over rows into a sum per pair of the batch: ``R / P``
+    for each of its ``P`` pairs and ``w R / P`` for each unpaired observation, ``R`` rows in
+    all (``w = unpaired_weight``). All ones for a batch of pairs."""
+    _, paired = pairing(backend, x, x_tilde)
+    ones = backend.as_array(paired, x)
+    per_pair = ones.shape[0] / backend.maximum(ones.sum(), 1.0)
+    return backend.where(paired, 1.0, unpaired_weight) * per_pair
+
+
 def pair_objective(
     model: Any,
     guide: Any,
@@ -138,6 +154,11 @@ def pair_objective(
     causal structure); otherwise the pair programs run with the phase's intervention prior,
     offset and posterior power, and ``deterministic`` keeps the most probable hypothesis.
     ``phase`` is a :class:`~pyrocrl.inference.recipes.Phase` or its array form.
+
+    Terms are per pair of the batch: with unpaired observations among the rows (see
+    :func:`row_weights`) each counts ``phase.unpaired_weight`` times a pair, so that a batch
+    of ``B`` pairs and ``B`` unpaired observations with weight ``M / N`` estimates the
+    bound of the whole data (``N`` pairs, ``M`` unpaired) per pair.
     """
     elbo = elbo if elbo is not None else PairELBO()
     b = model.backend
@@ -152,7 +173,8 @@ def pair_objective(
         }
         traces = elbo.traces(model.model, guide.guide, x, x_tilde, **options)
     terms = elbo.terms_from_traces(*traces, b, phase.beta)
-    report = {k: v.mean() for k, v in terms.items()}
+    weight = row_weights(b, x, x_tilde, phase.unpaired_weight)
+    report = {k: (v * weight).mean() for k, v in terms.items()}
     encoding = b.nodes(traces[1])["_RETURN"]["value"]
     report.update(regularizers(model, encoding, x, x_tilde, phase))
     loss = -report["elbo"] + sum(v for k, v in report.items() if k in REGULARIZERS)

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import xarray as xr
 
+from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.queries import counterfactual, encode, generate, intervention_posterior
 from pyrocrl.io import write_netcdf
@@ -90,7 +91,7 @@ def query_dataset(
     if samples and kind != "counterfactual":
         raise ValueError(f"samples are counterfactual draws: a {kind} query takes none")
     if kind in ("encode", "posterior"):
-        x = torch.as_tensor(data["x"].values)
+        x = torch.as_tensor((data if kind == "encode" else pairs_only(data))["x"].values)
         if kind == "encode":
             result = encoding_dataset(guide, x[:, 0])
         else:

@@ -33,6 +33,9 @@ class Phase:
     posterior_power: float = 1.0
     restart: bool = False
     """This step starts a new learning-rate cycle (the optimizer state is reset)."""
+    unpaired_weight: float = 1.0
+    """Weight of an unpaired observation's bound against a pair's (set by the trainer from
+    the data, see :func:`~pyrocrl.inference.objectives.pair_objective`)."""
 
     @property
     def name(self) -> str:
@@ -91,6 +94,11 @@ class Recipe:
         keep the one with the best training ELBO and finish only that one.
     :param precondition: start the encoder from the linear solution of the pair statistics
         (:meth:`~pyrocrl.inference.guides.ILCMGuide.precondition`) before training.
+    :param unpaired_weight: with unpaired observations among the training rows, each step
+        takes a batch of pairs and one of unpaired observations, and the second counts this
+        many times the first (default 1); ``None``: ``M / N`` for ``N`` pairs and ``M``
+        unpaired observations, the bound of the whole data, which lets the unpaired part
+        outweigh the pairs (and the regularizers tuned against them) when pairs are few.
     :param independent_views: every step is a VAE on each view — the pretraining objective,
         with ``β`` following the schedule and no term that reads the pairing (intervention
         entropy, change sparsity and balance) — as the β-VAE baseline is trained
@@ -126,12 +134,17 @@ class Recipe:
     candidates: int = 1
     select_epoch: float = 0.0
     precondition: bool = False
+    unpaired_weight: float | None = 1.0
     independent_views: bool = False
     notes: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("a recipe needs epochs > 0, batch_size ≥ 1 and lr > 0")
+        if self.unpaired_weight is not None and not 0 < self.unpaired_weight < math.inf:
+            raise ValueError(
+                f"unpaired_weight must be positive or None, got {self.unpaired_weight}"
+            )
         if self.restart_every is not None and self.restart_every <= 0:
             raise ValueError("restart_every must be positive or None")
         if self.candidates < 1 or (

@@ -22,7 +22,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from pyrocrl.data.dataset import validate
 from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
 from pyrocrl.io import check_state_dict, load_checkpoint, save_checkpoint
-from pyrocrl.observations import check_observations
+from pyrocrl.observations import check_observations, paired_rows
 
 Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
 Validation = Callable[[int], dict[str, float]]
@@ -74,16 +74,26 @@ def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None
     check_observations(data, "pairs", dim_x=dim_x, pairs=True, finite=False)  # dtype, shape
     x = torch.as_tensor(data if torch.is_tensor(data) else np.asarray(data))
     x = x.to(torch.get_default_dtype())
-    check_observations(x, "pairs", dim_x=dim_x, pairs=True)  # the values, as trained on
+    check_observations(x, "pairs", dim_x=dim_x, pairs=True, unpaired=True)  # as trained on
     return x
 
 
-def run_length(pairs: int, recipe: Recipe, until_epoch: float | None) -> tuple[int, int, int]:
+def run_length(
+    pairs: int, recipe: Recipe, until_epoch: float | None, unpaired: int = 0
+) -> tuple[int, int, int]:
     """``(steps per epoch, steps of the recipe, step to stop at)`` for ``pairs`` training
-    pairs; ``until_epoch`` stops early."""
-    if pairs < recipe.batch_size:
-        raise ValueError(f"{pairs} pairs are fewer than one batch of {recipe.batch_size}")
-    steps_per_epoch = pairs // recipe.batch_size
+    pairs and ``unpaired`` observations; ``until_epoch`` stops early. With unpaired
+    observations a step takes a batch of each, and an epoch is a pass over the larger
+    part."""
+    batch = recipe.batch_size
+    if pairs < batch:
+        raise ValueError(f"{pairs} pairs are fewer than one batch of {batch}")
+    if 0 < unpaired < batch:
+        raise ValueError(
+            f"{unpaired} unpaired observations are fewer than one batch of {batch}: train "
+            "on the pairs alone (pyrocrl.data.pairs_only) or add observations"
+        )
+    steps_per_epoch = max(pairs, unpaired) // batch
     total = max(1, math.ceil(recipe.epochs * steps_per_epoch))
     if until_epoch is None:
         return steps_per_epoch, total, total
@@ -177,7 +187,10 @@ class TrainingLoop:
             written there).
         """
         data = pairs_tensor(pairs, getattr(self.model, "dim_x", None))
-        steps_per_epoch, total, stop = run_length(len(data), self.recipe, until_epoch)
+        paired = paired_rows(data)
+        self._strata = (np.flatnonzero(paired), np.flatnonzero(~paired))
+        counts = [len(rows) for rows in self._strata]
+        steps_per_epoch, total, stop = run_length(counts[0], self.recipe, until_epoch, counts[1])
         start_time = time.perf_counter()
         with self._session():
             if self._progress is not None:
@@ -233,20 +246,47 @@ class TrainingLoop:
         return self.validation(step)
 
     def _phase(self, step: int, steps_per_epoch: int) -> Phase:
-        """The recipe's phase at ``step`` (a restart is flagged at its first step)."""
-        return self.recipe.at(
+        """The recipe's phase at ``step`` (a restart is flagged at its first step), with
+        the weight of an unpaired observation: the recipe's ``unpaired_weight``, or for
+        ``None`` ``M / N`` with ``N`` pairs and ``M`` unpaired observations (each batch
+        holds as many of each, so that is the bound of the whole data)."""
+        phase = self.recipe.at(
             step / steps_per_epoch, (step - 1) / steps_per_epoch if step else None
         )
+        pairs, unpaired = (len(rows) for rows in getattr(self, "_strata", ((), ())))
+        if not unpaired:
+            return phase
+        weight = self.recipe.unpaired_weight
+        return replace(phase, unpaired_weight=unpaired / pairs if weight is None else weight)
 
     def _rows(self, step: int, steps_per_epoch: int, size: int) -> Any:
         """Indices of the minibatch of ``step``: each epoch's order is a function of
-        ``(seed, epoch)`` (:meth:`_permutation`)."""
-        epoch, i = divmod(step, steps_per_epoch)
-        if getattr(self, "_order_epoch", None) != epoch:
-            seed = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
-            self._order, self._order_epoch = self._permutation(size, int(seed)), epoch
+        ``(seed, epoch)`` (:meth:`_permutation`). With unpaired observations, a batch of
+        pairs followed by one of unpaired observations, each part in its own cycle
+        (orders from ``(seed, cycle)`` and ``(seed, cycle, 1)``)."""
+        pairs, unpaired = getattr(self, "_strata", (None, ()))
+        if len(unpaired) == 0:
+            return self._cycle(step, size, steps_per_epoch, [self.seed])
         batch = self.recipe.batch_size
-        return self._order[i * batch : (i + 1) * batch]
+        parts = [
+            rows[np.asarray(self._cycle(step, len(rows), len(rows) // batch, [self.seed, *s]))]
+            for rows, s in ((pairs, []), (unpaired, [1]))
+        ]
+        return np.concatenate(parts)
+
+    def _cycle(self, step: int, size: int, steps_per_cycle: int, entropy: list[int]) -> Any:
+        """Batch ``step`` of cycles through ``size`` rows, each cycle in its own order
+        (:meth:`_permutation`, seeded by ``entropy`` and the cycle)."""
+        cycle, i = divmod(step, steps_per_cycle)
+        key = (tuple(entropy), cycle)
+        orders = self.__dict__.setdefault("_orders", {})
+        if key not in orders:
+            seed = np.random.SeedSequence([*entropy, cycle]).generate_state(1)[0]
+            orders[key] = self._permutation(size, int(seed))
+            for old in [k for k in orders if k[0] == key[0] and k != key]:
+                del orders[old]
+        batch = self.recipe.batch_size
+        return orders[key][i * batch : (i + 1) * batch]
 
     def _permutation(self, size: int, seed: int) -> Any:
         return np.random.default_rng(seed).permutation(size)

@@ -1,7 +1,7 @@
 """The implicit latent causal model (ILCM) of Brehmer et al. (2022): the pair program,
 written once for both backends (:class:`PairModel`), and its Pyro module (:class:`ILCM`)."""
 
-__all__ = ["DEFAULT_OFFSET", "ILCM", "PairModel", "intervention_mask", "select"]
+__all__ = ["DEFAULT_OFFSET", "ILCM", "PairModel", "intervention_mask", "pairing", "select"]
 
 from collections.abc import Sequence
 from types import ModuleType
@@ -36,6 +36,11 @@ class PairModel:
         e~     = e with e~_I = T_e(v)_I              # "noise_tilde"  (*, n)
         z, z~  = s(e), s(e~)                         # "z", "z_tilde" (*, n)
         x      ~ p(x | e),  x~ ~ p(x | e~)           # "x", "x_tilde" (*, D)
+
+    An observed row whose ``x_tilde`` is all NaN is an *unpaired* observation (one world,
+    see :func:`pairing`): ``target``, ``value`` and ``x_tilde`` are masked out for it, so its
+    contribution is the single-world marginal ``p(x) = ∫ p(e) p(x | e) de`` — the pair
+    program with ``x~`` integrated out.
 
     ``s`` is the solution function: ``z = s(e)`` and ``T_e`` maps an intervention value to
     the noise that produces it, given the other components. The graph stays implicit in
@@ -133,14 +138,16 @@ class PairModel:
         del deterministic, offset, posterior_power
         b = self.backend
         size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        x_tilde, paired = pairing(b, x, x_tilde)
         with b.plate(sites.PAIR_PLATE, size):
             noise = b.sample(sites.NOISE, self.noise_dist())
-            target = b.sample(sites.TARGET, self.target_dist())
+            with b.mask(mask=paired):
+                target = b.sample(sites.TARGET, self.target_dist())
             shift, scale = self.solution.shift_scale(noise)
             onehot, intervened = intervention_mask(b, target, self.n)
             shift_i = select(b, shift, onehot, intervened, 0.0)
             scale_i = select(b, scale, onehot, intervened, 1.0)
-            with b.mask(mask=intervened):
+            with b.mask(mask=intervened & paired):
                 value = b.sample(
                     sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
                 )
@@ -152,7 +159,8 @@ class PairModel:
             z = b.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
             z_tilde = b.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
             x = b.sample(sites.X, self.x_dist(noise), obs=x)
-            x_tilde = b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
+            with b.mask(mask=paired):
+                x_tilde = b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
             self.pair_factors(size)
         values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
         return dict(zip(sites.PAIR_SITES, values, strict=True))
@@ -161,15 +169,18 @@ class PairModel:
         """Both views with independent noise, ``e, e~ ~ N(0, I)``: a VAE on each view.
 
         Sites ``noise`` and ``noise_tilde`` are both latent here. Used to pretrain encoder
-        and decoder before the causal structure is switched on.
+        and decoder before the causal structure is switched on. An unpaired row (see
+        :func:`pairing`) has only its first view.
         """
         b = self.backend
         size = sites.plate_size(size, x, x_tilde, dim_x=self.dim_x)
+        x_tilde, paired = pairing(b, x, x_tilde)
         with b.plate(sites.PAIR_PLATE, size):
             noise = b.sample(sites.NOISE, self.noise_dist())
-            noise_tilde = b.sample(sites.NOISE_TILDE, self.noise_dist())
             b.sample(sites.X, self.x_dist(noise), obs=x)
-            b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
+            with b.mask(mask=paired):
+                noise_tilde = b.sample(sites.NOISE_TILDE, self.noise_dist())
+                b.sample(sites.X_TILDE, self.x_dist(noise_tilde), obs=x_tilde)
 
 
 class ILCM(PairModel, PyroModule):
@@ -285,6 +296,17 @@ def _identity_features(model: "ILCM", state: dict, prefix: str, *_: Any) -> None
     if model.features is not None and prefix + "features.loc" not in state:
         state[prefix + "features.loc"] = torch.zeros_like(model.features.loc)
         state[prefix + "features.scale"] = torch.ones_like(model.features.scale)
+
+
+def pairing(backend: ModuleType, x: Any, x_tilde: Any) -> tuple[Any, Any]:
+    """``(x_tilde, paired)`` of observed rows ``(N, D)``: ``paired (N,)`` is False for an
+    unpaired observation, a row of ``x_tilde`` that is all NaN, whose ``x_tilde`` is then
+    replaced by its ``x`` (a stand-in that programs mask out, so no NaN reaches a network
+    or a gradient). Without both views observed: ``(x_tilde, True)``."""
+    if x is None or x_tilde is None:
+        return x_tilde, True
+    paired = ~backend.isnan(x_tilde).all(-1)
+    return backend.where(paired[..., None], x_tilde, x), paired
 
 
 def intervention_mask(backend: ModuleType, target: Any, n: int) -> tuple[Any, Any]:

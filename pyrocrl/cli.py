@@ -173,6 +173,13 @@ def _add_simulate(commands: Subparsers) -> None:
         help="chamber sensors: noise sd as a fraction of each sensor's span (default 0; 0.01 "
         "is the documented noisy level)",
     )
+    sim.add_argument(
+        "--pair-share",
+        type=_positive_float,
+        metavar="P",
+        help="keep this share (0 < P ≤ 1) of the pairs as pairs; the rest become unpaired "
+        "observations of the world before (default 1: all pairs; features only)",
+    )
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
     sim.set_defaults(run=_simulate)
@@ -432,7 +439,7 @@ def _check_outputs(files: Sequence[Path | None] = (), directory: Path | None = N
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from pyrocrl.data import describe, save
+    from pyrocrl.data import describe, save, unpair
     from pyrocrl.data.catalog import (
         CHAMBER,
         CIRCUIT,
@@ -447,6 +454,10 @@ def _simulate(args: argparse.Namespace) -> None:
         raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {args.n}")
     if args.simulator in (CIRCUIT, CHAMBER) and resolution > MAX_RESOLUTION:
         raise ValueError(f"--resolution must be at most 512, got {resolution}")
+    if args.pair_share is not None and args.pair_share > 1:
+        raise ValueError(f"--pair-share must lie in (0, 1], got {args.pair_share}")
+    if args.pair_share is not None and (args.simulator == CIRCUIT or args.mode == "images"):
+        raise ValueError("--pair-share: image datasets hold pairs only")
     if args.simulator == CHAMBER:
         _check_chamber_flags(args)
     elif args.mode is not None or args.noise is not None:
@@ -466,6 +477,8 @@ def _simulate(args: argparse.Namespace) -> None:
         )
     except ImportError as error:  # an optional simulator's package is missing
         raise ValueError(str(error)) from None
+    if args.pair_share is not None:
+        ds = unpair(ds, args.pair_share, seed=args.seed)
     elapsed = time.perf_counter() - start
     save(ds, args.output)
     print(describe(ds))
@@ -494,6 +507,7 @@ def _fit(args: argparse.Namespace) -> None:
     from pyrocrl.inference.fit import fit_ilcm
     from pyrocrl.inference.fit_setup import tuned_recipe
     from pyrocrl.inference.recipes import get_recipe
+    from pyrocrl.observations import paired_rows
 
     start = time.perf_counter()
     _check_outputs(directory=args.output)
@@ -523,9 +537,11 @@ def _fit(args: argparse.Namespace) -> None:
     if args.n == "auto":
         _fit_auto(args, data.train, seeds, options)
         return
+    paired = paired_rows(data.train["x"].values)
+    unpaired = f" and {(~paired).sum()} unpaired observations" if not paired.all() else ""
     print(
         f"fitting {MODEL_ARTICLES[args.model]} with {data.n} causal variables to "
-        f"{data.train.sizes['pair']} pairs ..."
+        f"{paired.sum()} pairs{unpaired} ..."
     )
     fits = []
     for seed in seeds:

@@ -59,8 +59,8 @@ class FeatureScaling(nn.Module):
     @torch.no_grad()
     def fit(self, x: Any, names: Sequence[str] | None = None) -> "FeatureScaling":
         """Set ``loc`` and ``scale`` to the mean and standard deviation of each feature of
-        ``x`` ``(*, D)`` (e.g. training pairs ``(N, 2, D)``: both worlds count), computed in
-        float64.
+        ``x`` ``(*, D)`` (e.g. training pairs ``(N, 2, D)``: both worlds count; the all-NaN
+        second world of an unpaired observation is skipped), computed in float64.
 
         :param names: of the ``D`` features, for the error message (a dataset's
             ``feature`` coordinate); default: their 0-based indices.
@@ -72,6 +72,7 @@ class FeatureScaling(nn.Module):
         if values.ndim < 2 or values.shape[-1] != dim:
             raise DatasetError(f"expected observations of shape (..., {dim}), got {values.shape}")
         values = values.reshape(-1, dim)
+        values = values[~np.isnan(values).all(-1)]  # the missing world of unpaired rows
         if not np.isfinite(values).all():
             raise DatasetError("the observations hold NaN or infinite values")
         loc, scale = values.mean(0), values.std(0)

@@ -9,7 +9,7 @@ needs (``torch.as_tensor``, ``jnp.asarray``), so the same check serves the Pyro 
 NumPyro programs and imports neither torch nor JAX.
 """
 
-__all__ = ["check_observations"]
+__all__ = ["check_observations", "paired_rows"]
 
 import sys
 from typing import Any
@@ -24,6 +24,7 @@ def check_observations(
     dim_x: int | None = None,
     pairs: bool = False,
     finite: bool = True,
+    unpaired: bool = False,
 ) -> int:
     """Check observations and return their number ``N``.
 
@@ -36,6 +37,8 @@ def check_observations(
     :param finite: also check that every value is finite. This reads the values (a copy to
         the host for arrays on an accelerator); shape-only checks inside programs, which may
         run on traced arrays, pass ``False``.
+    :param unpaired: with ``pairs``, allow unpaired observations: rows whose second world
+        is all NaN (:func:`paired_rows`); every other value must still be finite.
     :returns: ``N``, the number of observations (or pairs).
     :raises ValueError: on a dtype other than real numbers (complex, or not numeric), a
         wrong number of dimensions or of worlds, a feature count other than ``dim_x``, or
@@ -75,7 +78,7 @@ def check_observations(
             f"{dim_x} features per observation, not {shape[-1]}"
         )
     if finite and kind == "f":
-        bad = _rows_not_finite(x)
+        bad = _rows_not_finite(x, skip_unpaired=pairs and unpaired)
         if len(bad):
             unit = "pairs" if pairs else "rows"
             raise ValueError(
@@ -98,11 +101,35 @@ def _kind(dtype: Any) -> str:
     return dtype.kind
 
 
-def _rows_not_finite(x: Any) -> np.ndarray:
-    """Indices of the rows (axis 0) that hold a NaN or an infinite value."""
+def paired_rows(pairs: Any) -> np.ndarray:
+    """Which rows of observations ``(N, 2, D)`` are pairs: ``(N,)`` booleans, ``False`` for
+    an unpaired observation, a row whose second world is all NaN (how the pyrocrl format
+    stores one, :func:`~pyrocrl.data.dataset.unpair`).
+
+    >>> x = np.zeros((3, 2, 2)); x[1, 1] = np.nan
+    >>> paired_rows(x).tolist()
+    [True, False, True]
+    """
+    second = _numpy(pairs)[:, 1]
+    if second.dtype.kind != "f":
+        return np.ones(len(second), dtype=bool)
+    return ~np.isnan(second).all(axis=tuple(range(1, second.ndim)))
+
+
+def _numpy(x: Any) -> np.ndarray:
     torch = sys.modules.get("torch")  # a torch tensor is only possible once torch is loaded
     if torch is not None and torch.is_tensor(x):
-        finite = torch.isfinite(x.detach()).flatten(1).all(1)
-        return (~finite).nonzero().flatten().cpu().numpy()
-    finite = np.isfinite(np.asarray(x)).all(axis=tuple(range(1, x.ndim)))
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    return np.asarray(x)
+
+
+def _rows_not_finite(x: Any, skip_unpaired: bool = False) -> np.ndarray:
+    """Indices of the rows (axis 0) that hold a NaN or an infinite value (with
+    ``skip_unpaired``, not counting the NaN second world of an unpaired observation)."""
+    values = _numpy(x)
+    finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
+    if skip_unpaired:
+        unpaired = ~paired_rows(values)
+        finite[unpaired] = np.isfinite(values[unpaired, 0]).all(axis=-1)
     return np.flatnonzero(~finite)

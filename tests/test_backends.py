@@ -256,6 +256,53 @@ def test_elbo_is_the_hand_computed_sum_over_hypotheses(backend):
     np.testing.assert_allclose(elbo, total, rtol=1e-5, atol=1e-4)
 
 
+def test_an_unpaired_row_scores_the_single_world_elbo(backend):
+    """A row whose x~ is all NaN gets E_q[log p(x | e) + log p(e) − log q(e | x)]: no target,
+    value or second-world term, and every hypothesis encodes x alone."""
+    torch.manual_seed(2)
+    modules = _modules(n=2, dim_x=3)
+    model, guide = backend.programs(*modules)
+    pyro_model = modules[0]
+    x, x_tilde = torch.randn(4, 3), torch.randn(4, 3)
+    x_tilde[[1, 3]] = float("nan")
+    model_trace, guide_trace = _traces(backend, model, guide, x, x_tilde)
+    terms = PairELBO().terms_from_traces(model_trace, guide_trace, model.backend)
+    unpaired = [1, 3]
+    for name in ("kl_target", "kl_value"):
+        assert (_np(terms[name])[unpaired] == 0).all() and (_np(terms[name])[[0, 2]] != 0).all()
+    nodes = _nodes(guide_trace)
+    loc, scale, loc_t, _, probs = (_np(a) for a in nodes["_RETURN"]["value"])
+    np.testing.assert_array_equal(loc_t[unpaired], loc[unpaired])
+    noise, total = _np(nodes["noise"]["value"]), np.zeros(4)
+    u, jacobian = _standardized(pyro_model, x)
+    for h in range(3):
+        e = noise[h]
+        log_q = stats.norm.logpdf(e, loc, scale).sum(-1)
+        with torch.no_grad():
+            log_lik = pyro_model.likelihood(torch.tensor(e)).log_prob(torch.as_tensor(u))
+        total += probs[:, h] * (log_lik.numpy() + jacobian + stats.norm.logpdf(e).sum(-1) - log_q)
+    elbo = _np(terms["elbo"])
+    np.testing.assert_allclose(elbo[unpaired], total[unpaired], rtol=1e-5, atol=1e-4)
+    assert np.isfinite(elbo).all()
+
+
+def test_unpaired_observations_teach_encoder_and_decoder_not_mechanisms():
+    """A batch of unpaired observations carries no gradient to the solution function."""
+    torch.manual_seed(3)
+    model, guide = _modules(n=2, dim_x=3)
+    x = torch.randn(6, 3)
+    loss = PairELBO().differentiable_loss(model.model, guide.guide, x, torch.full_like(x, np.nan))
+    loss.backward()
+    for module, taught in (
+        (model.solution, False),
+        (model.likelihood, True),
+        (guide.encoder, True),
+    ):
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert any(g.abs().sum() > 0 for g in grads) == taught, module
+        assert all(torch.isfinite(g).all() for g in grads)
+
+
 def test_flat_intervention_prior_drops_the_solution_from_the_bound(backend):
     """Without the intervention prior the value term is −log q(e~_I): no solution Jacobian."""
     torch.manual_seed(1)
@@ -403,6 +450,7 @@ def test_elbo_terms_match_across_backends(deterministic, intervention_prior, kin
     model, guide, twin, twin_guide = _twins(kind=kind)
     n, size = 3, 5
     x, x_tilde = torch.randn(size, 4), torch.randn(size, 4)
+    x_tilde[1] = float("nan")  # an unpaired observation among the pairs
     noise, value = torch.randn(n + 1, size, n), torch.randn(n + 1, size)
     fixed = {"noise": noise, "value": value}
     if deterministic:  # the guide keeps the most probable hypothesis only
@@ -434,8 +482,10 @@ def test_elbo_gradients_match_across_backends(kind):
     model, guide, twin, twin_guide = _twins(hidden=(8,), kind=kind)
     size = 4
     x, x_tilde = torch.randn(size, 4), torch.randn(size, 4)
+    x_tilde[2] = float("nan")  # an unpaired observation: no NaN may reach a gradient
     fixed = {"noise": torch.randn(4, size, 3), "value": torch.randn(4, size)}
     PairELBO().differentiable_loss(model.model, _Fix(fixed)(guide.guide), x, x_tilde).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     parts = _params(twin, twin_guide)
     numpyro = Backend("numpyro")
 

@@ -3,8 +3,19 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pyrocrl.data import images, load, pairs_dataset, save, simulate_pairs, validate
+from pyrocrl.data import (
+    describe,
+    images,
+    load,
+    pairs_dataset,
+    pairs_only,
+    save,
+    simulate_pairs,
+    unpair,
+    validate,
+)
 from pyrocrl.errors import DatasetError
+from pyrocrl.observations import paired_rows
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +166,51 @@ def test_attributes_netcdf_cannot_store_are_refused_before_saving(tmp_path):
     assert not list(tmp_path.iterdir())
     del ds["x"].attrs["note"]
     assert load(save(ds, tmp_path / "pairs.nc")).attrs["units"] == "V mm W"
+
+
+def test_unpair_keeps_a_share_of_pairs_and_round_trips(ds, tmp_path):
+    mixed = unpair(ds, 0.3, seed=1)
+    paired = paired_rows(mixed["x"].values)
+    assert paired.sum() == 90 and mixed.sizes["pair"] == 300
+    for name in ("x", "z", "noise"):  # the first world stays; the second is gone
+        np.testing.assert_array_equal(mixed[name].values[:, 0], ds[name].values[:, 0])
+        np.testing.assert_array_equal(mixed[name].values[paired], ds[name].values[paired])
+        assert np.isnan(mixed[name].values[~paired, 1]).all()
+    assert (mixed["target"].values[~paired] == -1).all()
+    np.testing.assert_array_equal(mixed["target"].values[paired], ds["target"].values[paired])
+    assert mixed.attrs["pair_share"] == 0.3
+    xr.testing.assert_identical(load(save(mixed, tmp_path / "mixed.nc")), mixed)
+    xr.testing.assert_equal(pairs_only(mixed), ds.isel(pair=np.flatnonzero(paired)))
+    assert pairs_only(ds) is ds
+    assert describe(mixed).splitlines()[0] == (
+        "90 pairs and 210 unpaired observations of 3 features"
+    )
+    assert unpair(ds, 1.0)["x"].equals(ds["x"])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["z"].values.__setitem__((0, 1, 0), 1.0), "variable 'z' has values in the"),
+        (lambda m: m["target"].values.__setitem__(0, 2), "unpaired observation must be -1"),
+        (lambda m: m["target"].values.__setitem__(1, -1), "'target' must lie in 0..3"),
+        (lambda m: m["x"].values.__setitem__((1, 1, 0), np.nan), "a whole second world"),
+        (lambda m: m["x"].values[:, 1].fill(np.nan), "every row is an unpaired observation"),
+    ],
+)
+def test_unpaired_rows_are_checked(ds, change, message):
+    mixed = unpair(ds, 0.5, seed=0).copy(deep=True)
+    first = int(np.flatnonzero(~paired_rows(mixed["x"].values))[0])
+    second = int(np.flatnonzero(paired_rows(mixed["x"].values))[0])
+    mixed = mixed.isel(pair=[first, second])  # row 0 is unpaired, row 1 a pair
+    change(mixed)
+    with pytest.raises(DatasetError, match=message):
+        validate(mixed)
+
+
+def test_unpair_refuses_what_it_cannot_do(ds):
+    for share in (0.0, 1.5):
+        with pytest.raises(DatasetError, match="pair_share must lie in"):
+            unpair(ds, share)
+    with pytest.raises(DatasetError, match="keeps none of the 300 pairs"):
+        unpair(ds, 0.001)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pyrocrl.observations import check_observations
+from pyrocrl.observations import check_observations, paired_rows
 
 
 def _message(x, *args, **kwargs) -> str:
@@ -125,3 +125,19 @@ def test_the_module_imports_no_jax():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("convert", [np.asarray, torch.as_tensor])
+def test_unpaired_rows_are_a_whole_missing_second_world(convert):
+    pairs = np.zeros((5, 2, 3))
+    pairs[1, 1] = np.nan  # an unpaired observation
+    assert paired_rows(convert(pairs)).tolist() == [True, False, True, True, True]
+    assert check_observations(convert(pairs), "pairs", pairs=True, unpaired=True) == 5
+    message = _message(convert(pairs), "pairs", pairs=True)
+    assert message.startswith("pairs holds NaN or infinite values in 1 pairs of 5")
+    for row, world, feature in ((3, 1, 0), (1, 0, 2)):  # half a world, or the first one
+        bad = pairs.copy()
+        bad[row, world, feature] = np.nan
+        message = _message(convert(bad), "pairs", pairs=True, unpaired=True)
+        assert f"(the first is pair {row})" in message
+    assert paired_rows(np.zeros((2, 2, 3), dtype=np.uint8)).all()

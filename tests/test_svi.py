@@ -2,12 +2,13 @@
 input and non-finite values stop with clear errors."""
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from pyrocrl.data import simulate_pairs
+from pyrocrl.data import simulate_pairs, unpair
 from pyrocrl.errors import CheckpointError, TrainingError
 from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.evaluate import elbo_per_pair
@@ -19,6 +20,7 @@ from pyrocrl.inference.svi import Trainer
 from pyrocrl.io import load_checkpoint
 from pyrocrl.metrics import intervention_accuracy
 from pyrocrl.models.ilcm import ILCM
+from pyrocrl.observations import paired_rows
 
 SHORT = Recipe(
     name="short",
@@ -280,3 +282,53 @@ def test_stopping_and_continuing_equals_one_call(data):
     assert second.steps == 46
     for a, b in zip(once, model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_mixed_data_batches_hold_pairs_then_unpaired_observations(data):
+    """Each step takes a batch of pairs and one of unpaired observations, every part in
+    cycles of its own, and weights an unpaired observation as the recipe says (M / N)."""
+    mixed = unpair(data, 0.25, seed=0)  # 750 pairs, 2250 unpaired observations
+    paired = paired_rows(mixed["x"].values)
+    model, guide, _ = _setup()
+    seen = []
+
+    def objective(x, x_tilde, phase):
+        seen.append((x, x_tilde, phase))
+        loss = sum(p.sum() for p in model.parameters()) * 0.0
+        return loss, {"elbo": 0.0, "loss": 0.0}
+
+    recipe = SHORT.replace(epochs=1.0, unpaired_weight=None)  # the bound of the whole data
+    trainer = Trainer(model, guide, objective, recipe, seed=0, progress=False)
+    assert trainer.fit(mixed).steps == 2250 // 64
+    rows = torch.as_tensor(mixed["x"].values)
+    pair_rows, single_rows = [], []
+    for x, x_tilde, phase in seen:
+        assert phase.unpaired_weight == 3.0
+        assert torch.isfinite(x_tilde[:64]).all() and torch.isnan(x_tilde[64:]).all()
+        index = [int((rows[:, 0] == row).all(-1).nonzero()[0]) for row in x]
+        pair_rows += index[:64]
+        single_rows += index[64:]
+    cycle = 750 // 64  # each pair once per cycle of the pairs
+    assert len(set(pair_rows[: cycle * 64])) == cycle * 64
+    assert paired[pair_rows].all() and not paired[single_rows].any()
+    assert len(set(single_rows)) == len(single_rows) == 2250 // 64 * 64
+    with pytest.raises(ValueError, match="30 unpaired observations are fewer than one batch"):
+        trainer.fit(np.concatenate([data["x"].values, mixed["x"].values[~paired][:30]]))
+
+
+def test_an_unpaired_observation_counts_its_weight_in_the_objective(data):
+    model, guide, objective = _setup()
+    x = torch.as_tensor(data["x"].values[:6]).clone()
+    x[3:, 1] = torch.nan
+    phase = replace(SHORT.at(2.0), unpaired_weight=2.5, entropy_weight=0.0)
+    torch.manual_seed(0)
+    _, report = objective(x[:, 0], x[:, 1], phase)
+    torch.manual_seed(0)
+    terms = PairELBO().terms(model.model, guide.guide, x[:, 0], x[:, 1], beta=phase.beta)
+    expected = (terms["elbo"][:3].sum() + 2.5 * terms["elbo"][3:].sum()).detach() / 3
+    assert report["elbo"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unpaired_weight_is_checked():
+    with pytest.raises(ValueError, match="unpaired_weight must be positive or None"):
+        SHORT.replace(unpaired_weight=0.0)

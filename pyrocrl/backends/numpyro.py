@@ -11,6 +11,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.distributions import constraints
+from numpyro.distributions.distribution import MaskedDistribution
 from numpyro.primitives import Messenger
 
 from pyrocrl.backends import INTERFACE
@@ -68,13 +69,20 @@ def nodes(trace: dict) -> dict:
 
 
 def log_probs(trace: dict) -> None:
-    """Give every sample site ``log_prob`` (scale applied; masks live in the
-    distribution) and ``unscaled_log_prob``."""
+    """Give every sample site ``log_prob`` (mask and scale applied) and
+    ``unscaled_log_prob`` (neither), as Pyro does: NumPyro keeps a mask in the site's
+    distribution, which is unwrapped here."""
     for site in trace.values():
         if site["type"] != "sample":
             continue
-        log_prob = site["fn"].log_prob(site["value"])
+        fn, mask = site["fn"], True
+        while isinstance(fn, MaskedDistribution):
+            mask = fn._mask if mask is True else mask & fn._mask
+            fn = fn.base_dist
+        log_prob = fn.log_prob(site["value"])
         site["unscaled_log_prob"] = log_prob
+        if mask is not True:
+            log_prob = jnp.where(mask, log_prob, 0.0)
         scale = site.get("scale")
         site["log_prob"] = log_prob if scale is None else scale * log_prob
 
@@ -108,7 +116,7 @@ class InterventionValue(dist.Distribution):
 
 
 # -- array operations ---------------------------------------------------------------------------
-where, exp, log, sigmoid = jnp.where, jnp.exp, jnp.log, jax.nn.sigmoid
+where, exp, log, sigmoid, isnan = jnp.where, jnp.exp, jnp.log, jax.nn.sigmoid, jnp.isnan
 broadcast_to, broadcast_shapes = jnp.broadcast_to, jnp.broadcast_shapes
 stop_gradient = jax.lax.stop_gradient
 

@@ -98,7 +98,7 @@ class InterventionValue(dist.TorchDistribution):
 
 
 # -- array operations ---------------------------------------------------------------------------
-where, exp, log, sigmoid = torch.where, torch.exp, torch.log, torch.sigmoid
+where, exp, log, sigmoid, isnan = torch.where, torch.exp, torch.log, torch.sigmoid, torch.isnan
 broadcast_to, broadcast_shapes = torch.broadcast_to, torch.broadcast_shapes
 
 

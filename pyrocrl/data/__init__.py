@@ -7,7 +7,9 @@ from pyrocrl.data.dataset import (
     images,
     load,
     pairs_dataset,
+    pairs_only,
     save,
+    unpair,
     validate,
 )
 from pyrocrl.data.simulators import (
@@ -29,9 +31,11 @@ __all__ = [
     "load",
     "make_simulator",
     "pairs_dataset",
+    "pairs_only",
     "save",
     "simulate",
     "simulate_pairs",
     "simulate_splits",
+    "unpair",
     "validate",
 ]

@@ -13,7 +13,12 @@ variable       dims                            meaning
 ``state``      ``(pair, world, latent)``       physical state that was rendered (optional)
 =============  ==============================  =========================================
 
-Only ``x`` is required: real weakly supervised data has no labels. Image datasets store each
+Only ``x`` is required: real weakly supervised data has no labels. A row may also hold an
+**unpaired observation**: one world only, stored as world 0 with world 1 all NaN (in ``x``
+and in the truth ``z``, ``noise``, ``state``) and ``target`` −1 (:func:`unpair` makes such
+rows; :func:`~pyrocrl.observations.paired_rows` finds them). Models fit them through the
+single-world marginal; a dataset needs at least one pair, and image datasets hold pairs
+only. Image datasets store each
 image flattened into ``x`` (``H·W·C`` features, usually ``uint8``) and its shape ``(H, W, C)``
 in ``attrs["image_shape"]``; :func:`images` gives them back as images. Coordinates name the
 variables (``latent``, ``cause`` and ``effect`` are ``z1 … zn``; ``feature`` is ``x1 … xD``);
@@ -29,7 +34,9 @@ __all__ = [
     "images",
     "load",
     "pairs_dataset",
+    "pairs_only",
     "save",
+    "unpair",
     "validate",
 ]
 
@@ -44,6 +51,7 @@ import xarray as xr
 from pyrocrl._version import __version__
 from pyrocrl.errors import DatasetError
 from pyrocrl.io import write_netcdf
+from pyrocrl.observations import paired_rows
 from pyrocrl.sites import variable_names
 
 FORMAT = "pyrocrl.pairs"
@@ -200,25 +208,39 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
                 f"{source}: dim {dim!r} has size {ds.sizes[dim]} but the dataset has {n} "
                 "causal variables"
             )
+    paired = paired_rows(ds["x"].values)
+    if not paired.any():
+        raise DatasetError(f"{source} holds no pairs: every row is an unpaired observation")
     for name, var in ds.data_vars.items():
         if np.issubdtype(var.dtype, np.floating):
             values = var.values
+            if var.dims[:2] == ("pair", "world"):  # an unpaired row's second world is NaN
+                unpaired = values[~paired, 1]
+                if not np.isnan(unpaired).all():
+                    raise DatasetError(
+                        f"{source}: variable {name!r} has values in the second world of an "
+                        "unpaired observation (where 'x' is NaN): set them to NaN"
+                    )
+                values = np.concatenate([values[:, 0], values[paired, 1]])
             n_nan = int(np.isnan(values).sum())
             n_inf = int(np.isinf(values).sum())
             if n_nan or n_inf:
                 raise DatasetError(
                     f"{source}: variable {name!r} holds {n_nan} NaN and {n_inf} infinite values"
+                    + (" (a NaN row of 'x' must be a whole second world)" if name == "x" else "")
                 )
     if "target" in ds:
         target = ds["target"].values
         if not np.issubdtype(target.dtype, np.integer):
             raise DatasetError(f"{source}: 'target' must hold integers, got {target.dtype}")
         upper = n if n is not None else np.inf
-        if target.min() < 0 or target.max() > upper:
+        if target[paired].min() < 0 or target[paired].max() > upper:
             raise DatasetError(
                 f"{source}: 'target' must lie in 0..{n} (0 = no intervention), found values "
-                f"in {target.min()}..{target.max()}"
+                f"in {target[paired].min()}..{target[paired].max()}"
             )
+        if (target[~paired] != -1).any():
+            raise DatasetError(f"{source}: 'target' of an unpaired observation must be -1")
     if "adjacency" in ds and not np.isin(ds["adjacency"].values, (0, 1)).all():
         raise DatasetError(f"{source}: 'adjacency' must hold only 0 and 1")
     if "image_shape" in ds.attrs:
@@ -240,6 +262,48 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
                     "of strings into one string)"
                 )
     return ds
+
+
+def pairs_only(ds: xr.Dataset) -> xr.Dataset:
+    """The pairs of ``ds``, without its unpaired observations (``ds`` itself when it has
+    none): what needs both worlds (intervention posteriors, graphs, held-out tests) reads
+    these."""
+    paired = paired_rows(ds["x"].values)
+    return ds if paired.all() else ds.isel(pair=np.flatnonzero(paired))
+
+
+def unpair(ds: xr.Dataset, pair_share: float, seed: int = 0) -> xr.Dataset:
+    """A copy of ``ds`` in which only ``pair_share`` of the pairs stay pairs: the rest become
+    unpaired observations of their first world (the world before any intervention, so an
+    observational sample), drawn at random with ``seed``. Their second world is set to NaN
+    (``x`` and any truth), their ``target`` to −1.
+
+    >>> ds = pairs_dataset(np.zeros((4, 2)), np.ones((4, 2)), target=[0, 1, 2, 1])
+    >>> mixed = unpair(ds, 0.5, seed=0)
+    >>> int(paired_rows(mixed["x"].values).sum()), sorted(mixed["target"].values.tolist())
+    (2, [-1, -1, 1, 2])
+
+    :raises DatasetError: unless ``0 < pair_share ≤ 1`` keeps at least one pair, or for an
+        image dataset (its integer pixels have no NaN).
+    """
+    validate(ds)
+    if not 0 < pair_share <= 1:
+        raise DatasetError(f"pair_share must lie in (0, 1], got {pair_share}")
+    if "image_shape" in ds.attrs:
+        raise DatasetError("image datasets hold pairs only: unpair their reduced features")
+    paired = np.flatnonzero(paired_rows(ds["x"].values))
+    keep = round(pair_share * len(paired))
+    if keep < 1:
+        raise DatasetError(f"a pair share of {pair_share:g} keeps none of the {len(paired)} pairs")
+    drop = np.random.default_rng(seed).permutation(paired)[keep:]
+    out = ds.copy(deep=True)
+    for var in out.data_vars.values():
+        if var.dims[:2] == ("pair", "world") and np.issubdtype(var.dtype, np.floating):
+            var.values[drop, 1] = np.nan
+    if "target" in out:
+        out["target"].values[drop] = -1
+    out.attrs.update(pair_share=float(pair_share), unpair_seed=int(seed))
+    return validate(out)
 
 
 def _storable(value: object) -> bool:

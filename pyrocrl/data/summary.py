@@ -6,6 +6,7 @@ import numpy as np
 import xarray as xr
 
 from pyrocrl.data.dataset import validate
+from pyrocrl.observations import paired_rows
 from pyrocrl.sites import variable_names
 
 
@@ -17,6 +18,10 @@ def describe(ds: xr.Dataset) -> str:
     if "image_shape" in ds.attrs:
         shape = "×".join(str(int(s)) for s in ds.attrs["image_shape"])
         lines = [f"{pairs} pairs of {shape} images ({dim_x} features each)"]
+    single = int((~paired_rows(ds["x"].values)).sum())
+    if single:
+        pairs -= single
+        lines = [f"{pairs} pairs and {single} unpaired observations of {dim_x} features"]
     settings = {k: v for k, v in ds.attrs.items() if k not in ("pyrocrl_format",)}
     lines.append("settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in settings.items()))
     if "adjacency" in ds:
@@ -30,18 +35,21 @@ def describe(ds: xr.Dataset) -> str:
         lines.append(f"true graph: {len(edges)} edges: " + (", ".join(edges) or "none"))
     if "target" in ds:
         n = ds.sizes.get("latent", ds.sizes.get("cause"))
-        counts = np.bincount(ds["target"].values, minlength=(n or 0) + 1)
+        target = ds["target"].values
+        counts = np.bincount(target[target >= 0], minlength=(n or 0) + 1)
         labels = ["none", *variable_names(len(counts) - 1)]
         shares = ", ".join(f"{lab} {c / pairs:.1%}" for lab, c in zip(labels, counts, strict=True))
         lines.append(f"intervention targets: {shares}")
     if "z" in ds:
-        changed = (ds["z"].isel(world=0) != ds["z"].isel(world=1)).mean("pair").values
+        z = ds["z"].values[paired_rows(ds["x"].values)]
+        changed = (z[:, 0] != z[:, 1]).mean(0)
         names = ds["latent"].values
         lines.append(
             "share of pairs where each variable changes: "
             + ", ".join(f"{v} {c:.1%}" for v, c in zip(names, changed, strict=True))
         )
     x = ds["x"].values
+    x = np.concatenate([x[:, 0], x[paired_rows(x), 1]])
     lines.append(
         f"x: mean {x.mean():+.3f}, std {x.std():.3f}, range [{x.min():.3f}, {x.max():.3f}]"
     )
