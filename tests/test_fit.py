@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pyrocrl.cli import main
-from pyrocrl.data import make_simulator, simulate_splits
+from pyrocrl.data import load, make_simulator, simulate_splits
 from pyrocrl.errors import CheckpointError
 from pyrocrl.inference.candidates import (
     SELECTION_PAIRS,
@@ -42,6 +42,7 @@ from pyrocrl.inference.svi import Trainer, pairs_tensor
 from pyrocrl.io import save_checkpoint
 from pyrocrl.models.baselines import DVAE
 from pyrocrl.models.ilcm import ILCM
+from pyrocrl.observations import paired_rows
 from pyrocrl.solution import AffineSolution
 
 TINY = Recipe(
@@ -329,3 +330,25 @@ def test_tuned_recipe():
         tuned_recipe("fast", select_epoch=1.0)
     with pytest.raises(ValueError, match="unknown recipe"):
         tuned_recipe("slow")
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_cli_fits_pairs_and_unpaired_observations(tmp_path, capsys, backend):
+    """simulate --pair-share → fit --data: unpaired observations all train, only pairs are
+    held out, the report counts both, and every number is finite."""
+    if backend == "jax":
+        pytest.importorskip("jax")
+    data, out = tmp_path / "mixed.nc", tmp_path / "run"
+    argv = ["simulate", "--n", "2", "--pairs", "3000", "--pair-share", "0.3", "-o", str(data)]
+    assert main(argv) == 0
+    assert "900 pairs and 2100 unpaired observations" in capsys.readouterr().out
+    argv = ["fit", "--data", str(data), "--recipe-scale", "0.3", "--backend", backend]
+    assert main([*argv, "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "to 810 pairs and 2100 unpaired observations" in text  # 10 % of the pairs held out
+    results = json.loads((out / "results.json").read_text())
+    assert results["pairs"] == 810 and results["unpaired"] == 2100
+    assert results["metrics"]["test_pairs"] == 90
+    assert all(np.isfinite(v) for v in results["metrics"].values())
+    held_out = held_out_fit_data(load(data))
+    assert paired_rows(held_out.test["x"].values).all()
