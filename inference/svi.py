@@ -263,7 +263,7 @@ class TrainingLoop:
         """Indices of the minibatch of ``step``: each epoch's order is a function of
         ``(seed, epoch)`` (:meth:`_permutation`). With unpaired observations, a batch of
         pairs followed by one of unpaired observations, each part in its own cycle
-        (orders from ``(seed, cycle)`` and ``(seed, cycle, 1)``)."""
+        (orders from ``(seed, cycle)`` and ``(seed, 1, cycle)``)."""
         pairs, unpaired = getattr(self, "_strata", (None, ()))
         if len(unpaired) == 0:
             return self._cycle(step, size, steps_per_epoch, [self.seed])

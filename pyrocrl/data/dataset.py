@@ -280,8 +280,8 @@ def unpair(ds: xr.Dataset, pair_share: float, seed: int = 0) -> xr.Dataset:
 
     >>> ds = pairs_dataset(np.zeros((4, 2)), np.ones((4, 2)), target=[0, 1, 2, 1])
     >>> mixed = unpair(ds, 0.5, seed=0)
-    >>> int(paired_rows(mixed["x"].values).sum()), sorted(mixed["target"].values.tolist())
-    (2, [-1, -1, 1, 2])
+    >>> int(paired_rows(mixed["x"].values).sum()), int((mixed["target"] == -1).sum())
+    (2, 2)
 
     :raises DatasetError: unless ``0 < pair_share ≤ 1`` keeps at least one pair, or for an
         image dataset (its integer pixels have no NaN).
