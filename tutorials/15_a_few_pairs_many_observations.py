@@ -112,9 +112,10 @@ plt.show()
 # %% [markdown]
 # At full size (30,000 rows, `CI` unset) the unpaired rows help most where pairs are
 # scarcest — DCI 0.80 against 0.42 for the pairs alone at 3 %, 0.94 against 0.89 at 10 % —
-# and with enough pairs both curves meet (0.955 and 0.962 at 30 %, 0.974 with all pairs). The benchmark in [results](../results) draws the same
-# curve from 100,000 rows on three data seeds: with 10 % pairs DCI is 0.955–0.971, and at
-# 1 % the unpaired rows lift it from 0.15–0.39 to 0.55–0.69.
+# and with enough pairs both curves meet (0.955 and 0.962 at 30 %, 0.974 with all pairs).
+# The benchmark in [results](../results) draws the same curve from 100,000 rows on three
+# data seeds: with 10 % pairs DCI is 0.955–0.971, and at 1 % the unpaired rows lift it from
+# 0.15–0.39 to 0.55–0.69.
 
 # %%
 assert all(np.isfinite(v) for values in results.values() for v in values)
