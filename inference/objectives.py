@@ -123,13 +123,12 @@ def regularizers(model: Any, encoding: Encoding, x: Any, x_tilde: Any, phase: An
     return out
 
 
-def row_weights(backend: ModuleType, x: Any, x_tilde: Any, unpaired_weight: Any) -> Any:
+def row_weights(backend: ModuleType, paired: Any, unpaired_weight: Any) -> Any:
     """``(N,)`` weights that turn a mean over rows into a sum per pair of the batch: ``R / P``
-    for each of its ``P`` pairs and ``w R / P`` for each unpaired observation, ``R`` rows in
-    all (``w = unpaired_weight``). All ones for a batch of pairs."""
-    _, paired = pairing(backend, x, x_tilde)
-    ones = backend.as_array(paired, x)
-    per_pair = ones.shape[0] / backend.maximum(ones.sum(), 1.0)
+    for each of its ``P`` pairs (``paired``, :func:`~pyrocrl.models.ilcm.pairing`) and
+    ``w R / P`` for each unpaired observation, ``R`` rows in all (``w = unpaired_weight``).
+    All ones for a batch of pairs."""
+    per_pair = paired.shape[0] / backend.maximum(paired.sum(), 1.0)
     return backend.where(paired, 1.0, unpaired_weight) * per_pair
 
 
@@ -173,7 +172,7 @@ def pair_objective(
         }
         traces = elbo.traces(model.model, guide.guide, x, x_tilde, **options)
     terms = elbo.terms_from_traces(*traces, b, phase.beta)
-    weight = row_weights(b, x, x_tilde, phase.unpaired_weight)
+    weight = row_weights(b, pairing(b, x, x_tilde)[1], phase.unpaired_weight)
     report = {k: (v * weight).mean() for k, v in terms.items()}
     encoding = b.nodes(traces[1])["_RETURN"]["value"]
     report.update(regularizers(model, encoding, x, x_tilde, phase))
