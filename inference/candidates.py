@@ -116,7 +116,8 @@ class ModelParts:
         the built-in :class:`~pyrocrl.inference.guides.ILCMGuide`.
     :param hidden: hidden layer sizes of the built-in networks.
     :param likelihood: of a built-in model; :param intervention_encoder: of the built-in
-        guide.
+        guide; :param max_targets: the most variables one intervention of a built-in model
+        hits.
     """
 
     model: ModelSpec = None
@@ -124,13 +125,15 @@ class ModelParts:
     hidden: tuple[int, ...] = (64, 64)
     likelihood: str = "normal"
     intervention_encoder: str = "heuristic"
+    max_targets: int = 1
 
     def new_model(self, n: int, dim_x: int) -> ILCM:
         """The model: built in by name, the given module, or what the given function
         builds."""
         if self.model is None or isinstance(self.model, str):
             kind = MODELS[self.model or "ilcm"]
-            return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood)
+            sets = {} if self.max_targets == 1 else {"max_targets": self.max_targets}
+            return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood, **sets)
         return self.model if isinstance(self.model, nn.Module) else self.model()
 
     def new_guide(self, model: ILCM) -> ILCMGuide:

@@ -27,7 +27,8 @@ def linear_scm_over_graph(
 ) -> xr.DataTree:
     """The Bayesian linear-Gaussian SCM over a learned graph
     (:func:`~pyrocrl.inference.scm_check.fit_linear_scm`, NUTS), fitted to the encoded
-    pairs and their most probable intervention targets.
+    pairs and their most probable intervention targets (for a model whose targets are
+    sets, the pairs whose target is none or one variable).
 
     :param x: observed pairs ``(N, 2, D)``.
     :raises ValueError: without a graph (a model that infers no interventions has none).
@@ -37,9 +38,11 @@ def linear_scm_over_graph(
 
     if graph is None:
         raise ValueError("the SCM check needs a graph (a β-VAE has none)")
+    targets = predict_targets(guide, x[:, 0], x[:, 1]).numpy()
+    single = targets <= guide.n  # none or one variable (a set's pairs are left out)
+    x, targets = x[single], targets[single]
     z = encode(guide, x[:, 0])["z"].numpy()
     z_tilde = encode(guide, x[:, 1])["z"].numpy()
-    targets = predict_targets(guide, x[:, 0], x[:, 1]).numpy()
     return fit_linear_scm(z, z_tilde, targets, graph.adjacency, seed=seed)
 
 

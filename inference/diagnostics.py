@@ -27,7 +27,9 @@ sampled from ``q(I | x, x~)``, the noise given it) replayed through the model, w
 gives the deterministic sites and the likelihood. There is one chain: the draws are
 independent, so ``chain`` only keeps ArviZ's conventions. Coordinates are named after the
 causal variables: ``latent`` is ``z1 … zn`` (the dim name of pyrocrl's datasets),
-``hypothesis`` is ``none, z1 … zn``.
+``hypothesis`` is ``none, z1 … zn`` (then the sets ``z1+z2, …`` of a model whose targets
+are sets, :mod:`pyrocrl.interventions`; the ``intervention`` and ``ground_truth`` groups
+record their ``max_targets``).
 
 The ``importance`` group holds ``log w = log p(x, x~, latents) − log q(latents | x, x~)``
 of every draw: :func:`loo` turns it into each pair's predictive density and its Pareto
@@ -61,9 +63,10 @@ import xarray as xr
 from pyro import poutine
 
 from pyrocrl import sites
-from pyrocrl.data.dataset import pairs_only
+from pyrocrl.data.dataset import max_targets, pairs_only
+from pyrocrl.interventions import target_names, target_sets
 from pyrocrl.io import save_figure, write_netcdf
-from pyrocrl.metrics import match_interventions
+from pyrocrl.metrics import match_interventions, match_sets
 from pyrocrl.observations import check_observations
 
 GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "observed_data")
@@ -200,7 +203,11 @@ def to_datatree(
     if probs is not None:
         groups["intervention"] = xr.Dataset(
             {"probs": (("pair", "hypothesis"), probs)},
-            coords={"pair": coords["pair"], "hypothesis": ["none", *sites.variable_names(n)]},
+            coords={
+                "pair": coords["pair"],
+                "hypothesis": target_names(n, model.max_targets),
+            },
+            attrs={"max_targets": model.max_targets},
         )
     if truth is not None and ("target" in truth or "z" in truth):
         true_vars = {}
@@ -210,7 +217,9 @@ def to_datatree(
             true_vars["z"] = (("pair", "world", "true_latent"), truth["z"].values)
         n_true = truth["z"].shape[-1] if "z" in truth else n
         groups["ground_truth"] = xr.Dataset(
-            true_vars, coords={"pair": coords["pair"], "true_latent": sites.variable_names(n_true)}
+            true_vars,
+            coords={"pair": coords["pair"], "true_latent": sites.variable_names(n_true)},
+            attrs={"max_targets": max_targets(truth)},
         )
     if graph is not None:
         adjacency = np.asarray(getattr(graph, "adjacency", graph))
@@ -351,10 +360,8 @@ def calibration(tree: xr.DataTree, true_target: Any = None, *, bins: int = 10) -
     true_target = np.asarray(true_target)
     if true_target.shape != probs.shape[:1]:
         raise ValueError(f"need {probs.shape[0]} true targets, got shape {true_target.shape}")
-    n = probs.shape[1] - 1
-    perm = match_interventions(probs.argmax(-1), true_target, n)
-    hit = np.zeros_like(probs, dtype=bool)  # hit[p, k]: learned label k is the true target
-    hit[np.arange(len(probs))[:, None], np.arange(n + 1)] = perm[None, :] == true_target[:, None]
+    perm = _matched_hypotheses(tree, probs, true_target)
+    hit = perm[None, :] == true_target[:, None]  # hit[p, k]: learned k is the true target
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(probs.ravel(), edges[1:-1]), 0, bins - 1)
     count = np.bincount(index, minlength=bins)
@@ -368,6 +375,26 @@ def calibration(tree: xr.DataTree, true_target: Any = None, *, bins: int = 10) -
         coords={"bin": (edges[:-1] + edges[1:]) / 2},
         attrs={"ece": ece, "accuracy": accuracy},
     )
+
+
+def _matched_hypotheses(tree: xr.DataTree, probs: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """``perm (K,)``: the true target each learned hypothesis stands for once learned
+    variables are matched to true ones (−1 for a set the truth cannot hold). Targets that
+    are sets (``max_targets`` of the export's groups) are matched by their members."""
+    learned_k = int(tree["intervention"].attrs.get("max_targets", 1))
+    true_k = 1
+    if "ground_truth" in tree.children:
+        true_k = int(tree["ground_truth"].attrs.get("max_targets", 1))
+    names = tree["intervention"]["hypothesis"].values
+    n = sum("+" not in str(name) for name in names) - 1  # "none" and one per variable
+    if learned_k == true_k == 1:
+        return match_interventions(probs.argmax(-1), true, n)
+    learned, truth = target_sets(n, learned_k), target_sets(n, true_k)
+    match = match_sets(learned[probs.argmax(-1)], truth[true])
+    moved = np.zeros_like(learned)
+    moved[:, match] = learned  # each learned set in the true variables
+    same = (moved[:, None, :] == truth[None, :, :]).all(-1)  # (K learned, K true)
+    return np.where(same.any(-1), same.argmax(-1), -1)
 
 
 def summary(tree: xr.DataTree) -> dict[str, float]:

@@ -6,11 +6,12 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pyrocrl.data.dataset import pairs_only
+from pyrocrl.data.dataset import max_targets, pairs_only
 from pyrocrl.inference.elbo import PairELBO
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.queries import encode, intervention_posterior
-from pyrocrl.metrics import dci, intervention_accuracy
+from pyrocrl.interventions import num_targets, target_sets
+from pyrocrl.metrics import dci, intervention_accuracy, set_accuracy
 from pyrocrl.models.ilcm import ILCM
 
 
@@ -49,7 +50,8 @@ def evaluate(
     (``None``: all). Only the worlds before intervention are used for DCI.
 
     :returns: ``elbo``, ``dci_disentanglement``, ``dci_completeness``,
-        ``dci_informativeness`` (mean R²) and ``intervention_accuracy`` where the truth has
+        ``dci_informativeness`` (mean R²) and ``intervention_accuracy`` (for targets that
+        are sets, the share of pairs whose set is exactly right) where the truth has
         what they need (and the model infers interventions). Intervention accuracy matches
         learned to true variables one to one, so it is left out when the truth has another
         number of variables than the model; DCI is not.
@@ -61,9 +63,16 @@ def evaluate(
         results = {"elbo": elbo_per_pair(model, guide, x[:, 0], x[:, 1])}
         if "target" in test and model.infers_interventions and _as_many_variables(test, model):
             probs = intervention_posterior(guide, x[:, 0], x[:, 1])
-            results["intervention_accuracy"] = intervention_accuracy(
-                probs.argmax(-1).numpy(), test["target"].values, model.n
-            )
+            predicted, true = probs.argmax(-1).numpy(), test["target"].values
+            data_targets = max_targets(test)
+            if model.max_targets == data_targets == 1:
+                accuracy = intervention_accuracy(predicted, true, model.n)
+            else:  # sets of variables: the exact set must be right
+                accuracy = set_accuracy(
+                    target_sets(model.n, model.max_targets)[predicted],
+                    target_sets(model.n, data_targets)[true],
+                )
+            results["intervention_accuracy"] = accuracy
         if "z" in test:
             train = dci_train if dci_train is not None else test
             train_x = torch.as_tensor(train["x"].values[:dci_pairs, 0])
@@ -85,4 +94,7 @@ def _as_many_variables(test: xr.Dataset, model: ILCM) -> bool:
     """Whether the truth of ``test`` has ``model.n`` causal variables (as far as it says)."""
     if "z" in test and test["z"].shape[-1] != model.n:
         return False
-    return int(test["target"].values.max(initial=0)) <= model.n
+    k = max_targets(test)
+    if k > model.n:
+        return False
+    return int(test["target"].values.max(initial=0)) < num_targets(model.n, k)

@@ -40,6 +40,7 @@ from typing import Any
 import xarray as xr
 from torch import nn
 
+from pyrocrl.data.dataset import max_targets as dataset_max_targets
 from pyrocrl.errors import CheckpointError
 from pyrocrl.features import FeatureScaling
 from pyrocrl.inference.candidates import (
@@ -62,6 +63,7 @@ from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.recipes import Recipe, get_recipe
 from pyrocrl.inference.runs import run_directory, run_fingerprint
 from pyrocrl.inference.svi import pairs_tensor, run_length
+from pyrocrl.interventions import num_targets
 from pyrocrl.io import (
     check_sizes,
     check_state_dict,
@@ -432,6 +434,7 @@ def fit_ilcm(
     guide: GuideSpec = None,
     backend: str = "torch",
     checkpoint_every: int = 2000,
+    max_targets: int | None = None,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
@@ -460,6 +463,9 @@ def fit_ilcm(
     :param validate_every: evaluate on (a part of) ``test`` every so many steps.
     :param validate_model: Pyro validation while training (see :class:`Trainer`).
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
+    :param max_targets: the most variables one intervention hits, for a built-in model
+        (:mod:`pyrocrl.interventions`); default: the dataset's ``max_targets`` attribute,
+        or 1.
     :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
         trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
         the result copied back, so the returned model, the report and the checkpoint are
@@ -469,6 +475,8 @@ def fit_ilcm(
     start = time.perf_counter()
     recipe = get_recipe(recipe)
     data = pairs_tensor(train)
+    max_targets = dataset_max_targets(train) if max_targets is None else max_targets
+    num_targets(n, max_targets)  # refuses a max_targets outside 1 … n
     check_fit_options(
         n,
         recipe,
@@ -498,9 +506,10 @@ def fit_ilcm(
             hidden=list(hidden),
             likelihood=likelihood,
             intervention_encoder=intervention_encoder,
+            **({} if max_targets == 1 else {"max_targets": max_targets}),
         )
     with run_directory(output, fingerprint, resume=resume):
-        parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder)
+        parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder, max_targets)
         build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
         trainer_for = partial(
             make_trainer,

@@ -376,7 +376,8 @@ def learn_graph(
 
     :param x, x_tilde: observed pairs ``(N, D)`` (ILCM-H uses only ``x``).
     :param method: ``"ilcm-h"`` (read off the solution function), ``"enco"`` (fit to
-        the encoded pairs and their most probable intervention targets) or ``"elcm"`` (the
+        the encoded pairs and their most probable intervention targets; for a model whose
+        targets are sets, the pairs whose target is none or one variable) or ``"elcm"`` (the
         graph parameter of an explicit model; needs no data).
     :param max_pairs: use at most this many pairs.
     :param options: passed to :func:`ilcm_h` or :func:`enco`.
@@ -399,4 +400,6 @@ def learn_graph(
         raise ValueError("ENCO needs pairs: give x_tilde")
     x_tilde = torch.as_tensor(np.asarray(x_tilde)[:max_pairs], dtype=torch.get_default_dtype())
     targets = predict_targets(guide, x, x_tilde)
+    single = targets <= model.n  # none or one variable (a set's pairs are left out)
+    x, x_tilde, targets = x[single], x_tilde[single], targets[single]
     return enco(encode(guide, x)["z"], encode(guide, x_tilde)["z"], targets, seed=seed, **options)

@@ -21,7 +21,14 @@ from torch import nn
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.features import nonlinear_features
-from pyrocrl.models.ilcm import DEFAULT_OFFSET, ILCM, intervention_mask, pairing, select
+from pyrocrl.interventions import num_targets, target_sets
+from pyrocrl.models.ilcm import (
+    DEFAULT_OFFSET,
+    ILCM,
+    intervention_mask,
+    pairing,
+    select,
+)
 from pyrocrl.nets import MLP, GaussianEncoder
 
 
@@ -29,14 +36,22 @@ class HeuristicInterventionEncoder(nn.Module):
     """``q(I | x, x~)`` from the change of the noise encodings, with three parameters.
 
     With ``Δ = μ(x~) − μ(x)``: ``logit(none) = 0`` and ``logit(k) = α + β|Δ_k| + γΔ_k²``
-    (initialized ``α = −3, β = γ = 15``).
+    (initialized ``α = −3, β = γ = 15``). With ``max_targets ≥ 2`` a set scores the sum
+    of its members' logits, so ``q`` is a product of independent "changed" indicators
+    conditioned on at most ``max_targets`` of them.
 
-    :returns: probabilities ``(*, n + 1)``.
+    :returns: probabilities ``(*, K)`` over the target table (``K = n + 1`` for single
+        targets).
     """
 
-    def __init__(self, n: int, init: tuple[float, float, float] = (-3.0, 15.0, 15.0)) -> None:
+    def __init__(
+        self,
+        n: int,
+        init: tuple[float, float, float] = (-3.0, 15.0, 15.0),
+        max_targets: int = 1,
+    ) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.max_targets = n, max_targets
         self.alpha = nn.Parameter(torch.tensor(float(init[0])))
         self.beta = nn.Parameter(torch.tensor(float(init[1])))
         self.gamma = nn.Parameter(torch.tensor(float(init[2])))
@@ -44,6 +59,9 @@ class HeuristicInterventionEncoder(nn.Module):
     def forward(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
         delta = loc_tilde - loc
         logits = self.alpha + self.beta * delta.abs() + self.gamma * delta**2
+        if self.max_targets > 1:
+            table = torch.as_tensor(target_sets(self.n, self.max_targets), dtype=logits.dtype)
+            return (logits @ table.T).softmax(-1)
         logits = torch.cat([torch.zeros_like(logits[..., :1]), logits], dim=-1)
         return logits.softmax(-1)
 
@@ -51,12 +69,12 @@ class HeuristicInterventionEncoder(nn.Module):
 class MLPInterventionEncoder(nn.Module):
     """``q(I | x, x~)`` from an MLP on ``[μ(x), μ(x~) − μ(x)]``.
 
-    :returns: probabilities ``(*, n + 1)``.
+    :returns: probabilities ``(*, K)`` over the target table.
     """
 
-    def __init__(self, n: int, hidden: Sequence[int] = (64, 64)):
+    def __init__(self, n: int, hidden: Sequence[int] = (64, 64), max_targets: int = 1):
         super().__init__()
-        self.net = MLP(2 * n, n + 1, hidden)
+        self.net = MLP(2 * n, num_targets(n, max_targets), hidden)
 
     def forward(self, loc: torch.Tensor, loc_tilde: torch.Tensor) -> torch.Tensor:
         logits = self.net(torch.cat([loc, loc_tilde - loc], dim=-1))
@@ -68,7 +86,8 @@ INTERVENTION_ENCODERS = {"heuristic": HeuristicInterventionEncoder, "mlp": MLPIn
 
 class Encoding(NamedTuple):
     """What a guide returns: the encodings of both views, each ``(N, n)``, and
-    ``q(I | x, x~)`` ``(N, n + 1)`` (``None`` for the independent guide)."""
+    ``q(I | x, x~)`` ``(N, K)`` over the target table (``None`` for the independent
+    guide)."""
 
     loc: Any
     scale: Any
@@ -82,16 +101,19 @@ class PairGuide:
 
     One Gaussian encoder ``q(e | x) = N(μ(x), σ(x)²)`` serves both views. The target site
     is enumerated in parallel (``infer={"enumerate": "parallel"}``), so an ELBO can sum
-    over all ``n + 1`` hypotheses exactly. Given a hypothesis ``I``, the two views must
-    share every noise component but ``e_I``: for ``j ≠ I`` the guide mixes the two
+    over all ``K`` hypotheses exactly (``K = n + 1`` single targets, or the sets of the
+    model's target table, :mod:`pyrocrl.interventions`). Given a hypothesis ``I``, the two
+    views must share every noise component but ``e_I``: for ``j ≠ I`` the guide mixes the two
     posteriors, ``N(λμ_j + (1−λ)μ~_j, (λσ_j + (1−λ)σ~_j)²)`` with ``λ ~ U(0, 1)`` drawn per
     hypothesis and component, and both worlds use the same sample. ``λ`` is not a latent
     site: each ``λ`` defines a valid guide, so averaging over it keeps the bound. The new
     noise ``e~_I ~ N(μ~_I, σ~_I²)`` is passed through the model's solution function to the
-    site ``value`` (an affine map, so still Gaussian).
+    site ``value`` (an affine map, so still Gaussian). A hypothesis that is a set of
+    variables draws each member's new noise so and maps the set through the solution
+    function read at the new noise (:meth:`_values`).
 
     ``q(I | x, x~)`` is the intervention encoder's output ``q`` floored and flattened,
-    ``q ← (q + ε) / (1 + (n + 1)ε)`` (``offset`` ``ε``), then ``q ← q^p / Σ q^p``
+    ``q ← (q + ε) / (1 + Kε)`` (``offset`` ``ε``), then ``q ← q^p / Σ q^p``
     (``posterior_power`` ``p``); any ``q`` gives a valid bound, and training recipes start flat and
     with a large offset so that every hypothesis shapes the encoder before the posterior
     sharpens. Both are arguments of the programs (the recipe schedules them); the defaults
@@ -106,7 +128,7 @@ class PairGuide:
     the argmax whose weight carries a straight-through gradient to ``q(I | x, x~)``).
 
     A subclass needs ``backend``, ``n``, ``dim_x``, ``tie``, ``encoder`` (``x ↦ (μ, σ)``),
-    ``intervention_encoder`` (``(μ(x), μ(x~)) ↦`` probabilities ``(*, n + 1)``) and
+    ``intervention_encoder`` (``(μ(x), μ(x~)) ↦`` probabilities ``(*, K)``) and
     ``model`` (the model whose solution function it reads).
     """
 
@@ -132,7 +154,7 @@ class PairGuide:
     def target_probs(
         self, loc: Any, loc_tilde: Any, offset: Any = DEFAULT_OFFSET, posterior_power: Any = 1.0
     ) -> Any:
-        """``q(I | x, x~)`` from the encodings, ``(N, n + 1)``."""
+        """``q(I | x, x~)`` from the encodings, ``(N, K)``."""
         probs = self.intervention_encoder(loc, loc_tilde)
         probs = (probs + offset) / (1 + probs.shape[-1] * offset)
         if not (isinstance(posterior_power, int | float) and posterior_power == 1):
@@ -141,7 +163,8 @@ class PairGuide:
         return probs
 
     def intervention_probs(self, x: Any, x_tilde: Any) -> Any:
-        """``q(I | x, x~)`` of pairs ``(N, D)``, shape ``(N, n + 1)``."""
+        """``q(I | x, x~)`` of pairs ``(N, D)``, shape ``(N, K)`` (``K = n + 1`` for single
+        targets)."""
         loc, _, loc_tilde, _ = self.encode(x, x_tilde)
         return self.target_probs(loc, loc_tilde)
 
@@ -158,11 +181,10 @@ class PairGuide:
     ) -> Encoding:
         """Sites ``target``, ``noise`` and ``value`` given observed pairs ``(N, D)``.
 
-        ``size`` and ``intervention_prior`` are model options, accepted for a shared
-        signature. Returns the :class:`Encoding` of the pairs, for regularizers and
-        diagnostics.
+        ``size`` is a model option, accepted for a shared signature; ``intervention_prior``
+        matters only for targets that are sets (:meth:`_values`). Returns the
+        :class:`Encoding` of the pairs, for regularizers and diagnostics.
         """
-        del intervention_prior
         b = self.backend
         if x is None or x_tilde is None:
             raise ValueError("the guide needs observed pairs x and x_tilde")
@@ -183,12 +205,17 @@ class PairGuide:
                     target = b.sample(
                         sites.TARGET, b.dist.Categorical(probs), infer={"enumerate": "parallel"}
                     )
-            onehot, intervened = intervention_mask(b, target, self.n)
+            k = self.model.max_targets
+            onehot, intervened = intervention_mask(b, target, self.n, k)
             shape = b.broadcast_shapes(onehot.shape, loc.shape)
             lam = b.uniform(shape, like=loc) if self.tie == "random" else b.full(shape, 0.5, loc)
             noise_loc = b.where(onehot, loc, lam * loc + (1 - lam) * loc_tilde)
             noise_scale = b.where(onehot, scale, lam * scale + (1 - lam) * scale_tilde)
             noise = b.sample(sites.NOISE, b.dist.Normal(noise_loc, noise_scale).to_event(1))
+            if k > 1:
+                scored = intervened & paired
+                self._values(noise, onehot, scored, loc_tilde, scale_tilde, intervention_prior)
+                return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
             # e~_I ~ N(μ~_I, σ~_I²), mapped to v = (e~_I − shift_I) / scale_I
             shift, sol_scale = self.model.solution.shift_scale(noise)
             shift_i = select(b, shift, onehot, intervened, 0.0)
@@ -200,6 +227,50 @@ class PairGuide:
                     sites.VALUE, b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
                 )
         return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
+
+    def _values(
+        self,
+        noise: Any,
+        onehot: Any,
+        scored: Any,
+        loc_tilde: Any,
+        scale_tilde: Any,
+        intervention_prior: Any,
+    ) -> None:
+        """The site ``value`` ``(*, n)`` of a set of intervened variables (``onehot``):
+        the members' new noise ``e~_i ~ N(μ~_i, σ~_i²)`` mapped to
+        ``v_i = (e~_i − shift_i(e~)) / scale_i(e~)``, the values that the model's
+        :meth:`~pyrocrl.models.ilcm.PairModel.intervened_noise` maps back to this ``e~``
+        when the solution function respects a causal order. The site is a ``Delta`` at
+        ``v`` whose density is that of the change of variables, ``q(e~_I) Π scale_i(e~)``
+        (the Jacobian is triangular for such a solution function; for one that is not,
+        its cross terms are left out).
+
+        Reading ``shift`` and ``scale`` at the sampled ``e~`` rather than at a fixed point
+        keeps the posterior of the values in the guide's family: had they been read where
+        the new noise is at its mean, ``q(v)`` would be diagonal while the values'
+        posterior is not (a member's value moves with the other members' new noise), and
+        the bound would penalize the true mechanisms in proportion to their strength.
+
+        Under the flat intervention prior both are read at ``e`` instead, the map the model
+        then inverts in one round, so the bound does not depend on the solution function.
+        """
+        b, solution = self.backend, self.model.solution
+        shape = b.broadcast_shapes(onehot.shape, loc_tilde.shape)
+        new = loc_tilde + scale_tilde * b.normal(shape, like=loc_tilde)
+        e_tilde = b.where(onehot, new, noise)
+        if intervention_prior is False:
+            shift, sol_scale = solution.shift_scale(noise)
+        else:
+            point = e_tilde if intervention_prior is True else None
+            if point is None:  # traced: one map or the other, elementwise
+                point = b.where(intervention_prior, e_tilde, b.broadcast_to(noise, shape))
+            shift, sol_scale = solution.shift_scale(point)
+        value = b.where(onehot, (e_tilde - shift) / sol_scale, 0.0)
+        log_q = b.dist.Normal(loc_tilde, scale_tilde).log_prob(new) + b.log(sol_scale)
+        log_q = b.where(onehot, log_q, 0.0).sum(-1)
+        with b.mask(mask=scored):
+            b.sample(sites.VALUE, b.dist.Delta(value, log_density=log_q, event_dim=1))
 
     def independent_guide(
         self, x: Any = None, x_tilde: Any = None, *, size: int | None = None
@@ -228,7 +299,8 @@ class ILCMGuide(PairGuide, PyroModule):
     :param model: the ILCM this guide serves.
     :param hidden: hidden layer sizes of the noise encoder.
     :param intervention_encoder: ``"heuristic"`` (3 parameters) or ``"mlp"``, or a module
-        mapping ``(μ(x), μ(x~))`` to probabilities ``(*, n + 1)``.
+        mapping ``(μ(x), μ(x~))`` to probabilities ``(*, K)`` over the model's target table
+        (``K = n + 1`` for single targets).
     :param str tie: ``"random"`` (``λ ~ U(0, 1)``) or ``"mean"`` (``λ = ½``).
     """
 
@@ -255,7 +327,8 @@ class ILCMGuide(PairGuide, PyroModule):
                     f"intervention_encoder must be one of {sorted(INTERVENTION_ENCODERS)} or "
                     f"a module, got {intervention_encoder!r}"
                 )
-            intervention_encoder = INTERVENTION_ENCODERS[intervention_encoder](model.n)
+            kind = INTERVENTION_ENCODERS[intervention_encoder]
+            intervention_encoder = kind(model.n, max_targets=model.max_targets)
         self.intervention_encoder = intervention_encoder
         if tie not in ("random", "mean"):
             raise ValueError(f"tie must be 'random' or 'mean', got {tie!r}")

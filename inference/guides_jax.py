@@ -14,6 +14,7 @@ from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
 from pyrocrl.inference import guides
 from pyrocrl.inference.guides import PairGuide
+from pyrocrl.interventions import target_sets
 from pyrocrl.models.ilcm_jax import NumPyroILCM
 
 Array = jax.Array
@@ -26,10 +27,15 @@ class HeuristicInterventionEncoder(eqx.Module):
     alpha: Array
     beta: Array
     gamma: Array
+    n: int = eqx.field(static=True)
+    max_targets: int = eqx.field(static=True, default=1)
 
     def __call__(self, loc: Array, loc_tilde: Array) -> Array:
         delta = loc_tilde - loc
         logits = self.alpha + self.beta * jnp.abs(delta) + self.gamma * delta**2
+        if self.max_targets > 1:
+            table = jnp.asarray(target_sets(self.n, self.max_targets), dtype=logits.dtype)
+            return jax.nn.softmax(logits @ table.T, axis=-1)
         logits = jnp.concatenate([jnp.zeros_like(logits[..., :1]), logits], axis=-1)
         return jax.nn.softmax(logits, axis=-1)
 

@@ -79,7 +79,8 @@ def encode(guide: ILCMGuide, x: Any, *, num_samples: int = 0) -> dict[str, torch
 
 @torch.no_grad()
 def intervention_posterior(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tensor:
-    """``q(I | x, x~)`` for each pair, shape ``(N, n + 1)`` (column 0: no intervention).
+    """``q(I | x, x~)`` for each pair, shape ``(N, n + 1)`` (column 0: no intervention; for
+    a model whose targets are sets, ``(N, K)`` over its target table).
 
     >>> from pyrocrl.models import ILCM
     >>> guide = ILCMGuide(ILCM(dim_x=3, n=3))  # untrained
@@ -105,7 +106,9 @@ def intervention_posterior(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tens
 
 
 def predict_targets(guide: ILCMGuide, x: Any, x_tilde: Any) -> torch.Tensor:
-    """The most probable intervention target of each pair, ``(N,)`` in ``0 … n``."""
+    """The most probable intervention target of each pair, ``(N,)`` in ``0 … n`` (for a
+    model whose targets are sets, an index into its target table,
+    :mod:`pyrocrl.interventions`)."""
     return intervention_posterior(guide, x, x_tilde).argmax(-1)
 
 
@@ -148,7 +151,9 @@ class InterventionMessenger(DoMessenger):
     """``do(z_k = v)`` on a pair program: sets ``target = k`` and ``value = v``.
 
     ``v`` may be a number, a tensor that broadcasts against the pairs (one value per pair),
-    or a distribution, from which every pair draws its own value. Built on Pyro's
+    or a distribution, from which every pair draws its own value. In a program whose
+    targets are sets of variables (:mod:`pyrocrl.interventions`), ``k`` is the set
+    ``{z_k}``. Built on Pyro's
     :class:`~pyro.poutine.do_messenger.DoMessenger`, so it composes with ``condition`` and
     ``replay`` as Pyro's ``do`` does. The variable index is checked against the program's
     number of variables when the ``target`` site runs.
@@ -158,6 +163,7 @@ class InterventionMessenger(DoMessenger):
         self.k, value = _parse(z)
         self.value_dist = value if isinstance(value, dist.Distribution) else None
         data = {sites.TARGET: torch.tensor(self.k)}
+        self._value = value
         if self.value_dist is None:
             data[sites.VALUE] = torch.as_tensor(value, dtype=torch.get_default_dtype())
         super().__init__(data)
@@ -168,9 +174,25 @@ class InterventionMessenger(DoMessenger):
             if categories is not None and self.k > categories.shape[-1] - 1:
                 n = categories.shape[-1] - 1
                 raise ValueError(f"cannot intervene on z{self.k}: the model has z1 … z{n}")
-        if msg["name"] == sites.VALUE and self.value_dist is not None:
+        if msg["name"] == sites.VALUE and msg["fn"].event_shape:
+            self._set_one_of(msg)
+        elif msg["name"] == sites.VALUE and self.value_dist is not None:
             msg["fn"] = self.value_dist.expand(msg["fn"].batch_shape)
         super()._pyro_sample(msg)
+
+    def _set_one_of(self, msg: dict[str, Any]) -> None:
+        """The site ``value`` of a program whose targets are sets holds a value per
+        variable, ``(*, n)``: ``v`` goes to column ``k``, which is the only one read."""
+        n = msg["fn"].event_shape[-1]
+        if self.k > n:
+            raise ValueError(f"cannot intervene on z{self.k}: the model has z1 … z{n}")
+        if self.value_dist is not None:
+            msg["fn"] = self.value_dist.expand((*msg["fn"].batch_shape, n)).to_event(1)
+            return
+        value = torch.as_tensor(self._value, dtype=torch.get_default_dtype())
+        wide = value.new_zeros((*value.shape, n))
+        wide[..., self.k - 1] = value
+        self.data[sites.VALUE] = wide
 
 
 def do(fn: Callable | None = None, *, z: Mapping[int | str, Value]) -> Any:
@@ -384,6 +406,8 @@ def generate(
     attrs: dict[str, Any] = {"generated": kind, "generator": type(lcm).__name__, "seed": seed}
     if z is not None:
         attrs["intervention"] = _describe(*_parse(z))
+    if getattr(lcm, "max_targets", 1) > 1:  # targets index sets of variables
+        attrs["max_targets"] = lcm.max_targets
     if kind == "counterfactual":
         if x is None:
             raise ValueError("a counterfactual dataset needs observations x")

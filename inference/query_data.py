@@ -23,6 +23,7 @@ import xarray as xr
 from pyrocrl.data.dataset import pairs_only
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.queries import counterfactual, encode, generate, intervention_posterior
+from pyrocrl.interventions import target_names
 from pyrocrl.io import write_netcdf
 from pyrocrl.models.ilcm import ILCM
 from pyrocrl.sites import variable_names
@@ -48,10 +49,11 @@ def encoding_dataset(guide: ILCMGuide, x: Any) -> xr.Dataset:
 
 def posterior_dataset(guide: ILCMGuide, x: Any, x_tilde: Any) -> xr.Dataset:
     """The intervention posterior of pairs ``(x, x~)``, each ``(N, D)``: ``probs``
-    ``(pair, hypothesis)`` over ``none, z1 … zn``, and the most probable ``target``
+    ``(pair, hypothesis)`` over ``none, z1 … zn`` (and the sets ``z1+z2, …`` of a model
+    whose targets are sets), and the most probable ``target``
     ``(pair)`` (0: none)."""
     probs = intervention_posterior(guide, x, x_tilde).numpy()
-    hypotheses = ["none", *variable_names(probs.shape[-1] - 1)]
+    hypotheses = target_names(guide.n, guide.model.max_targets)
     return xr.Dataset(
         {"probs": (("pair", "hypothesis"), probs), "target": ("pair", probs.argmax(-1))},
         coords={"hypothesis": hypotheses},

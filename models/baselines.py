@@ -35,6 +35,7 @@ class DVAE(ILCM):
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
+        max_targets: int = 1,
     ) -> None:
         super().__init__(
             dim_x,
@@ -43,6 +44,7 @@ class DVAE(ILCM):
             likelihood=likelihood,
             solution=AffineSolution(n, hidden, context="empty"),
             intervention_probs=intervention_probs,
+            max_targets=max_targets,
         )
         self.config.update(model="dvae", solution="affine-empty")
 
@@ -87,6 +89,7 @@ class BetaVAE(IndependentViews, DVAE):
         *,
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
+        max_targets: int = 1,
     ) -> None:
-        super().__init__(dim_x, n, hidden=hidden, likelihood=likelihood)
+        super().__init__(dim_x, n, hidden=hidden, likelihood=likelihood, max_targets=max_targets)
         self.config["model"] = "betavae"

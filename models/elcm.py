@@ -72,6 +72,7 @@ class ELCM(GraphPrior, ILCM):
         init_edge_logit: float = 4.0,
         hard_graph: bool = True,
         order: str = "learned",
+        max_targets: int = 1,
     ) -> None:
         if edge_penalty < 0:
             raise ValueError(f"edge_penalty must be ≥ 0, got {edge_penalty}")
@@ -85,6 +86,7 @@ class ELCM(GraphPrior, ILCM):
             likelihood=likelihood,
             solution=solution,
             intervention_probs=intervention_probs,
+            max_targets=max_targets,
         )
         self.edge_penalty = float(edge_penalty)
         self.config.update(

@@ -1,7 +1,15 @@
 """The implicit latent causal model (ILCM) of Brehmer et al. (2022): the pair program,
 written once for both backends (:class:`PairModel`), and its Pyro module (:class:`ILCM`)."""
 
-__all__ = ["DEFAULT_OFFSET", "ILCM", "PairModel", "intervention_mask", "pairing", "select"]
+__all__ = [
+    "DEFAULT_OFFSET",
+    "ILCM",
+    "PairModel",
+    "intervention_mask",
+    "pairing",
+    "select",
+    "switch",
+]
 
 from collections.abc import Sequence
 from types import ModuleType
@@ -14,6 +22,7 @@ from torch import nn
 from pyrocrl import sites
 from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.features import FeatureScaling
+from pyrocrl.interventions import num_targets, target_sets
 from pyrocrl.nets import BernoulliHead, LaplaceHead, NormalHead
 from pyrocrl.solution import AffineSolution
 
@@ -37,6 +46,19 @@ class PairModel:
         z, z~  = s(e), s(e~)                         # "z", "z_tilde" (*, n)
         x      ~ p(x | e),  x~ ~ p(x | e~)           # "x", "x_tilde" (*, D)
 
+    With ``max_targets = k ≥ 2`` an intervention may hit a *set* of up to ``k`` variables:
+    ``I`` indexes the target table of :mod:`pyrocrl.interventions` (0 = none, ``1 … n`` the
+    single variables, then the larger sets), ``value`` has shape ``(*, n)`` — the new values
+    of the intervened variables, the other components unused and unscored — and ``e~``
+    solves ``s_i(e~) = v_i`` for every ``i ∈ I`` with the other noise components kept. As
+    ``s_i(e~)`` depends on the other intervened components, ``e~`` is found by ``k`` rounds
+    of ``e~_I ← T_e(v; e~)_I`` from ``e``: exact when the solution function respects a
+    causal order (each round settles one more generation of the intervened set, as for the
+    true SCM and :class:`~pyrocrl.solution.GraphSolution`), a close approximation for an
+    implicit solution function that does so only nearly. The density of ``v`` is that of
+    ``N(0, I)`` over the intervened components. Under the flat intervention prior of early
+    training, one round only (:meth:`intervened_noise`).
+
     An observed row whose ``x_tilde`` is all NaN is an *unpaired* observation (one world,
     see :func:`pairing`): ``target``, ``value`` and ``x_tilde`` are masked out for it, so its
     contribution is the single-world marginal ``p(x) = ∫ p(e) p(x | e) de`` — the pair
@@ -52,12 +74,15 @@ class PairModel:
     (:class:`~pyrocrl.models.ilcm_jax.NumPyroILCM`) run this very code. A subclass needs
     ``backend``, ``n``, ``dim_x``, ``likelihood`` (noise ``(*, n)`` ↦ a distribution over
     ``x`` with event shape ``(D,)``), ``solution`` (with ``shift_scale`` and a call
-    ``e ↦ z``), ``intervention_probs`` ``(n + 1,)`` and ``features`` (``None``, or the
+    ``e ↦ z``), ``intervention_probs`` ``(K,)`` over the target table (``K = n + 1`` for
+    single targets), ``max_targets`` (default 1) and ``features`` (``None``, or the
     feature transform with ``loc`` and ``scale`` ``(D,)`` and a call ``x ↦ u``, see
     :mod:`pyrocrl.features`).
     """
 
     backend: ClassVar[ModuleType]
+    max_targets: int = 1
+    """The most variables one intervention may hit (``k``; see the generative story)."""
     infers_interventions: ClassVar[bool] = True
     """Whether the model has an intervention posterior (so intervention accuracy, graph
     discovery and the intervention part of the posterior export apply). ``False`` for
@@ -78,8 +103,14 @@ class PairModel:
         """Prior of the exogenous noise, event shape ``(n,)``."""
         return self.backend.dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
 
+    @property
+    def target_sets(self) -> Any:
+        """The target table ``(K, n)`` of :mod:`pyrocrl.interventions` (booleans)."""
+        return target_sets(self.n, self.max_targets)
+
     def target_dist(self) -> Any:
-        """Prior of the intervention target over ``0 … n``."""
+        """Prior of the intervention target over the ``K`` rows of the target table
+        (``0 … n`` for single targets)."""
         return self.backend.dist.Categorical(self.intervention_probs)
 
     def value_dist(self, shift: Any, scale: Any, intervention_prior: Any = True) -> Any:
@@ -144,17 +175,27 @@ class PairModel:
             with b.mask(mask=paired):
                 target = b.sample(sites.TARGET, self.target_dist())
             shift, scale = self.solution.shift_scale(noise)
-            onehot, intervened = intervention_mask(b, target, self.n)
-            shift_i = select(b, shift, onehot, intervened, 0.0)
-            scale_i = select(b, scale, onehot, intervened, 1.0)
-            with b.mask(mask=intervened & paired):
-                value = b.sample(
-                    sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
+            onehot, intervened = intervention_mask(b, target, self.n, self.max_targets)
+            if self.max_targets == 1:
+                shift_i = select(b, shift, onehot, intervened, 0.0)
+                scale_i = select(b, scale, onehot, intervened, 1.0)
+                with b.mask(mask=intervened & paired):
+                    value = b.sample(
+                        sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
+                    )
+                # an intervention by ``do`` may be a scalar: give it the batch shape
+                value = b.broadcast_to(b.as_array(value, like=shift_i), shift_i.shape)
+                target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift_i.shape))
+                noise_tilde = b.where(onehot, (shift_i + scale_i * value)[..., None], noise)
+            else:
+                value_dist = self.value_dist(shift, scale, intervention_prior)
+                with b.mask(mask=intervened & paired):
+                    value = b.sample(sites.VALUE, value_dist.mask(onehot).to_event(1))
+                value = b.broadcast_to(b.as_array(value, like=shift), shift.shape)
+                target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift.shape[:-1]))
+                noise_tilde = self.intervened_noise(
+                    noise, onehot, value, (shift, scale), solve=intervention_prior
                 )
-            # an intervention by ``do`` may be a scalar: give it the batch shape
-            value = b.broadcast_to(b.as_array(value, like=shift_i), shift_i.shape)
-            target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift_i.shape))
-            noise_tilde = b.where(onehot, (shift_i + scale_i * value)[..., None], noise)
             noise_tilde = b.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
             z = b.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
             z_tilde = b.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
@@ -164,6 +205,30 @@ class PairModel:
             self.pair_factors(size)
         values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
         return dict(zip(sites.PAIR_SITES, values, strict=True))
+
+    def intervened_noise(
+        self, e: Any, onehot: Any, value: Any, start: Any = None, solve: Any = True
+    ) -> Any:
+        """``e~`` of an intervention that sets ``z~_i = v_i`` on the variables ``onehot``
+        ``(*, n)`` marks: :attr:`max_targets` rounds of ``e~_I ← shift_I(e~) + scale_I(e~)
+        v_I`` from ``e`` (see the generative story), the other components kept.
+
+        With ``solve=False`` (a bool, or a traced one) only the first round: the affine map
+        read at ``e``, which the guide inverts exactly under the flat intervention prior
+        (see :meth:`value_dist`), so that — as for single targets — the bound then does not
+        depend on the solution function, whose intervened values mean nothing yet.
+
+        :param e, value: ``(*, n)``; :param start: ``solution.shift_scale(e)``, if known.
+        """
+        b = self.backend
+        shift, scale = self.solution.shift_scale(e) if start is None else start
+        first = e_tilde = b.where(onehot, shift + scale * value, e)
+        if solve is False:
+            return first
+        for _ in range(self.max_targets - 1):
+            shift, scale = self.solution.shift_scale(e_tilde)
+            e_tilde = b.where(onehot, shift + scale * value, e)
+        return switch(b, solve, e_tilde, first)
 
     def independent_model(self, x: Any = None, x_tilde: Any = None, *, size: int | None = None):
         """Both views with independent noise, ``e, e~ ~ N(0, I)``: a VAE on each view.
@@ -202,7 +267,10 @@ class ILCM(PairModel, PyroModule):
     :param solution: solution function: any module with ``n``, ``shift_scale(e)`` and a
         call ``e ↦ z`` (tutorial 13 writes one); default
         :class:`~pyrocrl.solution.AffineSolution`.
-    :param intervention_probs: ``π``, shape ``(n + 1,)``; uniform over {none, z1 … zn}.
+    :param intervention_probs: ``π``, shape ``(K,)``, over the target table; uniform over
+        {none, z1 … zn} (over every set) by default.
+    :param max_targets: the most variables one intervention hits (see
+        :class:`PairModel`); 1 by default.
 
     With the built-in Normal or Laplace likelihood, :attr:`features` is a
     :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
@@ -240,11 +308,14 @@ class ILCM(PairModel, PyroModule):
         likelihood: str | nn.Module = "normal",
         solution: nn.Module | None = None,
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
+        max_targets: int = 1,
     ) -> None:
         super().__init__()
         if dim_x < 1 or n < 1:
             raise ValueError(f"need dim_x ≥ 1 and n ≥ 1, got dim_x={dim_x}, n={n}")
         self.dim_x, self.n = dim_x, n
+        size = num_targets(n, max_targets)  # refuses max_targets outside 1 … n
+        self.max_targets = int(max_targets)
         if isinstance(likelihood, str):
             if likelihood not in LIKELIHOODS:
                 raise ValueError(
@@ -258,12 +329,15 @@ class ILCM(PairModel, PyroModule):
         if self.solution.n != n:
             raise ValueError(f"the solution function has {self.solution.n} variables, not {n}")
         probs = (
-            torch.full((n + 1,), 1.0 / (n + 1))
+            torch.full((size,), 1.0 / size)
             if intervention_probs is None
             else torch.as_tensor(intervention_probs, dtype=torch.get_default_dtype())
         )
-        if probs.shape != (n + 1,) or (probs < 0).any() or abs(float(probs.sum()) - 1) > 1e-6:
-            raise ValueError(f"intervention_probs must be {n + 1} probabilities summing to 1")
+        if probs.shape != (size,) or (probs < 0).any() or abs(float(probs.sum()) - 1) > 1e-6:
+            raise ValueError(
+                f"intervention_probs must be {size} probabilities summing to 1 (one per "
+                "target set, see pyrocrl.interventions)"
+            )
         self.register_buffer("intervention_probs", probs)
         self.features = FeatureScaling(dim_x) if likelihood in SCALED_LIKELIHOODS else None
         self._register_load_state_dict_pre_hook(_identity_features, with_module=True)
@@ -275,6 +349,8 @@ class ILCM(PairModel, PyroModule):
             "likelihood": likelihood if isinstance(likelihood, str) else None,
             "solution": "affine" if solution is None else None,
         }
+        if self.max_targets > 1:
+            self.config["max_targets"] = self.max_targets
 
     def fit_features(self, x: Any) -> None:
         """Fit :attr:`features` to training observations ``(*, D)`` (pairs ``(N, 2, D)``:
@@ -309,11 +385,26 @@ def pairing(backend: ModuleType, x: Any, x_tilde: Any) -> tuple[Any, Any]:
     return backend.where(paired[..., None], x_tilde, x), paired
 
 
-def intervention_mask(backend: ModuleType, target: Any, n: int) -> tuple[Any, Any]:
-    """``(onehot, intervened)``: ``onehot (*, n)`` marks the intervened variable (all False
-    for no intervention); ``intervened (*,)`` is ``target ≥ 1``."""
-    backend.check_targets(target, n)
-    return target[..., None] == backend.arange(1, n + 1, like=target), target > 0
+def intervention_mask(
+    backend: ModuleType, target: Any, n: int, max_targets: int = 1
+) -> tuple[Any, Any]:
+    """``(onehot, intervened)``: ``onehot (*, n)`` marks the intervened variables (all
+    False for no intervention; one for ``max_targets = 1``, else the row ``target`` of the
+    target table); ``intervened (*,)`` is ``target ≥ 1``."""
+    if max_targets == 1:
+        backend.check_targets(target, n)
+        return target[..., None] == backend.arange(1, n + 1, like=target), target > 0
+    table = target_sets(n, max_targets)
+    backend.check_targets(target, len(table) - 1)
+    return backend.as_array(table, like=target != 0)[target], target > 0
+
+
+def switch(backend: ModuleType, flag: Any, on: Any, off: Any) -> Any:
+    """``on`` where ``flag`` holds, else ``off``: a Python bool picks one, a (traced) bool
+    array selects elementwise."""
+    if isinstance(flag, bool):
+        return on if flag else off
+    return backend.where(flag, on, off)
 
 
 def select(backend: ModuleType, values: Any, onehot: Any, intervened: Any, default: float):

@@ -32,7 +32,7 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
     ``"graph"`` (:class:`NumPyroELCM`). Build one with :meth:`from_torch`.
 
     :param likelihood, solution: Equinox twins of the networks (:mod:`pyrocrl.nets_jax`).
-    :param intervention_probs: ``π``, shape ``(n + 1,)``.
+    :param intervention_probs: ``π``, shape ``(K,)`` over the target table.
     :param config: the Pyro model's configuration.
     :param features: the twin of its feature transform (``None``: none).
     """
@@ -52,6 +52,7 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
         self.intervention_probs = jnp.asarray(intervention_probs)
         self.config = dict(config)
         self.dim_x, self.n = int(config["dim_x"]), int(config["n"])
+        self.max_targets = int(config.get("max_targets", 1))
         self.edge_penalty = float(config.get("edge_penalty", 0.0))
 
     @classmethod

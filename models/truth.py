@@ -16,6 +16,7 @@ import torch
 
 from pyrocrl import sites
 from pyrocrl.graphs import random_dag
+from pyrocrl.interventions import num_targets, target_sets
 from pyrocrl.mixing import CouplingMixing2D, Rotation, Sensors, random_rotation
 from pyrocrl.scm import AdditiveNoiseSCM, LinearSCM, bimodal_weights
 
@@ -56,6 +57,11 @@ class GroundTruthLCM:
         ``None``.
     :param float observation_scale: standard deviation of Gaussian observation noise.
     :param intervention: ``"perfect"`` (default) or ``"shift"`` (soft).
+    :param max_targets: the most variables one intervention hits. With ``k ≥ 2`` the site
+        ``target`` indexes the target table of :mod:`pyrocrl.interventions` (sets of up to
+        ``k`` variables, all hit at once), ``value`` has shape ``(*, n)`` (the new value,
+        or the shift, of each variable; read where hit) and ``intervention_probs`` has one
+        entry per set (default: uniform over the sets).
     :param settings: generator settings recorded in datasets (name, seeds, …).
     """
 
@@ -68,6 +74,7 @@ class GroundTruthLCM:
         observation_scale: float = 0.0,
         intervention: str = "perfect",
         settings: dict[str, Any] | None = None,
+        max_targets: int = 1,
     ) -> None:
         self.scm = scm
         self.mixing = mixing
@@ -75,13 +82,18 @@ class GroundTruthLCM:
         self.dim_x = mixing.dim_x
         if mixing.n != self.n:
             raise ValueError(f"mixing takes {mixing.n} variables but the SCM has {self.n}")
+        size = num_targets(self.n, max_targets)  # refuses max_targets outside 1 … n
+        self.max_targets = int(max_targets)
         probs = (
-            np.full(self.n + 1, 1.0 / (self.n + 1))
+            np.full(size, 1.0 / size)
             if intervention_probs is None
             else np.asarray(intervention_probs, dtype=np.float64)
         )
-        if probs.shape != (self.n + 1,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
-            raise ValueError(f"intervention_probs must be {self.n + 1} probabilities summing to 1")
+        if probs.shape != (size,) or (probs < 0).any() or not np.isclose(probs.sum(), 1):
+            raise ValueError(
+                f"intervention_probs must be {size} probabilities summing to 1 (one per "
+                "target set, see pyrocrl.interventions)"
+            )
         self.intervention_probs = probs
         if observation_scale < 0:
             raise ValueError(f"observation_scale must be ≥ 0, got {observation_scale}")
@@ -91,6 +103,30 @@ class GroundTruthLCM:
         self.intervention = intervention
         self.settings = dict(settings or {})
 
+    def with_max_targets(
+        self, max_targets: int, intervention_probs: np.ndarray | None = None
+    ) -> "GroundTruthLCM":
+        """This model with interventions on sets of up to ``max_targets`` variables
+        (``intervention_probs`` over the target table, uniform by default); recorded in
+        :attr:`settings` (and so in datasets) when above 1.
+
+        >>> lcm = scaling_toy(n=3, graph_seed=0).with_max_targets(2)
+        >>> lcm.intervention_probs.shape, lcm.settings["max_targets"]
+        ((7,), 2)
+        """
+        settings = {k: v for k, v in self.settings.items() if k != "max_targets"}
+        if max_targets > 1:
+            settings["max_targets"] = int(max_targets)
+        return GroundTruthLCM(
+            self.scm,
+            self.mixing,
+            intervention_probs=intervention_probs,
+            observation_scale=self.observation_scale,
+            intervention=self.intervention,
+            settings=settings,
+            max_targets=max_targets,
+        )
+
     # -- distributions of each site -------------------------------------------------------
     def noise_dist(self) -> dist.Distribution:
         return dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
@@ -99,8 +135,10 @@ class GroundTruthLCM:
         return dist.Categorical(torch.as_tensor(self.intervention_probs, dtype=torch.float32))
 
     def value_dist(self) -> dist.Distribution:
-        """The new value of the intervened variable, or its shift (``"shift"``)."""
-        return dist.Normal(0.0, SHIFT_SCALE if self.intervention == "shift" else 1.0)
+        """The new value of the intervened variable, or its shift (``"shift"``); one per
+        variable (event shape ``(n,)``) when a target is a set."""
+        value = dist.Normal(0.0, SHIFT_SCALE if self.intervention == "shift" else 1.0)
+        return value if self.max_targets == 1 else value.expand([self.n]).to_event(1)
 
     def x_dist(self, z: torch.Tensor) -> dist.Distribution:
         """Observation likelihood ``p(x | z)``, event shape ``(D,)``."""
@@ -127,10 +165,18 @@ class GroundTruthLCM:
             value = pyro.sample(sites.VALUE, self.value_dist())
             noise = torch.broadcast_to(noise, (size, n))
             target = torch.broadcast_to(torch.as_tensor(target), (size,))
-            value = torch.broadcast_to(torch.as_tensor(value, dtype=noise.dtype), (size,))
+            value_shape = (size,) if self.max_targets == 1 else (size, n)
+            value = torch.broadcast_to(torch.as_tensor(value, dtype=noise.dtype), value_shape)
             z = pyro.deterministic(sites.Z, self.scm.solve(noise), event_dim=1)
-            apply = self.scm.shift if self.intervention == "shift" else self.scm.intervene
-            noise_tilde, z_tilde = apply(noise, target, value)
+            if self.max_targets == 1:
+                apply = self.scm.shift if self.intervention == "shift" else self.scm.intervene
+                noise_tilde, z_tilde = apply(noise, target, value)
+            else:
+                hit = torch.as_tensor(target_sets(n, self.max_targets))[target]
+                apply = (
+                    self.scm.shift_set if self.intervention == "shift" else self.scm.intervene_set
+                )
+                noise_tilde, z_tilde = apply(noise, hit, value)
             noise_tilde = pyro.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
             z_tilde = pyro.deterministic(sites.Z_TILDE, z_tilde, event_dim=1)
             x = pyro.sample(sites.X, self.x_dist(z), obs=x)

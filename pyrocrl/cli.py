@@ -180,6 +180,13 @@ def _add_simulate(commands: Subparsers) -> None:
         help="keep this share (0 < P ≤ 1) of the pairs as pairs; the rest become unpaired "
         "observations of the world before (default 1: all pairs; features only)",
     )
+    sim.add_argument(
+        "--max-targets",
+        type=_positive_int,
+        metavar="K",
+        help="toys: an intervention hits a set of up to K variables, uniform over the sets "
+        "(default 1)",
+    )
     sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
     sim.set_defaults(run=_simulate)
@@ -201,6 +208,13 @@ def _add_fit(commands: Subparsers) -> None:
         epilog="example: pyrocrl fit --n 5 --data-seed 1 --recipe authors -o runs/n5",
     )
     fit.add_argument("--model", choices=MODEL_NAMES, default="ilcm", help="default: ilcm")
+    fit.add_argument(
+        "--max-targets",
+        type=_positive_int,
+        metavar="K",
+        help="an intervention may hit a set of up to K variables (default: the dataset's "
+        "max_targets attribute, or 1)",
+    )
     fit.add_argument(
         "--backend",
         choices=("torch", "jax"),
@@ -474,6 +488,7 @@ def _simulate(args: argparse.Namespace) -> None:
             workers=args.workers,
             mode=args.mode,
             noise=args.noise,
+            max_targets=args.max_targets or 1,
         )
     except ImportError as error:  # an optional simulator's package is missing
         raise ValueError(str(error)) from None
@@ -504,6 +519,7 @@ def _check_chamber_flags(args: argparse.Namespace) -> None:
 def _fit(args: argparse.Namespace) -> None:
     import torch
 
+    from pyrocrl.data.dataset import max_targets
     from pyrocrl.inference.fit import fit_ilcm
     from pyrocrl.inference.fit_setup import tuned_recipe
     from pyrocrl.inference.recipes import get_recipe
@@ -533,8 +549,11 @@ def _fit(args: argparse.Namespace) -> None:
         "model": args.model,
         "backend": args.backend,
         "checkpoint_every": args.checkpoint_every,
+        "max_targets": args.max_targets,
     }
     if args.n == "auto":
+        if (args.max_targets or max_targets(data.train)) > 1:
+            raise ValueError("--n auto reads single-variable interventions: --max-targets 1")
         _fit_auto(args, data.train, seeds, options)
         return
     paired = paired_rows(data.train["x"].values)

@@ -22,7 +22,9 @@ __all__ = [
     "intervention_accuracy",
     "match_importance",
     "match_interventions",
+    "match_sets",
     "monotone_r2",
+    "set_accuracy",
     "structural_hamming_distance",
 ]
 
@@ -174,6 +176,47 @@ def intervention_accuracy(predicted: np.ndarray, true: np.ndarray, n: int) -> fl
     """
     perm = match_interventions(predicted, true, n)
     return float(np.mean(perm[np.asarray(predicted)] == np.asarray(true)))
+
+
+def set_accuracy(predicted: np.ndarray, true: np.ndarray) -> float:
+    """Share of pairs whose inferred *set* of intervened variables is exactly the true one,
+    after matching learned to true variables one to one (Hungarian, maximizing how often a
+    matched pair of variables is intervened on together).
+
+    :param predicted, true: booleans ``(N, n)``, row ``i`` marking the variables intervened
+        on in pair ``i`` (rows of :func:`pyrocrl.interventions.target_sets`). For single
+        targets this is :func:`intervention_accuracy`.
+
+    >>> true = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], dtype=bool)
+    >>> set_accuracy(true[:, ::-1], true)  # z1 and z2 swapped
+    1.0
+    >>> set_accuracy(np.array([[0, 0], [0, 1], [1, 0], [1, 0]], dtype=bool), true)
+    0.75
+    """
+    predicted, true = np.asarray(predicted, dtype=bool), np.asarray(true, dtype=bool)
+    matched = np.zeros_like(true)
+    matched[:, match_sets(predicted, true)] = predicted
+    return float(np.mean((matched == true).all(-1)))
+
+
+def match_sets(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Matching of learned to true variables from sets of intervened variables, booleans
+    ``(N, n)`` each: Hungarian, maximizing how often a matched pair of variables is
+    intervened on together.
+
+    :returns: ``match (n,)``: learned variable ``j`` (0-based) is true variable
+        ``match[j]``.
+    """
+    predicted, true = np.asarray(predicted, dtype=bool), np.asarray(true, dtype=bool)
+    if predicted.shape != true.shape or predicted.ndim != 2:
+        raise ValueError(
+            f"need two (N, n) masks of one shape, got {predicted.shape}, {true.shape}"
+        )
+    counts = predicted.T.astype(np.int64) @ true.astype(np.int64)
+    rows, cols = linear_sum_assignment(-counts)
+    match = np.empty(len(rows), dtype=np.int64)
+    match[rows] = cols
+    return match
 
 
 def match_importance(importance: np.ndarray) -> np.ndarray:

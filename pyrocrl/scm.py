@@ -106,14 +106,29 @@ class AdditiveNoiseSCM:
             not descendants of the target are bitwise equal to the unintervened ones.
         """
         self._check_target(target)
+        hit = torch.nn.functional.one_hot(target, self.n + 1)[..., 1:].bool()
+        return self.intervene_set(noise, hit, value[..., None].expand(hit.shape))
+
+    def intervene_set(
+        self, noise: torch.Tensor, hit: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Perfect intervention on every variable ``hit`` marks at once, one set per row,
+        with shared noise: ``do(z_k = value_k)`` for the marked ``k``.
+
+        :param noise: ``e``, shape ``(*, n)``; :param hit: booleans ``(*, n)``;
+        :param value: the new values ``(*, n)`` (read where ``hit``).
+        :returns: ``(noise_tilde, z_tilde)``, both of shape ``(*, n)``. Components that are
+            not descendants of a hit variable are bitwise equal to the unintervened ones.
+        """
         z = noise.new_zeros(noise.shape)
         noise_tilde = noise.clone()
         for k in self.order:
             loc = self.loc(k, z)
-            hit = target == k + 1
-            z[..., k] = torch.where(hit, value, loc + self.noise_scale[k] * noise[..., k])
+            z[..., k] = torch.where(
+                hit[..., k], value[..., k], loc + self.noise_scale[k] * noise[..., k]
+            )
             noise_tilde[..., k] = torch.where(
-                hit, (value - loc) / self.noise_scale[k], noise[..., k]
+                hit[..., k], (value[..., k] - loc) / self.noise_scale[k], noise[..., k]
             )
         return noise_tilde, z
 
@@ -129,7 +144,17 @@ class AdditiveNoiseSCM:
         """
         self._check_target(target)
         hit = torch.nn.functional.one_hot(target, self.n + 1)[..., 1:].bool()
-        noise_tilde = torch.where(hit, noise + value[..., None], noise)
+        return self.shift_set(noise, hit, value[..., None].expand(hit.shape))
+
+    def shift_set(
+        self, noise: torch.Tensor, hit: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Soft intervention on every variable ``hit`` ``(*, n)`` marks, each shifted by
+        its ``value`` ``(*, n)``: ``e~_k = e_k + value_k``.
+
+        :returns: ``(noise_tilde, z_tilde)``, both of shape ``(*, n)``.
+        """
+        noise_tilde = torch.where(hit, noise + value, noise)
         return noise_tilde, self.solve(noise_tilde)
 
 

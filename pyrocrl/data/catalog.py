@@ -45,6 +45,7 @@ def simulate_dataset(
     workers: int | None = None,
     mode: str | None = None,
     noise: float | None = None,
+    max_targets: int = 1,
     progress: bool | None = None,
 ) -> xr.Dataset:
     """Simulate ``pairs`` weakly supervised pairs with ground truth from a simulator by
@@ -60,11 +61,14 @@ def simulate_dataset(
         (default: the CPUs).
     :param mode: the chamber's observations, ``"sensors"`` (default) or ``"images"``;
         :param noise: its relative sensor noise (default 0).
+    :param max_targets: the most variables one intervention hits (the toys; default 1).
     :returns: a pyrocrl dataset: ``x (pair, world, feature)`` and the ground truth.
     :raises ValueError: on an unknown simulator, ``n`` other than the simulator's, too large
         a ``resolution``, or ``mode``/``noise`` for a simulator other than the chamber.
     :raises ImportError: for the chamber without the package ``causalchamber``.
     """
+    if max_targets != 1 and simulator in (CHAMBER, CIRCUIT):
+        raise ValueError(f"{simulator} intervenes on one variable at a time: max_targets 1")
     if simulator == CHAMBER:
         return _simulate_chamber(pairs, seed, n, graph_seed, mode, noise, resolution, progress)
     if mode is not None or noise is not None:
@@ -73,7 +77,13 @@ def simulate_dataset(
         return _simulate_circuit(pairs, seed, n, resolution, workers, progress)
     n = DEFAULT_N.get(simulator) if n is None else n
     return simulate_pairs(
-        simulator, pairs, n=n, seed=seed, graph_seed=graph_seed, progress=progress
+        simulator,
+        pairs,
+        n=n,
+        seed=seed,
+        graph_seed=graph_seed,
+        max_targets=max_targets,
+        progress=progress,
     )
 
 

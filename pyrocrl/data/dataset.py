@@ -4,7 +4,7 @@
 variable       dims                            meaning
 =============  ==============================  =========================================
 ``x``          ``(pair, world, feature)``      observations; world 0 = before, 1 = after
-``target``     ``(pair,)``                     true intervention target, 0 = none (optional)
+``target``     ``(pair,)``                     true intervention target, 0 = none (optional)¹
 ``z``          ``(pair, world, latent)``       true causal variables (optional)
 ``noise``      ``(pair, world, latent)``       true exogenous noise (optional)
 ``adjacency``  ``(cause, effect)``             true graph, 1 for ``cause → effect`` (optional)
@@ -12,6 +12,10 @@ variable       dims                            meaning
 ``mixing``     ``(feature, latent)``           true linear mixing matrix (optional)
 ``state``      ``(pair, world, latent)``       physical state that was rendered (optional)
 =============  ==============================  =========================================
+
+¹ With ``attrs["max_targets"] = k ≥ 2`` an intervention may hit a set of up to ``k``
+variables and ``target`` is the set's index in the target table of
+:mod:`pyrocrl.interventions` (0 = none and ``1 … n`` single variables, as without it).
 
 Only ``x`` is required: real weakly supervised data has no labels. A row may also hold an
 **unpaired observation**: one world only, stored as world 0 with world 1 all NaN (in ``x``
@@ -33,6 +37,7 @@ __all__ = [
     "SCHEMA",
     "images",
     "load",
+    "max_targets",
     "pairs_dataset",
     "pairs_only",
     "save",
@@ -50,6 +55,7 @@ import xarray as xr
 
 from pyrocrl._version import __version__
 from pyrocrl.errors import DatasetError
+from pyrocrl.interventions import num_targets
 from pyrocrl.io import write_netcdf
 from pyrocrl.observations import paired_rows
 from pyrocrl.sites import variable_names
@@ -234,9 +240,19 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
         if not np.issubdtype(target.dtype, np.integer):
             raise DatasetError(f"{source}: 'target' must hold integers, got {target.dtype}")
         upper = n if n is not None else np.inf
+        what = "0 = no intervention"
+        k = max_targets(ds)
+        if n is not None and k != 1:
+            if not 1 <= k <= n:
+                raise DatasetError(
+                    f"{source}: attribute 'max_targets' must lie in 1..{n}, got {k}"
+                )
+            upper = num_targets(n, k) - 1
+            what = f"an index into the target sets of pyrocrl.interventions, k={k}"
         if target[paired].min() < 0 or target[paired].max() > upper:
             raise DatasetError(
-                f"{source}: 'target' must lie in 0..{n} (0 = no intervention), found values "
+                f"{source}: 'target' must lie in 0..{n if upper == np.inf else upper} ({what}), "
+                "found values "
                 f"in {target[paired].min()}..{target[paired].max()}"
             )
         if (target[~paired] != -1).any():
@@ -270,6 +286,12 @@ def pairs_only(ds: xr.Dataset) -> xr.Dataset:
     these."""
     paired = paired_rows(ds["x"].values)
     return ds if paired.all() else ds.isel(pair=np.flatnonzero(paired))
+
+
+def max_targets(ds: xr.Dataset) -> int:
+    """The most variables one intervention of a dataset hits: ``attrs["max_targets"]``, 1
+    when absent (see :mod:`pyrocrl.interventions`)."""
+    return int(ds.attrs.get("max_targets", 1))
 
 
 def unpair(ds: xr.Dataset, pair_share: float, seed: int = 0) -> xr.Dataset:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from pyrocrl.data.dataset import max_targets
+from pyrocrl.interventions import target_names
 from pyrocrl.io import save_figure
 
 IMAGE_PAIRS = 8
@@ -50,7 +52,11 @@ def _plot_pairs_and_graph(ds: xr.Dataset, path: Path) -> None:
 
 def _intervention_labels(ds: xr.Dataset, pairs: int) -> list[str]:
     """``do(zk)`` or ``no intervention`` for each of the first ``pairs`` pairs."""
-    names = ["none", *ds.attrs.get("variables", "").split(",")]
+    k, n = max_targets(ds), ds.sizes.get("latent")
+    if k > 1 and n:
+        names = target_names(n, k)
+    else:
+        names = ["none", *ds.attrs.get("variables", "").split(",")]
     return [f"do({names[t]})" if t else "no intervention" for t in ds["target"].values[:pairs]]
 
 

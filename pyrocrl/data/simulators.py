@@ -146,17 +146,22 @@ def simulate_pairs(
     n: int | None = None,
     seed: int = 0,
     graph_seed: int | None = None,
+    max_targets: int = 1,
     progress: bool | None = None,
 ) -> xr.Dataset:
     """Simulate a built-in toy by name: ``simulate(make_simulator(name, n, graph_seed), …)``.
 
-    ``graph_seed`` defaults to ``seed``; the two seeds feed independent generators.
+    ``graph_seed`` defaults to ``seed``; the two seeds feed independent generators. With
+    ``max_targets ≥ 2`` an intervention hits a set of up to that many variables, uniform
+    over the sets (:meth:`~pyrocrl.models.truth.GroundTruthLCM.with_max_targets`).
 
     >>> ds = simulate_pairs("toy2d", 100, seed=0)
     >>> ds.attrs["simulator"], dict(ds["z"].sizes)
     ('toy2d', {'pair': 100, 'world': 2, 'latent': 2})
     """
     lcm = make_simulator(name, n, seed if graph_seed is None else graph_seed)
+    if max_targets != 1:
+        lcm = lcm.with_max_targets(max_targets)
     return simulate(lcm, pairs, seed, progress=progress)
 
 

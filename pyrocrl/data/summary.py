@@ -5,7 +5,8 @@ __all__ = ["describe"]
 import numpy as np
 import xarray as xr
 
-from pyrocrl.data.dataset import validate
+from pyrocrl.data.dataset import max_targets, validate
+from pyrocrl.interventions import target_names
 from pyrocrl.observations import paired_rows
 from pyrocrl.sites import variable_names
 
@@ -36,8 +37,13 @@ def describe(ds: xr.Dataset) -> str:
     if "target" in ds:
         n = ds.sizes.get("latent", ds.sizes.get("cause"))
         target = ds["target"].values
-        counts = np.bincount(target[target >= 0], minlength=(n or 0) + 1)
-        labels = ["none", *variable_names(len(counts) - 1)]
+        k = max_targets(ds)
+        if n and k > 1:
+            labels = target_names(n, k)
+            counts = np.bincount(target[target >= 0], minlength=len(labels))
+        else:
+            counts = np.bincount(target[target >= 0], minlength=(n or 0) + 1)
+            labels = ["none", *variable_names(len(counts) - 1)]
         shares = ", ".join(f"{lab} {c / pairs:.1%}" for lab, c in zip(labels, counts, strict=True))
         lines.append(f"intervention targets: {shares}")
     if "z" in ds:

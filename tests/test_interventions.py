@@ -1,0 +1,262 @@
+"""Interventions on sets of variables: the target table, simulators, the pair program with
+set-valued targets on both backends, the guide's encoder, metrics and the fit."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from pyrocrl.data import load, save, simulate_pairs, validate
+from pyrocrl.errors import DatasetError
+from pyrocrl.inference import do
+from pyrocrl.inference.elbo import PairELBO
+from pyrocrl.inference.evaluate import evaluate
+from pyrocrl.inference.fit import fit_ilcm, load_ilcm
+from pyrocrl.inference.guides import HeuristicInterventionEncoder, ILCMGuide
+from pyrocrl.interventions import num_targets, set_index, target_names, target_sets
+from pyrocrl.metrics import intervention_accuracy, set_accuracy
+from pyrocrl.models.elcm import ELCM
+from pyrocrl.models.ilcm import ILCM
+from pyrocrl.models.truth import scaling_toy
+
+
+# -- the table -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "k"), [(1, 1), (3, 1), (3, 2), (4, 2), (4, 4), (5, 3)])
+def test_target_table_lists_every_set_once_by_size(n, k):
+    table = target_sets(n, k)
+    assert table.shape == (num_targets(n, k), n) == (sum(math.comb(n, j) for j in range(k + 1)), n)
+    assert len({row.tobytes() for row in table}) == len(table)  # no set twice
+    sizes = table.sum(-1)
+    assert (np.diff(sizes) >= 0).all() and sizes.max() == k
+    np.testing.assert_array_equal(table[: n + 1], np.eye(n + 1, n, k=-1, dtype=bool))
+    for index, row in enumerate(table):
+        assert set_index(np.flatnonzero(row) + 1, n, k) == index
+    assert len(target_names(n, k)) == len(table)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: target_sets(3, 4), "max_targets"),
+        (lambda: target_sets(3, 0), "max_targets"),
+        (lambda: set_index([1, 2], 3, 1), "at most 1"),
+        (lambda: set_index([4], 3, 2), "numbered 1..3"),
+    ],
+)
+def test_target_table_refuses_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- simulators ----------------------------------------------------------------------------------
+def test_simulated_sets_set_their_variables_and_move_only_descendants():
+    lcm = scaling_toy(n=4, graph_seed=302).with_max_targets(2)
+    torch.manual_seed(0)
+    out = lcm.model(size=3000)
+    hit = torch.as_tensor(target_sets(4, 2))[out["target"]]
+    assert out["value"].shape == (3000, 4)
+    torch.testing.assert_close(out["z_tilde"][hit], out["value"][hit])
+    reach = np.eye(4, dtype=bool) | lcm.scm.adjacency.astype(bool)
+    for _ in range(4):  # the transitive closure: each variable and its descendants
+        reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
+    may_change = torch.as_tensor(hit.numpy().astype(int) @ reach.astype(int) > 0)
+    assert torch.equal(out["z_tilde"][~may_change], out["z"][~may_change])
+    assert (out["z_tilde"][may_change] != out["z"][may_change]).float().mean() > 0.99
+    counts = np.bincount(out["target"].numpy(), minlength=11)
+    assert stats.chisquare(counts).pvalue > 1e-3  # uniform over the 11 sets
+
+
+def test_datasets_record_and_check_the_largest_set(tmp_path):
+    ds = simulate_pairs("scaling", 300, n=3, seed=1, max_targets=2)
+    assert ds.attrs["max_targets"] == 2 and ds["target"].values.max() > 3
+    save(ds, tmp_path / "sets.nc")
+    assert load(tmp_path / "sets.nc").attrs["max_targets"] == 2
+    bad = ds.copy()
+    bad["target"].values[0] = num_targets(3, 2)
+    with pytest.raises(DatasetError, match=r"0\.\.6"):
+        validate(bad)
+    single = ds.copy()
+    single.attrs.pop("max_targets")
+    with pytest.raises(DatasetError, match=r"0\.\.3"):
+        validate(single)
+
+
+# -- the pair program ----------------------------------------------------------------------------
+def test_an_ordered_solution_sets_every_intervened_variable_exactly():
+    """With a solution function that respects an order, k rounds solve s_i(e~) = v_i."""
+    torch.manual_seed(0)
+    model = ELCM(5, 4, max_targets=3, order="fixed")
+    with torch.no_grad():
+        out = model.model(size=500)
+    hit = torch.as_tensor(target_sets(4, 3))[out["target"]]
+    assert hit.sum(-1).max() == 3
+    torch.testing.assert_close(out["z_tilde"][hit], out["value"][hit], atol=1e-5, rtol=0)
+    kept = ~hit
+    torch.testing.assert_close(out["noise_tilde"][kept], out["noise"][kept])
+
+
+def test_do_on_one_variable_works_in_a_program_of_sets():
+    torch.manual_seed(0)
+    model = ELCM(5, 3, max_targets=2, order="fixed")
+    with torch.no_grad(), do(z={2: torch.linspace(-1, 1, 6)}):
+        out = model.model(size=6)
+    assert (out["target"] == 2).all()
+    torch.testing.assert_close(out["z_tilde"][:, 1], torch.linspace(-1, 1, 6))
+    torch.testing.assert_close(out["z_tilde"][:, 0], out["z"][:, 0])
+    with pytest.raises(ValueError, match="z1 … z3"):
+        with do(z={5: 0.0}):
+            model.model(size=2)
+
+
+def test_heuristic_encoder_scores_a_set_by_the_sum_of_its_members():
+    torch.manual_seed(0)
+    loc = torch.randn(7, 3)
+    loc_tilde = loc + 0.2 * torch.randn(7, 3)  # logits of a few units, no underflow
+    single = HeuristicInterventionEncoder(3)(loc, loc_tilde)
+    sets = HeuristicInterventionEncoder(3, max_targets=2)(loc, loc_tilde)
+    assert sets.shape == (7, 7)
+    log_odds = (sets / sets[:, :1]).log()
+    member_logits = (single / single[:, :1]).log()[:, 1:]  # (7, 3): the logit of each z_k
+    expected = member_logits @ torch.as_tensor(target_sets(3, 2), dtype=torch.float32).T
+    torch.testing.assert_close(log_odds, expected, atol=1e-4, rtol=1e-4)
+
+
+def _np(value) -> np.ndarray:
+    return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+
+def _modules(n=3, dim_x=4, hidden=(16, 16)):
+    model = ILCM(dim_x, n, hidden=hidden, max_targets=2)
+    guide = ILCMGuide(model, hidden=hidden, tie="mean")
+    with torch.no_grad():  # move every part off its initialization
+        for p in [*model.parameters(), *guide.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+        guide.encoder.input_transform.copy_(torch.randn(dim_x, dim_x))
+    return model, guide
+
+
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_elbo_of_sets_is_the_hand_computed_sum_over_hypotheses(backend):
+    """Every set hypothesis: q(e) mixes the views off the set; the members' new noise
+    e~ ~ N(μ~, σ~²) gives v_i = (e~_i − shift_i(e~)) / scale_i(e~) with density
+    q(e~) Π scale_i(e~); the model maps v back to e~ (exactly, for a solution function that
+    respects an order); p(v) is N(0, 1) on the members only."""
+    torch.manual_seed(4)
+    model = ELCM(4, 3, hidden=(16, 16), max_targets=2, order="fixed", edge_penalty=0.0)
+    guide = ILCMGuide(model, hidden=(16, 16), tie="mean")
+    with torch.no_grad():  # move every part off its initialization
+        for p in [*model.parameters(), *guide.parameters()]:
+            p.add_(0.05 * torch.randn_like(p))
+        guide.encoder.input_transform.copy_(torch.randn(4, 4))
+    x, x_tilde = torch.randn(5, 4), torch.randn(5, 4)
+    programs = (model, guide)
+    if backend == "numpyro":
+        pytest.importorskip("jax")
+        import jax.numpy as jnp
+        from numpyro import handlers
+
+        from pyrocrl.inference.guides_jax import NumPyroILCMGuide
+        from pyrocrl.models.ilcm_jax import NumPyroILCM
+
+        twin = NumPyroILCM.from_torch(model)
+        programs = (twin, NumPyroILCMGuide.from_torch(guide, twin))
+        arrays = (jnp.asarray(x.numpy()), jnp.asarray(x_tilde.numpy()))
+        with handlers.seed(rng_seed=0):
+            traces = PairELBO().traces(programs[0].model, programs[1].guide, *arrays)
+        model_nodes, nodes = traces
+    else:
+        traces = PairELBO().traces(model.model, guide.guide, x, x_tilde)
+        model_nodes, nodes = traces[0].nodes, traces[1].nodes
+    terms = PairELBO().terms_from_traces(*traces, programs[0].backend)
+    elbo = _np(terms["elbo"])
+    loc, scale, loc_t, scale_t, probs = (_np(a) for a in nodes["_RETURN"]["value"])
+    noise, value = _np(nodes["noise"]["value"]), _np(nodes["value"]["value"])
+    noise_tilde = _np(model_nodes["noise_tilde"]["value"])
+    table = target_sets(3, 2)
+    assert probs.shape == (5, len(table)) and value.shape == (len(table), 5, 3)
+
+    def shift_scale(e):
+        with torch.no_grad():
+            return [a.numpy() for a in model.solution.shift_scale(torch.tensor(e))]
+
+    total = np.zeros(5)
+    for h, members in enumerate(table):
+        e, v, e_tilde = noise[h], value[h], noise_tilde[h]
+        q_loc = np.where(members, loc, 0.5 * (loc + loc_t))
+        q_scale = np.where(members, scale, 0.5 * (scale + scale_t))
+        log_q = stats.norm.logpdf(e, q_loc, q_scale).sum(-1)
+        log_p = stats.norm.logpdf(e).sum(-1) + math.log(1 / len(table))
+        np.testing.assert_allclose(np.where(members, e, e_tilde), e, atol=1e-6)
+        if members.any():
+            shift, sol_scale = shift_scale(e_tilde)
+            expected = np.where(members, (e_tilde - shift) / sol_scale, 0.0)
+            np.testing.assert_allclose(v, expected, atol=1e-4)
+            new = stats.norm.logpdf(e_tilde, loc_t, scale_t) + np.log(sol_scale)
+            log_q += np.where(members, new, 0.0).sum(-1)
+            log_p += np.where(members, stats.norm.logpdf(v), 0.0).sum(-1)
+        with torch.no_grad():
+            likelihood = model.likelihood
+            log_lik = (
+                likelihood(torch.tensor(e)).log_prob(x)
+                + likelihood(torch.tensor(e_tilde)).log_prob(x_tilde)
+            ).numpy()
+        weight = probs[:, h]
+        total += weight * (log_lik + log_p - log_q - np.log(weight))
+    np.testing.assert_allclose(elbo, total, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("max_targets", [1, 2])
+def test_under_the_flat_prior_the_bound_ignores_the_solution_function(max_targets):
+    """Early training scores intervened noise with a flat prior: the solution function
+    gets no gradient then, for sets as for single targets (else it is pushed around by
+    values that mean nothing yet)."""
+    torch.manual_seed(5)
+    model, guide = _modules()
+    if max_targets == 1:
+        model = ILCM(4, 3, hidden=(16, 16))
+        guide = ILCMGuide(model, hidden=(16, 16), tie="mean")
+    x, x_tilde = torch.randn(6, 4), torch.randn(6, 4)
+    for prior, moved in ((False, False), (True, True)):
+        model.zero_grad()
+        loss = PairELBO().differentiable_loss(
+            model.model, guide.guide, x, x_tilde, intervention_prior=prior
+        )
+        loss.backward()
+        largest = max(p.grad.abs().max() for p in model.solution.parameters())
+        assert (largest > 1e-3) == moved, (prior, largest)
+
+
+# -- metrics and the fit -------------------------------------------------------------------------
+def test_set_accuracy_is_intervention_accuracy_for_single_targets():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 4, 300)
+    predicted = np.where(rng.random(300) < 0.7, (true % 3) + (true > 0), rng.integers(0, 4, 300))
+    table = target_sets(3, 1)
+    assert set_accuracy(table[predicted], table[true]) == intervention_accuracy(predicted, true, 3)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_a_fit_of_sets_saves_reloads_and_scores_the_exact_set(tmp_path, backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    ds = simulate_pairs("scaling", 1200, n=3, seed=5, max_targets=2)
+    train, test = ds.isel(pair=slice(0, 1000)), ds.isel(pair=slice(1000, None))
+    model, guide, report = fit_ilcm(
+        train, 3, test=test, recipe=get_tiny_recipe(), output=tmp_path, backend=backend
+    )
+    assert model.max_targets == 2 and guide.intervention_probs(
+        torch.randn(4, 3), torch.randn(4, 3)
+    ).shape == (4, 7)
+    assert 0 <= report.metrics["intervention_accuracy"] <= 1
+    loaded, loaded_guide = load_ilcm(tmp_path / "checkpoint.pt")
+    assert loaded.max_targets == 2
+    again = evaluate(loaded, loaded_guide, test)
+    assert again["intervention_accuracy"] == pytest.approx(report.metrics["intervention_accuracy"])
+
+
+def get_tiny_recipe():
+    from pyrocrl.inference.recipes import get_recipe
+
+    return get_recipe("fast").scaled(0.01)
