@@ -66,7 +66,7 @@ from pyrocrl import sites
 from pyrocrl.data.dataset import max_targets, pairs_only
 from pyrocrl.interventions import target_names, target_sets
 from pyrocrl.io import save_figure, write_netcdf
-from pyrocrl.metrics import match_interventions, match_sets
+from pyrocrl.metrics import match_interventions, match_sets, reliability
 from pyrocrl.observations import check_observations
 
 GROUPS = ("posterior", "posterior_predictive", "log_likelihood", "observed_data")
@@ -362,19 +362,9 @@ def calibration(tree: xr.DataTree, true_target: Any = None, *, bins: int = 10) -
         raise ValueError(f"need {probs.shape[0]} true targets, got shape {true_target.shape}")
     perm = _matched_hypotheses(tree, probs, true_target)
     hit = perm[None, :] == true_target[:, None]  # hit[p, k]: learned k is the true target
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(probs.ravel(), edges[1:-1]), 0, bins - 1)
-    count = np.bincount(index, minlength=bins)
-    with np.errstate(invalid="ignore"):
-        mean_p = np.bincount(index, probs.ravel(), bins) / count
-        freq = np.bincount(index, hit.ravel().astype(float), bins) / count
-    ece = float(np.nansum(count * np.abs(mean_p - freq)) / count.sum())
-    accuracy = float(np.mean(perm[probs.argmax(-1)] == true_target))
-    return xr.Dataset(
-        {"probability": ("bin", mean_p), "frequency": ("bin", freq), "count": ("bin", count)},
-        coords={"bin": (edges[:-1] + edges[1:]) / 2},
-        attrs={"ece": ece, "accuracy": accuracy},
-    )
+    table = reliability(probs, hit, bins=bins)
+    table.attrs["accuracy"] = float(np.mean(perm[probs.argmax(-1)] == true_target))
+    return table
 
 
 def _matched_hypotheses(tree: xr.DataTree, probs: np.ndarray, true: np.ndarray) -> np.ndarray:

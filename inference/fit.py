@@ -60,7 +60,7 @@ from pyrocrl.inference.candidates import (
 )
 from pyrocrl.inference.evaluate import evaluate
 from pyrocrl.inference.guides import ILCMGuide
-from pyrocrl.inference.recipes import Recipe, get_recipe
+from pyrocrl.inference.recipes import Recipe, for_targets, get_recipe
 from pyrocrl.inference.runs import run_directory, run_fingerprint
 from pyrocrl.inference.svi import pairs_tensor, run_length
 from pyrocrl.interventions import num_targets
@@ -465,7 +465,8 @@ def fit_ilcm(
     :param dci_pairs: how many pairs to fit the DCI regressors on and to score them on.
     :param max_targets: the most variables one intervention hits, for a built-in model
         (:mod:`pyrocrl.interventions`); default: the dataset's ``max_targets`` attribute,
-        or 1.
+        or 1. Above 1, the recipe's times are stretched for the sets
+        (:func:`~pyrocrl.inference.recipes.for_targets`).
     :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
         trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
         the result copied back, so the returned model, the report and the checkpoint are
@@ -477,6 +478,8 @@ def fit_ilcm(
     data = pairs_tensor(train)
     max_targets = dataset_max_targets(train) if max_targets is None else max_targets
     num_targets(n, max_targets)  # refuses a max_targets outside 1 … n
+    if model is None or isinstance(model, str):
+        recipe = for_targets(recipe, n, max_targets)
     check_fit_options(
         n,
         recipe,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from pyro.nn import PyroModule
 from torch import nn
@@ -237,40 +238,62 @@ class PairGuide:
         scale_tilde: Any,
         intervention_prior: Any,
     ) -> None:
-        """The site ``value`` ``(*, n)`` of a set of intervened variables (``onehot``):
-        the members' new noise ``e~_i ~ N(μ~_i, σ~_i²)`` mapped to
-        ``v_i = (e~_i − shift_i(e~)) / scale_i(e~)``, the values that the model's
-        :meth:`~pyrocrl.models.ilcm.PairModel.intervened_noise` maps back to this ``e~``
-        when the solution function respects a causal order. The site is a ``Delta`` at
-        ``v`` whose density is that of the change of variables, ``q(e~_I) Π scale_i(e~)``
-        (the Jacobian is triangular for such a solution function; for one that is not,
-        its cross terms are left out).
+        """The site ``value`` ``(*, n)`` of a set of intervened variables ``I`` (``onehot``).
 
-        Reading ``shift`` and ``scale`` at the sampled ``e~`` rather than at a fixed point
-        keeps the posterior of the values in the guide's family: had they been read where
-        the new noise is at its mean, ``q(v)`` would be diagonal while the values'
-        posterior is not (a member's value moves with the other members' new noise), and
-        the bound would penalize the true mechanisms in proportion to their strength.
+        The members' new noise is drawn, ``e~_i ~ N(μ~_i, σ~_i²)``, and mapped to their
+        values ``v = G(e~)``, ``v_i = (e~_i − shift_i(e~)) / scale_i(e~)``: the values that
+        the model's :meth:`~pyrocrl.models.ilcm.PairModel.intervened_noise` maps back to
+        this ``e~``. The site is a ``Delta`` at ``v`` whose density is that of the change
+        of variables, ``q(e~_I) / |det ∂G/∂e~_I|``, with
 
-        Under the flat intervention prior both are read at ``e`` instead, the map the model
-        then inverts in one round, so the bound does not depend on the solution function.
+        ``det ∂G/∂e~_I = det(I − A_I) / Π_{i ∈ I} scale_i``,
+        ``A_ij = ∂shift_i/∂e~_j + v_i ∂scale_i/∂e~_j`` (``i, j ∈ I``),
+
+        ``A`` by forward-mode differentiation of the solution function (:meth:`_coupling`).
+        For a solution function that respects a causal order ``A_I`` is triangular with a
+        zero diagonal and ``det(I − A_I) = 1``; otherwise the term keeps the bound a bound
+        (without it a cycle between two members, ``A_ij A_ji > 0``, would be rewarded).
+
+        Under the flat intervention prior both maps are read at ``e`` instead, the affine
+        map that the model then inverts in one round (``A = 0``), so the bound does not
+        depend on the solution function.
         """
         b, solution = self.backend, self.model.solution
         shape = b.broadcast_shapes(onehot.shape, loc_tilde.shape)
         new = loc_tilde + scale_tilde * b.normal(shape, like=loc_tilde)
         e_tilde = b.where(onehot, new, noise)
         if intervention_prior is False:
-            shift, sol_scale = solution.shift_scale(noise)
-        else:
-            point = e_tilde if intervention_prior is True else None
-            if point is None:  # traced: one map or the other, elementwise
-                point = b.where(intervention_prior, e_tilde, b.broadcast_to(noise, shape))
-            shift, sol_scale = solution.shift_scale(point)
+            point = noise
+        elif intervention_prior is True:
+            point = e_tilde
+        else:  # traced: one map or the other
+            point = b.where(intervention_prior, e_tilde, b.broadcast_to(noise, shape))
+        shift, sol_scale = solution.shift_scale(point)
         value = b.where(onehot, (e_tilde - shift) / sol_scale, 0.0)
         log_q = b.dist.Normal(loc_tilde, scale_tilde).log_prob(new) + b.log(sol_scale)
         log_q = b.where(onehot, log_q, 0.0).sum(-1)
+        if intervention_prior is not False:
+            log_det = self._coupling(point, onehot, value)
+            if intervention_prior is not True:
+                log_det = b.where(intervention_prior, log_det, 0.0)
+            log_q = log_q - log_det
         with b.mask(mask=scored):
             b.sample(sites.VALUE, b.dist.Delta(value, log_density=log_q, event_dim=1))
+
+    def _coupling(self, point: Any, onehot: Any, value: Any) -> Any:
+        """``log |det(I − A_I)|`` of :meth:`_values`, ``(*,)``: one forward-mode
+        derivative of the solution function per variable."""
+        b, n = self.backend, self.n
+        columns = []
+        for j in range(n):
+            direction = b.broadcast_to(b.as_array(np.eye(n)[j], like=point), point.shape)
+            _, (d_shift, d_scale) = b.jvp(self.model.solution.shift_scale, point, direction)
+            columns.append((d_shift + value * d_scale)[..., None])
+        coupling = b.concat(columns, axis=-1)  # [..., i, j]: A_ij
+        both = onehot[..., :, None] & onehot[..., None, :]
+        identity = b.as_array(np.eye(n), like=point)
+        matrix = identity - b.where(both, coupling, 0.0)
+        return b.log(b.maximum(abs(b.det(matrix)), 1e-30))
 
     def independent_guide(
         self, x: Any = None, x_tilde: Any = None, *, size: int | None = None

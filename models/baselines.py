@@ -36,6 +36,7 @@ class DVAE(ILCM):
         likelihood: str | nn.Module = "normal",
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
         max_targets: int = 1,
+        solve_rounds: int | None = None,
     ) -> None:
         super().__init__(
             dim_x,
@@ -45,6 +46,7 @@ class DVAE(ILCM):
             solution=AffineSolution(n, hidden, context="empty"),
             intervention_probs=intervention_probs,
             max_targets=max_targets,
+            solve_rounds=solve_rounds,
         )
         self.config.update(model="dvae", solution="affine-empty")
 
@@ -90,6 +92,14 @@ class BetaVAE(IndependentViews, DVAE):
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
         max_targets: int = 1,
+        solve_rounds: int | None = None,
     ) -> None:
-        super().__init__(dim_x, n, hidden=hidden, likelihood=likelihood, max_targets=max_targets)
+        super().__init__(
+            dim_x,
+            n,
+            hidden=hidden,
+            likelihood=likelihood,
+            max_targets=max_targets,
+            solve_rounds=solve_rounds,
+        )
         self.config["model"] = "betavae"

@@ -73,6 +73,7 @@ class ELCM(GraphPrior, ILCM):
         hard_graph: bool = True,
         order: str = "learned",
         max_targets: int = 1,
+        solve_rounds: int | None = None,
     ) -> None:
         if edge_penalty < 0:
             raise ValueError(f"edge_penalty must be ≥ 0, got {edge_penalty}")
@@ -87,6 +88,7 @@ class ELCM(GraphPrior, ILCM):
             solution=solution,
             intervention_probs=intervention_probs,
             max_targets=max_targets,
+            solve_rounds=solve_rounds,
         )
         self.edge_penalty = float(edge_penalty)
         self.config.update(

@@ -83,6 +83,8 @@ class PairModel:
     backend: ClassVar[ModuleType]
     max_targets: int = 1
     """The most variables one intervention may hit (``k``; see the generative story)."""
+    solve_rounds: int = 1
+    """Rounds of :meth:`intervened_noise` (at least ``max_targets``)."""
     infers_interventions: ClassVar[bool] = True
     """Whether the model has an intervention posterior (so intervention accuracy, graph
     discovery and the intervention part of the posterior export apply). ``False`` for
@@ -210,8 +212,17 @@ class PairModel:
         self, e: Any, onehot: Any, value: Any, start: Any = None, solve: Any = True
     ) -> Any:
         """``e~`` of an intervention that sets ``z~_i = v_i`` on the variables ``onehot``
-        ``(*, n)`` marks: :attr:`max_targets` rounds of ``e~_I ← shift_I(e~) + scale_I(e~)
-        v_I`` from ``e`` (see the generative story), the other components kept.
+        ``(*, n)`` marks: :attr:`solve_rounds` rounds of the fixed-point iteration
+        ``e~_I ← shift_I(e~) + scale_I(e~) v_I`` from ``e`` (see the generative story), the
+        other components kept.
+
+        For a solution function that respects a causal order, ``max_targets`` rounds
+        reach the fixed point exactly; a learned one does so only nearly, and passes
+        through cycles on its way to the right order. There the iteration converges
+        geometrically, and an unconverged ``e~`` would make the guide's values (read at
+        the fixed point) decode to another observation than the one they explain — a
+        barrier between orders that stalls training in a wrong one. The default,
+        ``2·max_targets + 1`` rounds, removes it (see ``docs/results.md``).
 
         With ``solve=False`` (a bool, or a traced one) only the first round: the affine map
         read at ``e``, which the guide inverts exactly under the flat intervention prior
@@ -220,15 +231,41 @@ class PairModel:
 
         :param e, value: ``(*, n)``; :param start: ``solution.shift_scale(e)``, if known.
         """
-        b = self.backend
+        b, k = self.backend, self.max_targets
         shift, scale = self.solution.shift_scale(e) if start is None else start
         first = e_tilde = b.where(onehot, shift + scale * value, e)
         if solve is False:
             return first
-        for _ in range(self.max_targets - 1):
+        rounds = k - 1
+        if self.solve_rounds > k:  # settle first, then k rounds that carry gradients
+            e_tilde, rounds = self._settle(first, e, onehot, value, self.solve_rounds - k), k
+        for _ in range(rounds):
             shift, scale = self.solution.shift_scale(e_tilde)
             e_tilde = b.where(onehot, shift + scale * value, e)
         return switch(b, solve, e_tilde, first)
+
+    def _settle(self, e_tilde: Any, e: Any, onehot: Any, value: Any, steps: int) -> Any:
+        """``steps`` rounds of the iteration of :meth:`intervened_noise` without gradients,
+        returning the iterate whose values ``G(e~)`` came closest to ``v`` (so an iteration
+        that diverges — possible for strongly coupled members — does not overflow: the
+        rounds that follow start where it was best, and no overflow reaches a gradient). From a
+        settled start, the ``max_targets`` differentiable rounds give the fixed point and
+        its gradients exactly when the solution function respects a causal order."""
+        b, sg = self.backend, self.backend.stop_gradient
+        e_tilde, e, value = sg(e_tilde), sg(e), sg(value)
+        best, best_residual = e_tilde, None
+        for _ in range(steps):
+            shift, scale = (sg(a) for a in self.solution.shift_scale(e_tilde))
+            residual = b.where(onehot, abs((e_tilde - shift) / scale - value), 0.0).sum(-1)
+            if best_residual is None:
+                best, best_residual = e_tilde, residual
+            else:
+                better = residual < best_residual  # False for NaN
+                best = b.where(better[..., None], e_tilde, best)
+                best_residual = b.where(better, residual, best_residual)
+            step = b.where(onehot, shift + scale * value, e)
+            e_tilde = b.where(abs(step) < 1e4, step, best)  # False for NaN and ±∞
+        return best
 
     def independent_model(self, x: Any = None, x_tilde: Any = None, *, size: int | None = None):
         """Both views with independent noise, ``e, e~ ~ N(0, I)``: a VAE on each view.
@@ -271,6 +308,8 @@ class ILCM(PairModel, PyroModule):
         {none, z1 … zn} (over every set) by default.
     :param max_targets: the most variables one intervention hits (see
         :class:`PairModel`); 1 by default.
+    :param solve_rounds: rounds of :meth:`~PairModel.intervened_noise` for targets that
+        are sets (default ``2·max_targets + 1``).
 
     With the built-in Normal or Laplace likelihood, :attr:`features` is a
     :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
@@ -309,6 +348,7 @@ class ILCM(PairModel, PyroModule):
         solution: nn.Module | None = None,
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
         max_targets: int = 1,
+        solve_rounds: int | None = None,
     ) -> None:
         super().__init__()
         if dim_x < 1 or n < 1:
@@ -316,6 +356,11 @@ class ILCM(PairModel, PyroModule):
         self.dim_x, self.n = dim_x, n
         size = num_targets(n, max_targets)  # refuses max_targets outside 1 … n
         self.max_targets = int(max_targets)
+        self.solve_rounds = default_rounds(max_targets) if solve_rounds is None else solve_rounds
+        if self.solve_rounds < self.max_targets:
+            raise ValueError(
+                f"solve_rounds must be at least max_targets={max_targets}, got {solve_rounds}"
+            )
         if isinstance(likelihood, str):
             if likelihood not in LIKELIHOODS:
                 raise ValueError(
@@ -351,6 +396,8 @@ class ILCM(PairModel, PyroModule):
         }
         if self.max_targets > 1:
             self.config["max_targets"] = self.max_targets
+        if self.solve_rounds != default_rounds(max_targets):
+            self.config["solve_rounds"] = self.solve_rounds
 
     def fit_features(self, x: Any) -> None:
         """Fit :attr:`features` to training observations ``(*, D)`` (pairs ``(N, 2, D)``:
@@ -364,6 +411,12 @@ class ILCM(PairModel, PyroModule):
 
     def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         return self.model(*args, **kwargs)
+
+
+def default_rounds(max_targets: int) -> int:
+    """The default :attr:`PairModel.solve_rounds`: ``2·max_targets + 1`` for sets of
+    variables (1 for single targets, whose value the first round solves exactly)."""
+    return 1 if max_targets == 1 else 2 * max_targets + 1
 
 
 def _identity_features(model: "ILCM", state: dict, prefix: str, *_: Any) -> None:

@@ -18,7 +18,7 @@ from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
 from pyrocrl.models.baselines import IndependentViews
 from pyrocrl.models.elcm import GraphPrior
-from pyrocrl.models.ilcm import PairModel
+from pyrocrl.models.ilcm import PairModel, default_rounds
 
 SOLUTIONS = ("affine", "affine-empty", "graph")
 """The solution functions a twin can have, by the name the Pyro model's config gives it."""
@@ -53,6 +53,7 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
         self.config = dict(config)
         self.dim_x, self.n = int(config["dim_x"]), int(config["n"])
         self.max_targets = int(config.get("max_targets", 1))
+        self.solve_rounds = int(config.get("solve_rounds", default_rounds(self.max_targets)))
         self.edge_penalty = float(config.get("edge_penalty", 0.0))
 
     @classmethod

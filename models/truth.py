@@ -108,7 +108,7 @@ class GroundTruthLCM:
     ) -> "GroundTruthLCM":
         """This model with interventions on sets of up to ``max_targets`` variables
         (``intervention_probs`` over the target table, uniform by default); recorded in
-        :attr:`settings` (and so in datasets) when above 1.
+        ``settings`` (and so in datasets) when above 1.
 
         >>> lcm = scaling_toy(n=3, graph_seed=0).with_max_targets(2)
         >>> lcm.intervention_probs.shape, lcm.settings["max_targets"]

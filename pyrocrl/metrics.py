@@ -24,6 +24,7 @@ __all__ = [
     "match_interventions",
     "match_sets",
     "monotone_r2",
+    "reliability",
     "set_accuracy",
     "structural_hamming_distance",
 ]
@@ -31,6 +32,7 @@ __all__ = [
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 from scipy.optimize import linear_sum_assignment
 from sklearn.ensemble import GradientBoostingRegressor
 
@@ -217,6 +219,38 @@ def match_sets(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     match = np.empty(len(rows), dtype=np.int64)
     match[rows] = cols
     return match
+
+
+def reliability(probs: np.ndarray, outcomes: np.ndarray, *, bins: int = 10) -> xr.Dataset:
+    """How often events given probability ``p`` happen, in ``bins`` equal bins of ``p``.
+
+    :param probs: predicted probabilities, any shape; :param outcomes: whether each event
+        happened (booleans or 0/1, the same shape).
+    :returns: dims ``bin`` (centres): ``probability`` (mean predicted), ``frequency``
+        (observed; NaN in an empty bin), ``count``; attrs ``ece``, the expected calibration
+        error (the count-weighted mean gap). A calibrated forecaster lies on the diagonal.
+
+    >>> table = reliability(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 0]), bins=2)
+    >>> table["frequency"].values.tolist(), round(table.attrs["ece"], 3)
+    ([0.0, 0.5], 0.25)
+    """
+    probs, outcomes = np.asarray(probs, dtype=float).ravel(), np.asarray(outcomes).ravel()
+    if probs.shape != outcomes.shape:
+        raise ValueError(f"need as many outcomes as probabilities, got {outcomes.shape}")
+    if not ((probs >= 0) & (probs <= 1)).all():
+        raise ValueError("probabilities must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        mean_p = np.bincount(index, probs, bins) / count
+        freq = np.bincount(index, outcomes.astype(float), bins) / count
+    ece = float(np.nansum(count * np.abs(mean_p - freq)) / max(count.sum(), 1))
+    return xr.Dataset(
+        {"probability": ("bin", mean_p), "frequency": ("bin", freq), "count": ("bin", count)},
+        coords={"bin": (edges[:-1] + edges[1:]) / 2},
+        attrs={"ece": ece},
+    )
 
 
 def match_importance(importance: np.ndarray) -> np.ndarray:

@@ -195,12 +195,15 @@ def plot_history(history: Sequence[dict], *, figure: Figure | None = None) -> Fi
     return figure
 
 
-def plot_reliability(calibration: xr.Dataset, *, ax: Axes | None = None) -> Axes:
-    """Reliability diagram of an intervention posterior: observed frequency against mean
-    predicted probability per bin (marker area ∝ count), with the diagonal of a calibrated
-    posterior.
+def plot_reliability(
+    calibration: xr.Dataset, *, ax: Axes | None = None, what: str = "q(I | x, x~)"
+) -> Axes:
+    """Reliability diagram of a posterior (by default the intervention posterior):
+    observed frequency against mean predicted probability per bin (marker area ∝ count),
+    with the diagonal of a calibrated posterior.
 
-    :param calibration: from :func:`pyrocrl.inference.diagnostics.calibration`.
+    :param calibration: from :func:`pyrocrl.inference.diagnostics.calibration` or
+        :func:`pyrocrl.metrics.reliability`; :param what: names the posterior in the title.
     """
     ax = ax or plt.gca()
     count = calibration["count"].values
@@ -212,7 +215,8 @@ def plot_reliability(calibration: xr.Dataset, *, ax: Axes | None = None) -> Axes
     size = 20 + 200 * count[keep] / count.max()
     ax.scatter(probability, frequency, s=size, color="C0", zorder=3, label="bins (area ∝ count)")
     ece, accuracy = calibration.attrs.get("ece"), calibration.attrs.get("accuracy")
-    ax.set_title(f"q(I | x, x~): ECE {ece:.3f}, accuracy {accuracy:.3f}")
+    title = f"{what}: ECE {ece:.3f}"
+    ax.set_title(title if accuracy is None else f"{title}, accuracy {accuracy:.3f}")
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_xlim(0, 1)

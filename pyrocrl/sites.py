@@ -16,6 +16,10 @@ site               kind           shape        meaning
 ``graph``          factor         ``()``       log prior of a learned graph (explicit models)
 =================  =============  ===========  ==============================================
 
+For interventions on sets of up to ``k`` variables (``max_targets = k``), ``target``
+indexes the sets of :mod:`pyrocrl.interventions` (0 and ``1 … n`` as above) and ``value``
+is ``(*, n)``, the new value of each variable (read for the members).
+
 Causal variables are numbered from 1 in names (``z1 … zn``), matching ``target = k`` for an
 intervention on ``z_k``; in tensors, ``z_k`` sits at index ``k − 1``. Single-world programs
 name their per-variable mechanism sites ``z1 … zn`` so that ``pyro.poutine.do`` can set one.

@@ -44,6 +44,8 @@ def test_graph_seed_option(tmp_path):
         (["fit", "--candidates", "0"], 2, "must be at least 1"),
         (["fit", "--candidates", "2", "--select-epoch", "9"], 1, "select_epoch < epochs"),
         (["fit", "--select-epoch", "1"], 1, "give --candidates K"),
+        (["simulate", "causalcircuit", "--max-targets", "2"], 1, "one variable at a time"),
+        (["simulate", "--n", "3", "--max-targets", "4"], 1, "max_targets ≤ n"),
         ([], 2, "required"),
     ],
 )

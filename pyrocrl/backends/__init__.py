@@ -37,8 +37,8 @@ INTERFACE = (
     "trace", "nodes", "log_probs", "check_traces", "check_targets", "InterventionValue",
     # array operations
     "arange", "argmax", "as_array", "broadcast_shapes", "broadcast_to", "cast", "concat",
-    "exp", "full", "isnan", "log", "maximum", "norm", "normal", "sigmoid", "softmax", "std",
-    "stop_gradient", "take_along", "uniform", "where", "zeros_like",
+    "det", "exp", "full", "isnan", "jvp", "log", "maximum", "norm", "normal", "sigmoid",
+    "softmax", "std", "stop_gradient", "take_along", "uniform", "where", "zeros_like",
 )  # fmt: skip
 """The names every backend module defines (its ``__all__``)."""
 

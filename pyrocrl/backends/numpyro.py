@@ -184,3 +184,13 @@ def cast(x: Array, like: Array) -> Array:
 
 def zeros_like(x: Array) -> Array:
     return jnp.zeros_like(x)
+
+
+def det(x: Array) -> Array:
+    """Determinants of square matrices ``(*, m, m) → (*,)``."""
+    return jnp.linalg.det(x)
+
+
+def jvp(fn, primal: Array, tangent: Array):
+    """``(fn(primal), J_fn(primal) · tangent)`` by forward-mode differentiation."""
+    return jax.jvp(fn, (primal,), (tangent,))

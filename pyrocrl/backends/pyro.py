@@ -166,3 +166,14 @@ def cast(x: Array, like: Array) -> Array:
 
 def zeros_like(x: Array) -> Array:
     return torch.zeros_like(x)
+
+
+def det(x: Array) -> Array:
+    """Determinants of square matrices ``(*, m, m) → (*,)``."""
+    return torch.linalg.det(x)
+
+
+def jvp(fn, primal: Array, tangent: Array):
+    """``(fn(primal), J_fn(primal) · tangent)`` by forward-mode differentiation (the result
+    stays differentiable with respect to ``fn``'s parameters)."""
+    return torch.func.jvp(fn, (primal,), (tangent,))
