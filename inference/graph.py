@@ -14,6 +14,7 @@ graph through :func:`pyrocrl.metrics.graph_scores` and a matching of variables.
 __all__ = [
     "METHODS",
     "NO_GRAPH",
+    "POSTERIOR_PAIRS",
     "LearnedGraph",
     "default_method",
     "dependence",
@@ -21,6 +22,7 @@ __all__ = [
     "explicit_graph",
     "ilcm_h",
     "learn_graph",
+    "posterior_graph",
 ]
 
 from dataclasses import dataclass, field
@@ -346,8 +348,32 @@ def explicit_graph(solution: Any) -> LearnedGraph:
     return LearnedGraph(adjacency, strength, topological_order(adjacency), "elcm", 0.5)
 
 
-METHODS = ("ilcm-h", "enco", "elcm")
+def posterior_graph(posterior: Any) -> LearnedGraph:
+    """The graph of an :class:`~pyrocrl.inference.edge_posterior.EdgePosterior`: the edges
+    more probable than not (weakest first left out while they close a cycle), their
+    probabilities as strengths."""
+    probs = posterior.probs
+    adjacency = (probs > 0.5).astype(np.int8)
+    for i, j in sorted(zip(*np.nonzero(adjacency), strict=True), key=lambda e: probs[e]):
+        if is_acyclic(adjacency):
+            break
+        adjacency[i, j] = 0
+    return LearnedGraph(
+        adjacency,
+        probs,
+        topological_order(adjacency),
+        "posterior",
+        0.5,
+        info={"before": posterior.before.tolist()},
+    )
+
+
+METHODS = ("ilcm-h", "enco", "elcm", "posterior")
 """The methods of :func:`learn_graph`."""
+POSTERIOR_PAIRS = 250
+"""Pairs the ``"posterior"`` method reads: the edge posterior is calibrated against the
+true graphs of the scaling toy from this many, over-confident from 1,000
+(``benchmarks/edge_posterior.py``)."""
 NO_GRAPH = "none"
 """What :func:`default_method` answers for a model without a causal graph."""
 
@@ -375,7 +401,10 @@ def learn_graph(
     """The causal graph of a fitted ILCM over its learned variables.
 
     :param x, x_tilde: observed pairs ``(N, D)`` (ILCM-H uses only ``x``).
-    :param method: ``"ilcm-h"`` (read off the solution function), ``"enco"`` (fit to
+    :param method: ``"posterior"`` (the edges more probable than not under
+        :func:`~pyrocrl.inference.edge_posterior.fitted_edge_posterior`, read from
+        :data:`POSTERIOR_PAIRS` pairs unless ``pairs`` is given; strengths are the edge
+        probabilities), ``"ilcm-h"`` (read off the solution function), ``"enco"`` (fit to
         the encoded pairs and their most probable intervention targets; for a model whose
         targets are sets, the pairs whose target is none or one variable) or ``"elcm"`` (the
         graph parameter of an explicit model; needs no data).
@@ -397,8 +426,13 @@ def learn_graph(
     if method == "ilcm-h":
         return ilcm_h(model.solution, encode(guide, x)["noise"], seed=seed, **options)
     if x_tilde is None:
-        raise ValueError("ENCO needs pairs: give x_tilde")
+        raise ValueError(f"{method} needs pairs: give x_tilde")
     x_tilde = torch.as_tensor(np.asarray(x_tilde)[:max_pairs], dtype=torch.get_default_dtype())
+    if method == "posterior":
+        from pyrocrl.inference.edge_posterior import fitted_edge_posterior
+
+        options.setdefault("pairs", POSTERIOR_PAIRS)
+        return posterior_graph(fitted_edge_posterior(guide, x, x_tilde, **options))
     targets = predict_targets(guide, x, x_tilde)
     single = targets <= model.n  # none or one variable (a set's pairs are left out)
     x, x_tilde, targets = x[single], x_tilde[single], targets[single]

@@ -12,7 +12,7 @@ from typing import Any
 import xarray as xr
 
 from pyrocrl.data.dataset import pairs_only
-from pyrocrl.inference.graph import LearnedGraph, learn_graph
+from pyrocrl.inference.graph import POSTERIOR_PAIRS, LearnedGraph, learn_graph
 from pyrocrl.io import save_figure
 from pyrocrl.sites import variable_names
 
@@ -82,7 +82,8 @@ def graph_report(
     found = learn_graph(
         model, guide, x[:, 0], x[:, 1], method=method, max_pairs=max_pairs, seed=seed
     )
-    return GraphReport(found, min(len(x), max_pairs), time.perf_counter() - start)
+    read = min(len(x), max_pairs, POSTERIOR_PAIRS if method == "posterior" else max_pairs)
+    return GraphReport(found, read, time.perf_counter() - start)
 
 
 def write_graph(report: GraphReport, path: str | os.PathLike, **sources: str) -> Path:

@@ -353,9 +353,10 @@ def _add_graph(commands: Subparsers) -> None:
     graph.add_argument("--data", type=Path, required=True, help="a pyrocrl dataset of pairs")
     graph.add_argument(
         "--method",
-        choices=("ilcm-h", "enco", "elcm"),
+        choices=("ilcm-h", "enco", "elcm", "posterior"),
         default="ilcm-h",
-        help="elcm: the graph an ELCM learned (needs a model fitted with --model elcm)",
+        help="elcm: the graph an ELCM learned (needs a model fitted with --model elcm); "
+        "posterior: the edges more probable than not, with their probabilities",
     )
     graph.add_argument("--seed", type=_seed, default=0)
     graph.add_argument("-o", "--output", type=Path, required=True, help="JSON path")

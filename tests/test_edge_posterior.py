@@ -114,3 +114,30 @@ def test_a_fitted_models_learned_variables_get_a_posterior():
     assert posterior.probs.shape == (3, 3) and posterior.names == ["z1", "z2", "z3"]
     assert ((posterior.probs >= 0) & (posterior.probs <= 1)).all()
     assert (np.diag(posterior.probs) == 0).all()
+
+
+def test_the_posterior_graph_keeps_likely_edges_and_breaks_cycles():
+    from pyrocrl.inference.edge_posterior import EdgePosterior
+    from pyrocrl.inference.graph import posterior_graph
+
+    probs = np.array([[0, 0.9, 0.1], [0, 0, 0.8], [0.6, 0, 0]])  # a cycle 1 → 2 → 3 → 1
+    graph = posterior_graph(EdgePosterior(probs, np.full((3, 3), 0.5), ["z1", "z2", "z3"]))
+    np.testing.assert_array_equal(graph.adjacency, [[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    assert graph.order == [0, 1, 2] and graph.method == "posterior"
+    np.testing.assert_array_equal(graph.strength, probs)
+
+
+def test_learn_graph_reads_the_posterior_of_a_fitted_model():
+    import torch
+
+    from pyrocrl.inference.graph import learn_graph
+    from pyrocrl.inference.guides import ILCMGuide
+    from pyrocrl.models.ilcm import ILCM
+
+    torch.manual_seed(0)
+    model = ILCM(4, 3)
+    x = torch.randn(400, 4)
+    graph = learn_graph(model, ILCMGuide(model), x, x + 0.1, method="posterior")
+    assert graph.adjacency.shape == (3, 3) and is_acyclic(graph.adjacency)
+    with pytest.raises(ValueError, match="posterior needs pairs"):
+        learn_graph(model, ILCMGuide(model), x, method="posterior")
