@@ -15,7 +15,8 @@ fits.
 
 Soft interventions (simulator ``scaling-shift``: an intervention shifts the intervened
 mechanism by ``σ_I v``, ``v ~ N(0, 2²)``, and keeps its parents), ``n = 4``, data seeds
-302–304, one ``pyrocrl fit --backend jax`` each. A shift changes one noise component,
+302–304, one ``pyrocrl fit --backend jax`` each (the dataset's ``intervention``
+attribute selects the shift program of the model). A shift changes one noise component,
 ``e~_I = e_I + v``, and the pair distribution depends on the solution function only
 through the decoder, so pairs identify the exogenous noise and the targets, not the causal
 variables. The table gives DCI against both. Target: DCI ≥ 0.9 on what is identifiable.

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,7 +118,7 @@ class ModelParts:
     :param hidden: hidden layer sizes of the built-in networks.
     :param likelihood: of a built-in model; :param intervention_encoder: of the built-in
         guide; :param max_targets: the most variables one intervention of a built-in model
-        hits.
+        hits; :param intervention: the kind of intervention it models.
     """
 
     model: ModelSpec = None
@@ -126,14 +127,19 @@ class ModelParts:
     likelihood: str = "normal"
     intervention_encoder: str = "heuristic"
     max_targets: int = 1
+    intervention: str = "perfect"
 
     def new_model(self, n: int, dim_x: int) -> ILCM:
         """The model: built in by name, the given module, or what the given function
         builds."""
         if self.model is None or isinstance(self.model, str):
             kind = MODELS[self.model or "ilcm"]
-            sets = {} if self.max_targets == 1 else {"max_targets": self.max_targets}
-            return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood, **sets)
+            options: dict[str, Any] = {}
+            if self.max_targets != 1:
+                options["max_targets"] = self.max_targets
+            if self.intervention != "perfect":
+                options["intervention"] = self.intervention
+            return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood, **options)
         return self.model if isinstance(self.model, nn.Module) else self.model()
 
     def new_guide(self, model: ILCM) -> ILCMGuide:

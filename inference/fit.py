@@ -71,7 +71,7 @@ from pyrocrl.io import (
     save_figure,
     write_json,
 )
-from pyrocrl.models.ilcm import ILCM, SCALED_LIKELIHOODS
+from pyrocrl.models.ilcm import ILCM, INTERVENTIONS, SCALED_LIKELIHOODS
 from pyrocrl.observations import paired_rows
 
 
@@ -435,6 +435,7 @@ def fit_ilcm(
     backend: str = "torch",
     checkpoint_every: int = 2000,
     max_targets: int | None = None,
+    intervention: str | None = None,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
@@ -467,6 +468,8 @@ def fit_ilcm(
         (:mod:`pyrocrl.interventions`); default: the dataset's ``max_targets`` attribute,
         or 1. Above 1, the recipe's times are stretched for the sets
         (:func:`~pyrocrl.inference.recipes.for_targets`).
+    :param intervention: ``"perfect"`` or ``"shift"`` (soft), for a built-in model;
+        default: the dataset's ``intervention`` attribute, or ``"perfect"``.
     :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
         trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
         the result copied back, so the returned model, the report and the checkpoint are
@@ -478,6 +481,11 @@ def fit_ilcm(
     data = pairs_tensor(train)
     max_targets = dataset_max_targets(train) if max_targets is None else max_targets
     num_targets(n, max_targets)  # refuses a max_targets outside 1 … n
+    intervention = (
+        train.attrs.get("intervention", "perfect") if intervention is None else intervention
+    )
+    if intervention not in INTERVENTIONS:
+        raise ValueError(f"intervention must be one of {INTERVENTIONS}, got {intervention!r}")
     if model is None or isinstance(model, str):
         recipe = for_targets(recipe, n, max_targets)
     check_fit_options(
@@ -510,9 +518,12 @@ def fit_ilcm(
             likelihood=likelihood,
             intervention_encoder=intervention_encoder,
             **({} if max_targets == 1 else {"max_targets": max_targets}),
+            **({} if intervention == "perfect" else {"intervention": intervention}),
         )
     with run_directory(output, fingerprint, resume=resume):
-        parts = ModelParts(model, guide, hidden, likelihood, intervention_encoder, max_targets)
+        parts = ModelParts(
+            model, guide, hidden, likelihood, intervention_encoder, max_targets, intervention
+        )
         build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
         trainer_for = partial(
             make_trainer,

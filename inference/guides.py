@@ -213,6 +213,11 @@ class PairGuide:
             noise_loc = b.where(onehot, loc, lam * loc + (1 - lam) * loc_tilde)
             noise_scale = b.where(onehot, scale, lam * scale + (1 - lam) * scale_tilde)
             noise = b.sample(sites.NOISE, b.dist.Normal(noise_loc, noise_scale).to_event(1))
+            if self.model.intervention == "shift":
+                self._shifts(
+                    noise, onehot, intervened, intervened & paired, loc_tilde, scale_tilde
+                )
+                return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
             if k > 1:
                 scored = intervened & paired
                 self._values(noise, onehot, scored, loc_tilde, scale_tilde, intervention_prior)
@@ -228,6 +233,29 @@ class PairGuide:
                     sites.VALUE, b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
                 )
         return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
+
+    def _shifts(
+        self,
+        noise: Any,
+        onehot: Any,
+        intervened: Any,
+        scored: Any,
+        loc_tilde: Any,
+        scale_tilde: Any,
+    ) -> None:
+        """The site ``value`` of a soft intervention: the shift ``v = e~_I − e_I`` with the
+        new noise ``e~_I ~ N(μ~_I, σ~_I²)``, so ``q(v) = N(μ~_I − e_I, σ~_I²)``."""
+        b = self.backend
+        if self.model.max_targets == 1:
+            new_loc = select(b, loc_tilde, onehot, intervened, 0.0)
+            old = select(b, noise, onehot, intervened, 0.0)
+            new_scale = select(b, scale_tilde, onehot, intervened, 1.0)
+            with b.mask(mask=scored):
+                b.sample(sites.VALUE, b.dist.Normal(new_loc - old, new_scale))
+            return
+        shift = b.dist.Normal(loc_tilde - noise, scale_tilde).mask(onehot).to_event(1)
+        with b.mask(mask=scored):
+            b.sample(sites.VALUE, shift)
 
     def _values(
         self,

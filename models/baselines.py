@@ -37,6 +37,8 @@ class DVAE(ILCM):
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
         max_targets: int = 1,
         solve_rounds: int | None = None,
+        intervention: str = "perfect",
+        shift_scale: float = 2.0,
     ) -> None:
         super().__init__(
             dim_x,
@@ -47,6 +49,8 @@ class DVAE(ILCM):
             intervention_probs=intervention_probs,
             max_targets=max_targets,
             solve_rounds=solve_rounds,
+            intervention=intervention,
+            shift_scale=shift_scale,
         )
         self.config.update(model="dvae", solution="affine-empty")
 
@@ -93,6 +97,8 @@ class BetaVAE(IndependentViews, DVAE):
         likelihood: str | nn.Module = "normal",
         max_targets: int = 1,
         solve_rounds: int | None = None,
+        intervention: str = "perfect",
+        shift_scale: float = 2.0,
     ) -> None:
         super().__init__(
             dim_x,
@@ -101,5 +107,7 @@ class BetaVAE(IndependentViews, DVAE):
             likelihood=likelihood,
             max_targets=max_targets,
             solve_rounds=solve_rounds,
+            intervention=intervention,
+            shift_scale=shift_scale,
         )
         self.config["model"] = "betavae"

@@ -74,6 +74,8 @@ class ELCM(GraphPrior, ILCM):
         order: str = "learned",
         max_targets: int = 1,
         solve_rounds: int | None = None,
+        intervention: str = "perfect",
+        shift_scale: float = 2.0,
     ) -> None:
         if edge_penalty < 0:
             raise ValueError(f"edge_penalty must be ≥ 0, got {edge_penalty}")
@@ -89,6 +91,8 @@ class ELCM(GraphPrior, ILCM):
             intervention_probs=intervention_probs,
             max_targets=max_targets,
             solve_rounds=solve_rounds,
+            intervention=intervention,
+            shift_scale=shift_scale,
         )
         self.edge_penalty = float(edge_penalty)
         self.config.update(

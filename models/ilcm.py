@@ -4,6 +4,7 @@ written once for both backends (:class:`PairModel`), and its Pyro module (:class
 __all__ = [
     "DEFAULT_OFFSET",
     "ILCM",
+    "INTERVENTIONS",
     "PairModel",
     "intervention_mask",
     "pairing",
@@ -30,6 +31,10 @@ LIKELIHOODS = {"normal": NormalHead, "laplace": LaplaceHead, "bernoulli": Bernou
 SCALED_LIKELIHOODS = ("normal", "laplace")
 """The built-in likelihoods of location-scale families: their models hold a feature
 transform (:mod:`pyrocrl.features`)."""
+INTERVENTIONS = ("perfect", "shift")
+"""The kinds of intervention a pair program models."""
+SHIFT_PRIOR_SCALE = 2.0
+"""Default sd of the shift of a soft intervention, in units of the noise."""
 DEFAULT_OFFSET = 1e-4
 """The offset ``ε`` of ``q(I | x, x~)`` outside training (see the guide)."""
 
@@ -59,6 +64,13 @@ class PairModel:
     ``N(0, I)`` over the intervened components. Under the flat intervention prior of early
     training, one round only (:meth:`intervened_noise`).
 
+    With ``intervention="shift"`` an intervention is soft: the intervened mechanism keeps
+    its parents and its noise moves, ``e~_I = e_I + v`` with the shift ``v ~ N(0, τ²)``
+    (``shift_scale`` ``τ``) in the site ``value``, so the pair's distribution does not
+    involve the solution function: such pairs identify the noise and the targets, not the
+    causal variables (``docs/results.md``). ``do(z={k: v})`` on such a model shifts the
+    noise of ``z_k`` by ``v``.
+
     An observed row whose ``x_tilde`` is all NaN is an *unpaired* observation (one world,
     see :func:`pairing`): ``target``, ``value`` and ``x_tilde`` are masked out for it, so its
     contribution is the single-world marginal ``p(x) = ∫ p(e) p(x | e) de`` — the pair
@@ -85,6 +97,11 @@ class PairModel:
     """The most variables one intervention may hit (``k``; see the generative story)."""
     solve_rounds: int = 1
     """Rounds of :meth:`intervened_noise` (at least ``max_targets``)."""
+    intervention: str = "perfect"
+    """``"perfect"`` (the intervened variables get new values) or ``"shift"`` (their noise
+    moves by a shift, see the generative story)."""
+    shift_scale: float = SHIFT_PRIOR_SCALE
+    """The sd of the shift's prior under ``intervention="shift"``."""
     infers_interventions: ClassVar[bool] = True
     """Whether the model has an intervention posterior (so intervention accuracy, graph
     discovery and the intervention part of the posterior export apply). ``False`` for
@@ -178,7 +195,10 @@ class PairModel:
                 target = b.sample(sites.TARGET, self.target_dist())
             shift, scale = self.solution.shift_scale(noise)
             onehot, intervened = intervention_mask(b, target, self.n, self.max_targets)
-            if self.max_targets == 1:
+            if self.intervention == "shift":
+                value, noise_tilde = self._shifted(noise, onehot, intervened & paired, shift)
+                target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift.shape[:-1]))
+            elif self.max_targets == 1:
                 shift_i = select(b, shift, onehot, intervened, 0.0)
                 scale_i = select(b, scale, onehot, intervened, 1.0)
                 with b.mask(mask=intervened & paired):
@@ -207,6 +227,27 @@ class PairModel:
             self.pair_factors(size)
         values = (noise, target, value, noise_tilde, z, z_tilde, x, x_tilde)
         return dict(zip(sites.PAIR_SITES, values, strict=True))
+
+    def shift_dist(self, like: Any) -> Any:
+        """Prior of the shift of an intervened noise component (``intervention="shift"``):
+        ``N(0, shift_scale²)``, with the batch shape of ``like``."""
+        b = self.backend
+        return b.dist.Normal(b.zeros_like(like), self.shift_scale)
+
+    def _shifted(self, noise: Any, onehot: Any, scored: Any, like: Any) -> tuple[Any, Any]:
+        """``(value, e~)`` of a soft intervention: the intervened noise components move by
+        the shift ``v``, ``e~_I = e_I + v_I``; the mechanism and its parents stay."""
+        b = self.backend
+        if self.max_targets == 1:
+            base = b.zeros_like(like[..., 0])
+            with b.mask(mask=scored):
+                value = b.sample(sites.VALUE, self.shift_dist(base))
+            value = b.broadcast_to(b.as_array(value, like=base), base.shape)
+            return value, b.where(onehot, noise + value[..., None], noise)
+        with b.mask(mask=scored):
+            value = b.sample(sites.VALUE, self.shift_dist(like).mask(onehot).to_event(1))
+        value = b.broadcast_to(b.as_array(value, like=like), like.shape)
+        return value, b.where(onehot, noise + value, noise)
 
     def intervened_noise(
         self, e: Any, onehot: Any, value: Any, start: Any = None, solve: Any = True
@@ -310,6 +351,9 @@ class ILCM(PairModel, PyroModule):
         :class:`PairModel`); 1 by default.
     :param solve_rounds: rounds of :meth:`~PairModel.intervened_noise` for targets that
         are sets (default ``2·max_targets + 1``).
+    :param intervention: ``"perfect"`` (default) or ``"shift"`` (soft interventions that
+        move the intervened noise, see :class:`PairModel`); :param shift_scale: the sd of
+        the shift's prior.
 
     With the built-in Normal or Laplace likelihood, :attr:`features` is a
     :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
@@ -349,8 +393,15 @@ class ILCM(PairModel, PyroModule):
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
         max_targets: int = 1,
         solve_rounds: int | None = None,
+        intervention: str = "perfect",
+        shift_scale: float = SHIFT_PRIOR_SCALE,
     ) -> None:
         super().__init__()
+        if intervention not in INTERVENTIONS:
+            raise ValueError(f"intervention must be one of {INTERVENTIONS}, got {intervention!r}")
+        if not shift_scale > 0:
+            raise ValueError(f"shift_scale must be positive, got {shift_scale}")
+        self.intervention, self.shift_scale = intervention, float(shift_scale)
         if dim_x < 1 or n < 1:
             raise ValueError(f"need dim_x ≥ 1 and n ≥ 1, got dim_x={dim_x}, n={n}")
         self.dim_x, self.n = dim_x, n
@@ -398,6 +449,8 @@ class ILCM(PairModel, PyroModule):
             self.config["max_targets"] = self.max_targets
         if self.solve_rounds != default_rounds(max_targets):
             self.config["solve_rounds"] = self.solve_rounds
+        if intervention != "perfect":
+            self.config.update(intervention=intervention, shift_scale=self.shift_scale)
 
     def fit_features(self, x: Any) -> None:
         """Fit :attr:`features` to training observations ``(*, D)`` (pairs ``(N, 2, D)``:

@@ -18,7 +18,7 @@ from pyrocrl import nets_jax
 from pyrocrl.backends import numpyro as numpyro_backend
 from pyrocrl.models.baselines import IndependentViews
 from pyrocrl.models.elcm import GraphPrior
-from pyrocrl.models.ilcm import PairModel, default_rounds
+from pyrocrl.models.ilcm import SHIFT_PRIOR_SCALE, PairModel, default_rounds
 
 SOLUTIONS = ("affine", "affine-empty", "graph")
 """The solution functions a twin can have, by the name the Pyro model's config gives it."""
@@ -54,6 +54,8 @@ class NumPyroILCM(nets_jax.TwinProgram, PairModel):
         self.dim_x, self.n = int(config["dim_x"]), int(config["n"])
         self.max_targets = int(config.get("max_targets", 1))
         self.solve_rounds = int(config.get("solve_rounds", default_rounds(self.max_targets)))
+        self.intervention = config.get("intervention", "perfect")
+        self.shift_scale = float(config.get("shift_scale", SHIFT_PRIOR_SCALE))
         self.edge_penalty = float(config.get("edge_penalty", 0.0))
 
     @classmethod

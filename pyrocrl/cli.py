@@ -216,6 +216,12 @@ def _add_fit(commands: Subparsers) -> None:
         "max_targets attribute, or 1)",
     )
     fit.add_argument(
+        "--intervention",
+        choices=("perfect", "shift"),
+        help="shift: soft interventions that move the intervened noise (default: the "
+        "dataset's intervention attribute, or perfect)",
+    )
+    fit.add_argument(
         "--backend",
         choices=("torch", "jax"),
         default="torch",
@@ -551,6 +557,7 @@ def _fit(args: argparse.Namespace) -> None:
         "backend": args.backend,
         "checkpoint_every": args.checkpoint_every,
         "max_targets": args.max_targets,
+        "intervention": args.intervention,
     }
     if args.n == "auto":
         if (args.max_targets or max_targets(data.train)) > 1:
