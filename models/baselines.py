@@ -24,7 +24,9 @@ class DVAE(ILCM):
     of ``e_k`` alone and an intervention on ``z_k`` resamples it from a learned 1-D Gaussian
     and changes nothing else: weakly supervised disentanglement with an independent prior
     (the "dVAE" baseline of Brehmer et al., 2022). Guide, trainer, recipes, metrics and
-    queries are the ILCM's; ``fit_ilcm(..., model="dvae")`` fits it.
+    queries are the ILCM's; ``fit_ilcm(..., model="dvae")`` fits it. Further keyword
+    arguments are options of :class:`~pyrocrl.models.ilcm.ILCM` (``max_targets``,
+    ``intervention``, …).
     """
 
     def __init__(
@@ -35,10 +37,7 @@ class DVAE(ILCM):
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
         intervention_probs: Sequence[float] | torch.Tensor | None = None,
-        max_targets: int = 1,
-        solve_rounds: int | None = None,
-        intervention: str = "perfect",
-        shift_scale: float = 2.0,
+        **options: Any,
     ) -> None:
         super().__init__(
             dim_x,
@@ -47,10 +46,7 @@ class DVAE(ILCM):
             likelihood=likelihood,
             solution=AffineSolution(n, hidden, context="empty"),
             intervention_probs=intervention_probs,
-            max_targets=max_targets,
-            solve_rounds=solve_rounds,
-            intervention=intervention,
-            shift_scale=shift_scale,
+            **options,
         )
         self.config.update(model="dvae", solution="affine-empty")
 
@@ -85,7 +81,8 @@ class BetaVAE(IndependentViews, DVAE):
     reported by :func:`~pyrocrl.inference.queries.encode` are the noise up to a fixed
     per-component affine map (the empty-context solution function, never trained); there
     is no intervention posterior, so no intervention accuracy or graph either.
-    ``fit_ilcm(..., model="betavae")`` fits it.
+    ``fit_ilcm(..., model="betavae")`` fits it. Further keyword arguments are options of
+    :class:`~pyrocrl.models.ilcm.ILCM`.
     """
 
     def __init__(
@@ -95,19 +92,7 @@ class BetaVAE(IndependentViews, DVAE):
         *,
         hidden: Sequence[int] = (64, 64),
         likelihood: str | nn.Module = "normal",
-        max_targets: int = 1,
-        solve_rounds: int | None = None,
-        intervention: str = "perfect",
-        shift_scale: float = 2.0,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            dim_x,
-            n,
-            hidden=hidden,
-            likelihood=likelihood,
-            max_targets=max_targets,
-            solve_rounds=solve_rounds,
-            intervention=intervention,
-            shift_scale=shift_scale,
-        )
+        super().__init__(dim_x, n, hidden=hidden, likelihood=likelihood, **options)
         self.config["model"] = "betavae"

@@ -58,6 +58,8 @@ class ELCM(GraphPrior, ILCM):
     :param hard_graph: use the thresholded graph with straight-through gradients
         (``False``: the edge probabilities themselves weigh the parents).
     :param order: ``"learned"`` (positions per variable) or ``"fixed"`` (the index order).
+    :param options: further options of :class:`~pyrocrl.models.ilcm.ILCM`
+        (``max_targets``, ``solve_rounds``, ``intervention``, ``shift_scale``).
     """
 
     def __init__(
@@ -72,10 +74,7 @@ class ELCM(GraphPrior, ILCM):
         init_edge_logit: float = 4.0,
         hard_graph: bool = True,
         order: str = "learned",
-        max_targets: int = 1,
-        solve_rounds: int | None = None,
-        intervention: str = "perfect",
-        shift_scale: float = 2.0,
+        **options: Any,
     ) -> None:
         if edge_penalty < 0:
             raise ValueError(f"edge_penalty must be ≥ 0, got {edge_penalty}")
@@ -89,10 +88,7 @@ class ELCM(GraphPrior, ILCM):
             likelihood=likelihood,
             solution=solution,
             intervention_probs=intervention_probs,
-            max_targets=max_targets,
-            solve_rounds=solve_rounds,
-            intervention=intervention,
-            shift_scale=shift_scale,
+            **options,
         )
         self.edge_penalty = float(edge_penalty)
         self.config.update(

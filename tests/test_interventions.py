@@ -157,6 +157,30 @@ def _np(value) -> np.ndarray:
     return value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
+def _bound(backend, model, guide, x, x_tilde):
+    """``(elbo (N,), model sites, guide sites)`` of one draw, on ``backend``."""
+    programs = (model, guide)
+    if backend == "numpyro":
+        pytest.importorskip("jax")
+        import jax.numpy as jnp
+        from numpyro import handlers
+
+        from pyrocrl.inference.guides_jax import NumPyroILCMGuide
+        from pyrocrl.models.ilcm_jax import NumPyroILCM
+
+        twin = NumPyroILCM.from_torch(model)
+        programs = (twin, NumPyroILCMGuide.from_torch(guide, twin))
+        arrays = (jnp.asarray(x.numpy()), jnp.asarray(x_tilde.numpy()))
+        with handlers.seed(rng_seed=0):
+            traces = PairELBO().traces(programs[0].model, programs[1].guide, *arrays)
+        model_nodes, nodes = traces
+    else:
+        traces = PairELBO().traces(model.model, guide.guide, x, x_tilde)
+        model_nodes, nodes = traces[0].nodes, traces[1].nodes
+    elbo = PairELBO().terms_from_traces(*traces, programs[0].backend)["elbo"]
+    return _np(elbo), model_nodes, nodes
+
+
 def _modules(n=3, dim_x=4, hidden=(16, 16)):
     model = ILCM(dim_x, n, hidden=hidden, max_targets=2)
     guide = ILCMGuide(model, hidden=hidden, tie="mean")
@@ -181,26 +205,7 @@ def test_elbo_of_sets_is_the_hand_computed_sum_over_hypotheses(backend):
             p.add_(0.05 * torch.randn_like(p))
         guide.encoder.input_transform.copy_(torch.randn(4, 4))
     x, x_tilde = torch.randn(5, 4), torch.randn(5, 4)
-    programs = (model, guide)
-    if backend == "numpyro":
-        pytest.importorskip("jax")
-        import jax.numpy as jnp
-        from numpyro import handlers
-
-        from pyrocrl.inference.guides_jax import NumPyroILCMGuide
-        from pyrocrl.models.ilcm_jax import NumPyroILCM
-
-        twin = NumPyroILCM.from_torch(model)
-        programs = (twin, NumPyroILCMGuide.from_torch(guide, twin))
-        arrays = (jnp.asarray(x.numpy()), jnp.asarray(x_tilde.numpy()))
-        with handlers.seed(rng_seed=0):
-            traces = PairELBO().traces(programs[0].model, programs[1].guide, *arrays)
-        model_nodes, nodes = traces
-    else:
-        traces = PairELBO().traces(model.model, guide.guide, x, x_tilde)
-        model_nodes, nodes = traces[0].nodes, traces[1].nodes
-    terms = PairELBO().terms_from_traces(*traces, programs[0].backend)
-    elbo = _np(terms["elbo"])
+    elbo, model_nodes, nodes = _bound(backend, model, guide, x, x_tilde)
     loc, scale, loc_t, scale_t, probs = (_np(a) for a in nodes["_RETURN"]["value"])
     noise, value = _np(nodes["noise"]["value"]), _np(nodes["value"]["value"])
     noise_tilde = _np(model_nodes["noise_tilde"]["value"])
@@ -342,25 +347,7 @@ def test_elbo_of_shifts_is_the_hand_computed_sum_over_hypotheses(backend):
     model = ILCM(4, 3, hidden=(16, 16), intervention="shift", shift_scale=1.5)
     guide = ILCMGuide(model, hidden=(16, 16), tie="mean")
     x, x_tilde = torch.randn(5, 4), torch.randn(5, 4)
-    programs = (model, guide)
-    if backend == "numpyro":
-        pytest.importorskip("jax")
-        import jax.numpy as jnp
-        from numpyro import handlers
-
-        from pyrocrl.inference.guides_jax import NumPyroILCMGuide
-        from pyrocrl.models.ilcm_jax import NumPyroILCM
-
-        twin = NumPyroILCM.from_torch(model)
-        programs = (twin, NumPyroILCMGuide.from_torch(guide, twin))
-        arrays = (jnp.asarray(x.numpy()), jnp.asarray(x_tilde.numpy()))
-        with handlers.seed(rng_seed=0):
-            traces = PairELBO().traces(programs[0].model, programs[1].guide, *arrays)
-        nodes = traces[1]
-    else:
-        traces = PairELBO().traces(model.model, guide.guide, x, x_tilde)
-        nodes = traces[1].nodes
-    elbo = _np(PairELBO().terms_from_traces(*traces, programs[0].backend)["elbo"])
+    elbo, _, nodes = _bound(backend, model, guide, x, x_tilde)
     loc, scale, loc_t, scale_t, probs = (_np(a) for a in nodes["_RETURN"]["value"])
     noise, value = _np(nodes["noise"]["value"]), _np(nodes["value"]["value"])
     total = np.zeros(5)
