@@ -64,7 +64,7 @@ from pyro import poutine
 
 from pyrocrl import sites
 from pyrocrl.data.dataset import max_targets, pairs_only
-from pyrocrl.interventions import target_names, target_sets
+from pyrocrl.interventions import num_targets, target_names, target_sets
 from pyrocrl.io import save_figure, write_netcdf
 from pyrocrl.metrics import match_interventions, match_sets, reliability
 from pyrocrl.observations import check_observations
@@ -375,8 +375,8 @@ def _matched_hypotheses(tree: xr.DataTree, probs: np.ndarray, true: np.ndarray) 
     true_k = 1
     if "ground_truth" in tree.children:
         true_k = int(tree["ground_truth"].attrs.get("max_targets", 1))
-    names = tree["intervention"]["hypothesis"].values
-    n = sum("+" not in str(name) for name in names) - 1  # "none" and one per variable
+    sets = probs.shape[1]  # K of the learned table, which n and max_targets fix
+    n = next(m for m in range(learned_k, sets) if num_targets(m, learned_k) == sets)
     if learned_k == true_k == 1:
         return match_interventions(probs.argmax(-1), true, n)
     learned, truth = target_sets(n, learned_k), target_sets(n, true_k)

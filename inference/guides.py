@@ -29,6 +29,7 @@ from pyrocrl.models.ilcm import (
     intervention_mask,
     pairing,
     select,
+    switch,
 )
 from pyrocrl.nets import MLP, GaussianEncoder
 
@@ -290,21 +291,15 @@ class PairGuide:
         shape = b.broadcast_shapes(onehot.shape, loc_tilde.shape)
         new = loc_tilde + scale_tilde * b.normal(shape, like=loc_tilde)
         e_tilde = b.where(onehot, new, noise)
-        if intervention_prior is False:
-            point = noise
-        elif intervention_prior is True:
-            point = e_tilde
-        else:  # traced: one map or the other
-            point = b.where(intervention_prior, e_tilde, b.broadcast_to(noise, shape))
+        point = switch(b, intervention_prior, e_tilde, noise)
         shift, sol_scale = solution.shift_scale(point)
         value = b.where(onehot, (e_tilde - shift) / sol_scale, 0.0)
         log_q = b.dist.Normal(loc_tilde, scale_tilde).log_prob(new) + b.log(sol_scale)
         log_q = b.where(onehot, log_q, 0.0).sum(-1)
-        if intervention_prior is not False:
-            log_det = self._coupling(point, onehot, value)
-            if intervention_prior is not True:
-                log_det = b.where(intervention_prior, log_det, 0.0)
-            log_q = log_q - log_det
+        if intervention_prior is not False:  # the map read at e has A = 0
+            log_q = log_q - switch(
+                b, intervention_prior, self._coupling(point, onehot, value), 0.0
+            )
         with b.mask(mask=scored):
             b.sample(sites.VALUE, b.dist.Delta(value, log_density=log_q, event_dim=1))
 

@@ -56,13 +56,13 @@ class PairModel:
     single variables, then the larger sets), ``value`` has shape ``(*, n)`` — the new values
     of the intervened variables, the other components unused and unscored — and ``e~``
     solves ``s_i(e~) = v_i`` for every ``i ∈ I`` with the other noise components kept. As
-    ``s_i(e~)`` depends on the other intervened components, ``e~`` is found by ``k`` rounds
-    of ``e~_I ← T_e(v; e~)_I`` from ``e``: exact when the solution function respects a
-    causal order (each round settles one more generation of the intervened set, as for the
-    true SCM and :class:`~pyrocrl.solution.GraphSolution`), a close approximation for an
-    implicit solution function that does so only nearly. The density of ``v`` is that of
-    ``N(0, I)`` over the intervened components. Under the flat intervention prior of early
-    training, one round only (:meth:`intervened_noise`).
+    ``s_i(e~)`` depends on the other intervened components, ``e~`` is found by a fixed-point
+    iteration ``e~_I ← T_e(v; e~)_I`` from ``e`` (:meth:`intervened_noise`): exact after
+    ``k`` rounds when the solution function respects a causal order (each round settles one
+    more generation of the intervened set, as for the true SCM and
+    :class:`~pyrocrl.solution.GraphSolution`), converging otherwise as long as the members'
+    couplings are weak. The density of ``v`` is that of ``N(0, I)`` over the intervened
+    components. Under the flat intervention prior of early training, one round only.
 
     With ``intervention="shift"`` an intervention is soft: the intervened mechanism keeps
     its parents and its noise moves, ``e~_I = e_I + v`` with the shift ``v ~ N(0, τ²)``
@@ -121,11 +121,6 @@ class PairModel:
     def noise_dist(self) -> Any:
         """Prior of the exogenous noise, event shape ``(n,)``."""
         return self.backend.dist.Normal(0.0, 1.0).expand([self.n]).to_event(1)
-
-    @property
-    def target_sets(self) -> Any:
-        """The target table ``(K, n)`` of :mod:`pyrocrl.interventions` (booleans)."""
-        return target_sets(self.n, self.max_targets)
 
     def target_dist(self) -> Any:
         """Prior of the intervention target over the ``K`` rows of the target table

@@ -394,3 +394,28 @@ def test_shifted_pairs_give_the_solution_function_no_gradient(max_targets):
     grads = [p.grad for p in model.solution.parameters() if p.grad is not None]
     assert all((g == 0).all() for g in grads)
     assert any((p.grad != 0).any() for p in guide.encoder.parameters())
+
+
+def test_the_posterior_export_names_sets_and_calibrates_by_their_members():
+    from pyrocrl.inference import diagnostics
+
+    torch.manual_seed(9)
+    ds = simulate_pairs("scaling", 300, n=3, seed=4, max_targets=2)
+    model = ILCM(3, 3, hidden=(16, 16), max_targets=2)
+    tree = diagnostics.to_datatree(model, ILCMGuide(model, hidden=(16, 16)), ds, num_samples=3)
+    assert list(tree["intervention"]["hypothesis"].values) == target_names(3, 2)
+    assert tree["ground_truth"].attrs["max_targets"] == 2
+    table = diagnostics.calibration(tree)
+    assert int(table["count"].sum()) == 300 * 7 and 0 <= table.attrs["accuracy"] <= 1
+    # a posterior that names every true set gets accuracy 1 under any relabelling
+    probs = np.eye(7)[ds["target"].values]
+    tree["intervention"]["probs"].values[:] = probs[:, [0, 2, 1, 3, 4, 6, 5]]  # z1 ↔ z2
+    assert diagnostics.calibration(tree).attrs["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("value", ["two", 2.5, 0, [1, 2]])
+def test_a_bad_max_targets_attribute_is_refused_by_name(value):
+    ds = simulate_pairs("scaling", 50, n=3, seed=1)
+    ds.attrs["max_targets"] = value
+    with pytest.raises(DatasetError, match="'max_targets' must be a whole number"):
+        validate(ds)

@@ -290,8 +290,16 @@ def pairs_only(ds: xr.Dataset) -> xr.Dataset:
 
 def max_targets(ds: xr.Dataset) -> int:
     """The most variables one intervention of a dataset hits: ``attrs["max_targets"]``, 1
-    when absent (see :mod:`pyrocrl.interventions`)."""
-    return int(ds.attrs.get("max_targets", 1))
+    when absent (see :mod:`pyrocrl.interventions`).
+
+    :raises DatasetError: if the attribute is not a whole number ≥ 1.
+    """
+    value = np.asarray(ds.attrs.get("max_targets", 1))
+    if value.shape or not np.issubdtype(value.dtype, np.integer) or value < 1:
+        raise DatasetError(
+            f"attribute 'max_targets' must be a whole number ≥ 1, got {value.tolist()!r}"
+        )
+    return int(value)
 
 
 def unpair(ds: xr.Dataset, pair_share: float, seed: int = 0) -> xr.Dataset:
