@@ -40,6 +40,7 @@ import torch
 import xarray as xr
 from torch import nn
 
+from pyrocrl.devices import torch_device
 from pyrocrl.errors import CheckpointError
 from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
 from pyrocrl.inference.guides import ILCMGuide
@@ -245,6 +246,9 @@ def make_trainer(
     test: xr.Dataset | None = None,
     dci_train: xr.Dataset | None = None,
     evaluation_seed: int = 0,
+    device: str | None = None,
+    devices: int | None = None,
+    num_nodes: int = 1,
 ) -> Trainer:
     """The trainer of one candidate: :class:`~pyrocrl.inference.svi.Trainer` with the
     :class:`~pyrocrl.inference.objectives.ILCMObjective`, or for ``backend="jax"`` the
@@ -254,6 +258,12 @@ def make_trainer(
         ``checkpoint_every`` steps and at the end.
     :param test: with ``validate_every``, evaluated while training
         (:func:`validation_metrics`, seeded by ``evaluation_seed``).
+    :param device, devices: where the trainer runs (:mod:`pyrocrl.devices`) and over how
+        many devices each minibatch is split: for ``backend="jax"`` by
+        :class:`~pyrocrl.inference.svi_jax.JAXTrainer`'s sharding; for Pyro, more than one
+        device (or ``num_nodes``) trains with one process each
+        (:class:`~pyrocrl.inference.distributed.DistributedTrainer`, on GPUs when
+        ``device`` names one, else CPU processes).
     """
     if backend == "jax":
         from pyrocrl.inference.svi_jax import TwinTrainer
@@ -266,6 +276,30 @@ def make_trainer(
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             progress=progress,
+            device=device,
+            devices=devices,
+        )
+    options = {
+        "seed": seed,
+        "checkpoint": checkpoint,
+        "checkpoint_every": checkpoint_every,
+        "progress": progress,
+        "validate_model": validate_model,
+    }
+    objective = ILCMObjective(model, guide)
+    if (devices or 1) * num_nodes > 1:
+        from pyrocrl.inference.distributed import DistributedTrainer
+
+        accelerator = "cpu" if torch_device(device).type == "cpu" else "gpu"
+        return DistributedTrainer(
+            model,
+            guide,
+            objective,
+            recipe,
+            devices=devices or 1,
+            num_nodes=num_nodes,
+            accelerator=accelerator,
+            **options,
         )
     validation = None
     if test is not None and validate_every:
@@ -273,15 +307,12 @@ def make_trainer(
     return Trainer(
         model,
         guide,
-        ILCMObjective(model, guide),
+        objective,
         recipe,
-        seed=seed,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
         validation=validation,
         validate_every=validate_every,
-        progress=progress,
-        validate_model=validate_model,
+        device=device,
+        **options,
     )
 
 

@@ -41,6 +41,7 @@ import xarray as xr
 from torch import nn
 
 from pyrocrl.data.dataset import max_targets as dataset_max_targets
+from pyrocrl.devices import jax_devices, torch_device
 from pyrocrl.errors import CheckpointError
 from pyrocrl.features import FeatureScaling
 from pyrocrl.inference.candidates import (
@@ -290,6 +291,9 @@ def check_fit_options(
     backend: str = "torch",
     validate_every: int | None = None,
     dim_x: int | None = None,
+    device: str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> None:
     """Refuse the settings of :func:`fit_ilcm` that cannot be fitted, before anything is
     built (the arguments are those of :func:`fit_ilcm`; ``dim_x``: the features of the
@@ -297,9 +301,11 @@ def check_fit_options(
 
     :raises ValueError: on ``n < 1`` or more variables than features, an unknown model name
         (:func:`check_parts`, which also raises ``TypeError``) or backend, ``validate_every``
-        with the JAX backend, or model or guide *modules* with a recipe of several
-        candidates (each candidate needs a fresh one).
-    :raises ImportError: for ``backend="jax"`` without the ``jax`` extra.
+        with the JAX backend or several devices, model or guide *modules* with a recipe of
+        several candidates (each candidate needs a fresh one), or a device that is not here
+        (:mod:`pyrocrl.devices`).
+    :raises ImportError: for ``backend="jax"`` without the ``jax`` extra, or several Pyro
+        devices without the ``scale`` extra (Lightning).
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -315,6 +321,25 @@ def check_fit_options(
         _require_jax()
     if backend == "jax" and validate_every:
         raise ValueError("the JAX backend does not validate while training: drop validate_every")
+    if devices < 1 or num_nodes < 1:
+        raise ValueError(f"devices={devices}, num_nodes={num_nodes}: each must be at least 1")
+    if backend == "jax":
+        if num_nodes > 1:
+            raise ValueError("the JAX backend trains on one node: drop num_nodes")
+        jax_devices(device, devices)  # refuses devices that are not here
+    else:
+        torch_device(device)  # refuses a GPU that is not here
+        if devices * num_nodes > 1:
+            if validate_every:
+                raise ValueError(
+                    "several devices do not validate while training: drop validate_every"
+                )
+            try:
+                import lightning  # noqa: F401
+            except ImportError as error:
+                raise ImportError(
+                    "training on several devices needs Lightning: pip install 'pyrocrl[scale]'"
+                ) from error
     if recipe.candidates > 1 and (isinstance(model, nn.Module) or isinstance(guide, nn.Module)):
         raise ValueError(
             f"recipe {recipe.name!r} trains {recipe.candidates} candidates: pass functions that "
@@ -436,6 +461,9 @@ def fit_ilcm(
     checkpoint_every: int = 2000,
     max_targets: int | None = None,
     intervention: str | None = None,
+    device: str | None = None,
+    devices: int = 1,
+    num_nodes: int = 1,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
@@ -475,6 +503,15 @@ def fit_ilcm(
         the result copied back, so the returned model, the report and the checkpoint are
         the same as with Pyro. Needs the ``jax`` extra; built-in models with built-in parts
         only, and no ``validate_every``.
+    :param device: where training runs: ``None``/``"cpu"``, ``"cuda"``, ``"cuda:1"`` or
+        ``"auto"`` (:mod:`pyrocrl.devices`); the returned model is on the CPU.
+    :param devices, num_nodes: data-parallel training over ``devices`` devices of the kind
+        ``device`` names (on each of ``num_nodes`` nodes), each minibatch split between
+        them. Pyro: one process a device through Lightning
+        (:class:`~pyrocrl.inference.distributed.DistributedTrainer`; the same run as one
+        process with that many shards, so a resume needs the same number); JAX: sharded
+        batches on one node (:class:`~pyrocrl.inference.svi_jax.JAXTrainer`). See
+        ``docs/scale.md``.
     """
     start = time.perf_counter()
     recipe = get_recipe(recipe)
@@ -496,6 +533,9 @@ def fit_ilcm(
         backend=backend,
         validate_every=validate_every,
         dim_x=data.shape[-1],
+        device=device,
+        devices=devices,
+        num_nodes=num_nodes,
     )
     run_length(len(data), recipe, None)  # at least one batch
     if (model is None or isinstance(model, str)) and likelihood in SCALED_LIKELIHOODS:
@@ -504,6 +544,7 @@ def fit_ilcm(
     for name, pairs in (("test", test), ("dci_train", dci_train)):
         _check_held_out(pairs, name, data.shape[-1])
     output = _prepared_directory(output)
+    shards = devices * num_nodes if backend == "torch" else 1  # a sharded run is its own
     fingerprint = None
     if output is not None:
         fingerprint = run_fingerprint(
@@ -519,6 +560,7 @@ def fit_ilcm(
             intervention_encoder=intervention_encoder,
             **({} if max_targets == 1 else {"max_targets": max_targets}),
             **({} if intervention == "perfect" else {"intervention": intervention}),
+            **({} if shards == 1 else {"shards": shards}),
         )
     with run_directory(output, fingerprint, resume=resume):
         parts = ModelParts(
@@ -536,6 +578,9 @@ def fit_ilcm(
             test=test,
             dci_train=dci_train,
             evaluation_seed=seed,
+            device=device,
+            devices=devices,
+            num_nodes=num_nodes,
         )
         chosen = choose_candidate(
             data,

@@ -13,9 +13,11 @@ __all__ = [
     "TrainingLoop",
     "TrainingResult",
     "check_same_run",
+    "on_cpu",
     "pairs_tensor",
     "progress_bar",
     "run_length",
+    "shard_stream",
 ]
 
 import contextlib
@@ -34,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from pyrocrl.data.dataset import validate
+from pyrocrl.devices import torch_device
 from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
 from pyrocrl.io import check_state_dict, load_checkpoint, save_checkpoint
@@ -53,6 +56,29 @@ class TrainingResult:
     """Seconds spent in this call (a resumed run counts only its own part)."""
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
+
+
+def on_cpu(value: Any) -> Any:
+    """``value`` (tensors in nested dicts, lists and tuples) with every tensor on the CPU,
+    as checkpoints hold them."""
+    if torch.is_tensor(value):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(on_cpu(v) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def shard_stream(seed: int, step: int, shard: int, device: torch.device) -> Iterator[None]:
+    """The random stream of one shard of one step, a function of ``(seed, step, shard)``
+    alone, so that every process of a data-parallel run draws what one process computing
+    all shards draws (the caller's stream is left as it was)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(np.random.SeedSequence([seed, step, shard]).generate_state(1)[0]))
+        yield
 
 
 def pairs_tensor(data: xr.Dataset | torch.Tensor | np.ndarray, dim_x: int | None = None):
@@ -299,8 +325,8 @@ class TrainingLoop:
             "seed": self.seed,
             "recipe": self.recipe.to_dict(),
             "backend": self.backend,
-            "model": self.model.state_dict(),
-            "guide": self.guide.state_dict(),
+            "model": on_cpu(self.model.state_dict()),
+            "guide": on_cpu(self.guide.state_dict()),
             "model_config": dict(getattr(self.model, "config", {})),
             "guide_config": dict(getattr(self.guide, "config", {})),
             "history": history,
@@ -354,6 +380,16 @@ class Trainer(TrainingLoop):
     :param validate_model: switch Pyro's validation of distributions and traces on or off
         while training (``None`` keeps the global setting). Off saves about an eighth of
         the time per step; non-finite values are still caught and named.
+    :param device: where the modules and minibatches live while training: ``None`` or
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``
+        (:func:`~pyrocrl.devices.torch_device`). The modules are back on the CPU when
+        :meth:`fit` returns, and checkpoints hold CPU tensors.
+    :param shards: split every minibatch into this many interleaved shards (rows
+        ``s, s + S, …``), each with its own random stream seeded by ``(seed, step, shard)``,
+        and average their gradients: what ``shards`` data-parallel processes compute
+        (:class:`~pyrocrl.inference.distributed.DistributedTrainer`), in one process. The
+        recipe's batch-level regularizers are computed per shard. ``1`` (the default) keeps
+        one random stream for the whole run.
     """
 
     def __init__(
@@ -371,11 +407,19 @@ class Trainer(TrainingLoop):
         progress: bool | None = None,
         log_every: int = 100,
         validate_model: bool | None = None,
+        device: str | torch.device | None = None,
+        shards: int = 1,
     ) -> None:
         self.model, self.guide, self.objective = model, guide, objective
         self.validate_model = validate_model
         self._rng: torch.Tensor | None = None
         self.recipe = for_model(recipe, model)
+        if not 1 <= shards <= self.recipe.batch_size:
+            raise ValueError(
+                f"shards={shards}: a minibatch of {self.recipe.batch_size} pairs splits "
+                "into 1 to that many shards"
+            )
+        self.device, self.shards = torch_device(device), shards
         self.seed = seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every = checkpoint_every
@@ -398,11 +442,24 @@ class Trainer(TrainingLoop):
         return torch.optim.Adam(self.params, lr=self.recipe.lr, foreach=True)
 
     def _state(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "rng": torch.random.get_rng_state()}
+        state = {"optimizer": on_cpu(self.optimizer.state_dict())}
+        if self.shards == 1:  # a sharded run draws from (seed, step, shard) alone
+            state["rng"] = torch.random.get_rng_state()
+        else:
+            state["shards"] = self.shards
+        return state
 
     def _load(self, payload: dict[str, Any]) -> None:
+        shards = int(payload.get("shards", 1))
+        if shards != self.shards:
+            raise TrainingError(
+                f"checkpoint {self.checkpoint} was written by a run over {shards} "
+                f"shard(s) (devices), this one has {self.shards}; resume with the same "
+                "number of devices or choose a new checkpoint path"
+            )
         self.optimizer.load_state_dict(payload["optimizer"])
-        torch.random.set_rng_state(payload["rng"])
+        if shards == 1:
+            torch.random.set_rng_state(payload["rng"])
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[None]:
@@ -418,12 +475,14 @@ class Trainer(TrainingLoop):
                 torch.manual_seed(self.seed)
             else:
                 torch.random.set_rng_state(self._rng)
-            self.model.train()
-            self.guide.train()
-            yield
-            self._rng = torch.random.get_rng_state()
-        self.model.eval()
-        self.guide.eval()
+            self.model.to(self.device).train()
+            self.guide.to(self.device).train()
+            try:
+                yield
+                self._rng = torch.random.get_rng_state()
+            finally:
+                self.model.cpu().eval()
+                self.guide.cpu().eval()
 
     def _steps(self, data: torch.Tensor, start: int, stop: int, steps_per_epoch: int):
         for step in range(start, stop):
@@ -436,25 +495,29 @@ class Trainer(TrainingLoop):
 
     def _validate(self, step: int) -> dict[str, float]:
         with torch.random.fork_rng(devices=[]):
-            self.model.eval()
-            self.guide.eval()
+            self.model.cpu().eval()
+            self.guide.cpu().eval()
             try:
                 return self.validation(step)
             finally:
-                self.model.train()
-                self.guide.train()
+                self.model.to(self.device).train()
+                self.guide.to(self.device).train()
 
     def _step(self, x: torch.Tensor, x_tilde: torch.Tensor, phase: Phase, step: int):
         if phase.restart:
             self.optimizer = self._new_optimizer()
         for group in self.optimizer.param_groups:
             group["lr"] = phase.lr
-        try:
-            loss, report = self.objective(x, x_tilde, phase)
-        except NonFiniteError as error:
-            raise TrainingError(f"step {step} ({phase.name} phase): {error}") from error
+        x, x_tilde = x.to(self.device), x_tilde.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.shards == 1:
+            try:
+                loss, report = self.objective(x, x_tilde, phase)
+            except NonFiniteError as error:
+                raise TrainingError(f"step {step} ({phase.name} phase): {error}") from error
+            loss.backward()
+        else:
+            report = self._sharded_backward(x, x_tilde, phase, step)
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
         if not torch.isfinite(norm):
             bad = [
@@ -468,3 +531,40 @@ class Trainer(TrainingLoop):
         self.optimizer.step()
         report["grad_norm"] = float(norm)
         return report
+
+    # -- shards: the steps of data-parallel training, in one process or several --------------
+    def _own_shards(self) -> range:
+        """The shards this process computes (all of them; a distributed trainer's process
+        computes one)."""
+        return range(self.shards)
+
+    def _sharded_backward(
+        self, x: torch.Tensor, x_tilde: torch.Tensor, phase: Phase, step: int
+    ) -> dict[str, float]:
+        """Accumulate ``∇ loss_s / S`` of this process's shards ``s`` of the minibatch, each
+        on its own random stream, then :meth:`_combine` them with the other processes'.
+        Returns the report averaged over all shards."""
+        reports, failure = [], ""
+        for shard in self._own_shards():
+            with shard_stream(self.seed, step, shard, self.device):
+                try:
+                    loss, report = self.objective(
+                        x[shard :: self.shards], x_tilde[shard :: self.shards], phase
+                    )
+                except NonFiniteError as error:
+                    failure = failure or f"shard {shard}: {error}"
+                    continue
+            (loss / self.shards).backward()
+            reports.append(report)
+        report, failure = self._combine(reports, failure)
+        if failure:
+            raise TrainingError(f"step {step} ({phase.name} phase), {failure}")
+        return report
+
+    def _combine(
+        self, reports: list[dict[str, float]], failure: str
+    ) -> tuple[dict[str, float], str]:
+        """The report averaged over the shards, and the first failure among them (the
+        gradients of one process already hold the sum over its shards)."""
+        keys = reports[0].keys() if reports else ()
+        return {k: sum(r[k] for r in reports) / len(reports) for k in keys}, failure

@@ -8,12 +8,26 @@ matches PyTorch's (bias-corrected, ``eps = 1e-8``). Randomness is ``fold_in(key,
 and the minibatch order a function of ``(seed, epoch)``, so a resumed run is exactly the
 uninterrupted one. Everything around the steps (resuming, the log, checkpoints in the Pyro
 trainer's format) is :class:`~pyrocrl.inference.svi.TrainingLoop`, shared with that trainer.
+
+On several devices (``devices=``) training is data parallel: every step's minibatch is
+split along the batch axis over a one-axis :class:`~jax.sharding.Mesh` (``"batch"``), while
+the data, the parameters and the optimizer state are replicated; the gradients are summed
+across the devices by the compiler. The global batch stays the recipe's ``batch_size``, so
+the run is the one-device run up to the order of floating-point sums.
 """
 
-__all__ = ["NETWORKS", "JAXTrainer", "Schedule", "TwinTrainer", "bind", "ilcm_loss"]
+__all__ = [
+    "NETWORKS",
+    "JAXTrainer",
+    "Placement",
+    "Schedule",
+    "TwinTrainer",
+    "bind",
+    "ilcm_loss",
+]
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,8 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import torch
+from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 from numpyro import handlers
 
+from pyrocrl.devices import jax_devices
 from pyrocrl.errors import TrainingError
 from pyrocrl.inference.guides_jax import NumPyroILCMGuide
 from pyrocrl.inference.objectives import REGULARIZERS, TERMS, pair_objective
@@ -99,6 +115,83 @@ def ilcm_loss(
     return report["loss"], report
 
 
+class Placement(NamedTuple):
+    """Where a run's arrays live. ``replicated``: the sharding of everything every device
+    holds whole (the data ``(N, 2, D)``, the parameters, the optimizer state, the
+    settings); ``rows``: of a chunk's minibatch indices ``(chunk, B)``; ``batch``: of one
+    minibatch ``(B, 2, D)`` inside a step. All ``None`` is JAX's default placement (its
+    default device, nothing committed): the one-device code path."""
+
+    devices: tuple[Any, ...] = ()
+    replicated: Any = None
+    rows: Any = None
+    batch: Any = None
+
+    @classmethod
+    def on(cls, devices: Sequence[Any]) -> "Placement":
+        """Everything on one device, or data parallel over several: a mesh with one axis,
+        ``"batch"``, along which each minibatch is split."""
+        if len(devices) == 1:
+            whole = SingleDeviceSharding(devices[0])
+            return cls(tuple(devices), whole, whole)
+        mesh = Mesh(np.asarray(devices), ("batch",))
+        return cls(
+            tuple(devices),
+            NamedSharding(mesh, PartitionSpec()),
+            NamedSharding(mesh, PartitionSpec(None, "batch")),
+            NamedSharding(mesh, PartitionSpec("batch")),
+        )
+
+    @classmethod
+    def choose(
+        cls, device: str | None = None, devices: int | Sequence[Any] | None = None
+    ) -> "Placement":
+        """The placement for a trainer's ``device`` (a string for
+        :func:`~pyrocrl.devices.jax_devices`) and ``devices`` (a count of devices of that
+        platform, or the JAX devices themselves).
+
+        :raises ValueError: on devices JAX does not have, or both a device string and a
+            sequence of devices.
+        """
+        if device in (None, "auto") and devices in (None, 1):
+            return cls()
+        if devices is None or isinstance(devices, int):
+            return cls.on(jax_devices(device, devices))
+        if device is not None:
+            raise ValueError(f"device={device!r} and a sequence of devices: give one of them")
+        devices = list(devices)
+        if not devices or len(set(devices)) != len(devices):
+            raise ValueError(f"devices={devices}: give one or more distinct JAX devices")
+        return cls.on(devices)
+
+    @property
+    def count(self) -> int:
+        """How many devices share each minibatch."""
+        return max(1, len(self.devices))
+
+    def check(self, batch_size: int) -> None:
+        """Refuse a minibatch that does not split evenly over the devices."""
+        if batch_size % self.count:
+            raise ValueError(
+                f"the batch size {batch_size} does not split over {self.count} devices: "
+                f"choose a batch size that is a multiple of {self.count}, or other devices"
+            )
+
+    def replicate(self, tree: Any) -> Any:
+        """``tree``'s arrays, whole on every device."""
+        return tree if self.replicated is None else jax.device_put(tree, self.replicated)
+
+    def split_rows(self, rows: jax.Array) -> jax.Array:
+        """A chunk's indices ``(chunk, B)``, each step's ``B`` split over the devices."""
+        return rows if self.rows is None else jax.device_put(rows, self.rows)
+
+    def split_batch(self, batch: jax.Array) -> jax.Array:
+        """One minibatch ``(B, 2, D)`` inside a step, split along ``B`` over the devices."""
+        if self.batch is None:
+            return batch
+        return jax.lax.with_sharding_constraint(batch, self.batch)
+
+
 class JAXTrainer(TrainingLoop):
     """Fit a :class:`~pyrocrl.models.ilcm_jax.NumPyroILCM` and its guide to pairs.
 
@@ -109,6 +202,14 @@ class JAXTrainer(TrainingLoop):
     :param checkpoint: a file written every ``checkpoint_every`` steps and at the end.
     :param chunk: steps per compiled call (a chunk also ends where a checkpoint is due or a
         learning-rate cycle starts).
+    :param device: ``None`` or ``"auto"``: JAX's default device; ``"cpu"``, ``"gpu"`` (or
+        ``"cuda"``), ``"cuda:1"``: see :func:`~pyrocrl.devices.jax_devices`.
+    :param devices: ``None`` or ``1``: one device; a number: that many devices of
+        ``device``'s platform, the first ones; or a sequence of JAX devices. With several,
+        each minibatch is split over them (data parallel; the batch size must be a
+        multiple of their number), the data and parameters replicated.
+    :raises ValueError: on devices JAX does not have, or a batch size that does not split
+        over the devices.
     """
 
     backend = "jax"
@@ -127,9 +228,13 @@ class JAXTrainer(TrainingLoop):
         progress: bool | None = None,
         log_every: int = 100,
         chunk: int = 100,
+        device: str | None = None,
+        devices: int | Sequence[Any] | None = None,
     ) -> None:
         self.model, self.guide = model, guide
         self.recipe, self.seed = for_model(recipe, model), seed
+        self.placement = Placement.choose(device, devices)
+        self.placement.check(self.recipe.batch_size)
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.checkpoint_every, self.progress = checkpoint_every, progress
         self.log_every, self.chunk = log_every, chunk
@@ -137,7 +242,13 @@ class JAXTrainer(TrainingLoop):
         self._partition()
         self.adam = optax.scale_by_adam()
         self.opt_state = self.adam.init(self.params)
-        self._run = jax.jit(self._chunk, donate_argnums=(0, 1))
+        self._place()
+        # several devices: what a chunk returns (parameters, optimizer state, reports) is
+        # whole on every device, like what it takes
+        outputs = (
+            {} if self.placement.batch is None else {"out_shardings": self.placement.replicated}
+        )
+        self._run = jax.jit(self._chunk, donate_argnums=(0, 1), **outputs)
 
     # -- the compiled chunk -------------------------------------------------------------------
     def _chunk(self, params, opt_state, data, rows, schedule, steps, active, key):
@@ -147,7 +258,7 @@ class JAXTrainer(TrainingLoop):
         def body(carry, inputs):
             params, opt_state = carry
             index, phase, step, on = inputs
-            batch = data[index]
+            batch = self.placement.split_batch(data[index])
             (_, report), grads = grad(
                 params,
                 self.static,
@@ -175,7 +286,14 @@ class JAXTrainer(TrainingLoop):
 
     # -- the steps ----------------------------------------------------------------------------
     def _steps(self, data: torch.Tensor, start: int, stop: int, steps_per_epoch: int):
-        data, key, step = jnp.asarray(data.numpy()), jax.random.PRNGKey(self.seed), start
+        # A step's random draws do not depend on how its minibatch is split: JAX's results
+        # do not depend on shardings, with jax_threefry_partitionable on or off. The flag
+        # picks which numbers are drawn (a run depends on it as on the JAX version; on by
+        # default since JAX 0.5, and left as it is); on, each device draws only its own
+        # part of a batch-shaped draw.
+        place, key, step = self.placement, jax.random.PRNGKey(self.seed), start
+        data = place.replicate(jnp.asarray(data.numpy()))
+        self._place()
         while step < stop:
             due = self.checkpoint_every - step % self.checkpoint_every
             size = min(self.chunk, stop - step, due)
@@ -184,17 +302,20 @@ class JAXTrainer(TrainingLoop):
             restarts = [i for i, p in enumerate(phases[:size]) if p.restart and i]
             size = restarts[0] if restarts else size  # a new cycle starts inside: stop there
             if phases[0].restart:
-                self.opt_state = self.adam.init(self.params)
+                self.opt_state = place.replicate(self.adam.init(self.params))
             rows = np.stack([self._rows(s, steps_per_epoch, len(data)) for s in steps])
-            self.params, self.opt_state, reports = self._run(
-                self.params,
-                self.opt_state,
-                data,
-                jnp.asarray(rows),
+            settings = (
                 Schedule.from_phases(phases),
                 jnp.asarray(steps),
                 jnp.asarray(np.arange(self.chunk) < size),
                 key,
+            )
+            self.params, self.opt_state, reports = self._run(
+                self.params,
+                self.opt_state,
+                data,
+                place.split_rows(jnp.asarray(rows)),
+                *place.replicate(settings),
             )
             reports = {k: np.asarray(v)[:size] for k, v in reports.items()}
             for i in range(size):
@@ -217,6 +338,11 @@ class JAXTrainer(TrainingLoop):
                 module, eqx.is_inexact_array
             )
 
+    def _place(self) -> None:
+        """Put the parameters and the optimizer state on the trainer's devices."""
+        self.params = self.placement.replicate(self.params)
+        self.opt_state = self.placement.replicate(self.opt_state)
+
     def _write_back(self) -> None:
         """Put the trained parameters into the model's and guide's networks."""
         networks = {a: eqx.combine(self.params[a], self.static[a]) for a in self.params}
@@ -235,6 +361,7 @@ class JAXTrainer(TrainingLoop):
         self.opt_state = jax.tree.unflatten(
             treedef, [jnp.asarray(a.numpy()) for a in payload["adam"]]
         )
+        self._place()
 
 
 class TwinTrainer(JAXTrainer):
@@ -245,7 +372,7 @@ class TwinTrainer(JAXTrainer):
     parameters copied back at the end of every :meth:`fit`, so everything downstream
     (evaluation, queries, graphs) uses the Pyro modules, ``pyro_model`` and ``pyro_guide``.
     Checkpoints are the JAX trainer's, which :func:`~pyrocrl.inference.fit.load_ilcm` reads
-    like any other.
+    like any other. ``device`` and ``devices`` are :class:`JAXTrainer`'s.
     """
 
     def __init__(
@@ -258,6 +385,8 @@ class TwinTrainer(JAXTrainer):
         checkpoint: str | Path | None = None,
         checkpoint_every: int = 2000,
         progress: bool | None = None,
+        device: str | None = None,
+        devices: int | Sequence[Any] | None = None,
     ) -> None:
         self.pyro_model, self.pyro_guide = model, guide
         twin = NumPyroILCM.from_torch(model)
@@ -271,6 +400,8 @@ class TwinTrainer(JAXTrainer):
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             progress=progress,
+            device=device,
+            devices=devices,
         )
 
     @contextlib.contextmanager
