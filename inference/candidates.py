@@ -25,12 +25,18 @@ __all__ = [
     "resumed_candidate",
     "select_candidate",
     "selection_score",
+    "train_candidate",
+    "train_in_processes",
     "validation_metrics",
 ]
 
+import contextlib
 import json
+import multiprocessing
+import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +47,7 @@ import xarray as xr
 from torch import nn
 
 from pyrocrl.devices import torch_device
-from pyrocrl.errors import CheckpointError
+from pyrocrl.errors import CheckpointError, TrainingError
 from pyrocrl.inference.evaluate import elbo_per_pair, evaluate
 from pyrocrl.inference.guides import ILCMGuide
 from pyrocrl.inference.objectives import ILCMObjective
@@ -342,6 +348,46 @@ def selection_score(model: ILCM, guide: ILCMGuide, pairs: torch.Tensor, seed: in
         return elbo_per_pair(model, guide, pairs[:, 0], pairs[:, 1])
 
 
+def train_candidate(
+    candidate: int,
+    seed: int,
+    data: torch.Tensor,
+    until_epoch: float,
+    build: Builder,
+    trainer_for: TrainerFactory,
+    checkpoint: Path,
+    resume: bool,
+) -> None:
+    """Train candidate ``candidate`` of a run with ``seed`` until ``until_epoch``, into its
+    ``checkpoint``: what a process of :func:`select_candidate` with ``workers`` does."""
+    torch.set_num_threads(1)
+    c_seed = candidate_seed(seed, candidate)
+    model, guide = build(c_seed, screen=candidate_screen(candidate))
+    trainer = trainer_for(model, guide, seed=c_seed, checkpoint=checkpoint, progress=False)
+    trainer.fit(data, resume=resume, until_epoch=until_epoch)
+
+
+def train_in_processes(
+    candidates: list[int], workers: int, *arguments: Any, paths: list[Path], resume: bool
+) -> None:
+    """:func:`train_candidate` for each of ``candidates``, ``workers`` at a time, each in
+    a process of its own (started afresh: ``spawn``), into ``paths``.
+
+    :raises TrainingError: naming a candidate that failed (the others go on to the end).
+    """
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        jobs = {
+            c: pool.submit(train_candidate, c, *arguments, path, resume)
+            for c, path in zip(candidates, paths, strict=True)
+        }
+        for c, job in jobs.items():
+            try:
+                job.result()
+            except Exception as error:
+                raise TrainingError(f"candidate {c} failed in its process: {error}") from error
+
+
 def select_candidate(
     data: torch.Tensor,
     recipe: Recipe,
@@ -351,26 +397,46 @@ def select_candidate(
     trainer_for: TrainerFactory,
     output: Path | None = None,
     resume: bool = True,
+    workers: int = 1,
 ) -> Chosen:
     """Train ``recipe.candidates`` candidates (model seeds :func:`candidate_seed`, every
     other one preconditioned without the feature screen: :func:`candidate_screen`) on
     ``data`` ``(N, 2, D)`` until ``recipe.select_epoch`` and keep the one with the best
     :func:`selection_score` on the first :data:`SELECTION_PAIRS` pairs (the first one of
     equals). Each checkpoints to ``output/candidate{c}.pt`` (resumed when ``resume``); the
-    kept one's trainer then checkpoints to ``output/checkpoint.pt``."""
+    kept one's trainer then checkpoints to ``output/checkpoint.pt``.
+
+    :param workers: train that many candidates at a time, each in its own process
+        (:func:`train_in_processes`; ``build`` and ``trainer_for`` must be picklable, as
+        those of :func:`~pyrocrl.inference.fit.fit_ilcm` for built-in models are); each
+        then resumes here from its checkpoint at the selection epoch, so the selection is
+        the one of a single process.
+    """
     subset = data[:SELECTION_PAIRS]
     selection: list[dict[str, float]] = []
     best: tuple[float, Chosen] | None = None
-    for c in range(recipe.candidates):
-        c_seed, screen = candidate_seed(seed, c), candidate_screen(c)
-        model, guide = build(c_seed, screen=screen)
-        path = output / f"candidate{c}.pt" if output is not None else None
-        trainer = trainer_for(model, guide, seed=c_seed, checkpoint=path)
-        trainer.fit(data, resume=resume, until_epoch=recipe.select_epoch)
-        score = selection_score(model, guide, subset, seed)
-        selection.append({"candidate": c, "seed": c_seed, "screen": screen, "elbo": score})
-        if best is None or score > best[0]:
-            best = (score, Chosen(model, guide, trainer, selection))
+    with contextlib.ExitStack() as stack:
+        directory = output
+        if directory is None and workers > 1:  # the processes hand over by checkpoint
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        paths = [
+            directory / f"candidate{c}.pt" if directory is not None else None
+            for c in range(recipe.candidates)
+        ]
+        if workers > 1:
+            arguments = (seed, data, recipe.select_epoch, build, trainer_for)
+            candidates = list(range(recipe.candidates))
+            train_in_processes(candidates, workers, *arguments, paths=paths, resume=resume)
+            resume = True  # each candidate now stands at the selection epoch
+        for c, path in enumerate(paths):
+            c_seed, screen = candidate_seed(seed, c), candidate_screen(c)
+            model, guide = build(c_seed, screen=screen)
+            trainer = trainer_for(model, guide, seed=c_seed, checkpoint=path)
+            trainer.fit(data, resume=resume, until_epoch=recipe.select_epoch)
+            score = selection_score(model, guide, subset, seed)
+            selection.append({"candidate": c, "seed": c_seed, "screen": screen, "elbo": score})
+            if best is None or score > best[0]:
+                best = (score, Chosen(model, guide, trainer, selection))
     chosen = best[1]
     chosen.trainer.checkpoint = output / CHECKPOINT_FILE if output is not None else None
     return chosen
@@ -400,11 +466,13 @@ def choose_candidate(
     output: Path | None = None,
     resume: bool = True,
     started: float | None = None,
+    workers: int = 1,
 ) -> Chosen:
     """The candidate to finish: the one in ``output/checkpoint.pt`` when ``resume`` finds
     it; else the only one (``seed``); else the one :func:`select_candidate` keeps, whose
     selection is recorded in ``output/selection.json`` with the training seconds since
     ``started`` (a ``time.perf_counter()``; default: now) until ``results.json`` holds it.
+    ``workers``: candidates trained at a time, each in its own process.
     """
     started = time.perf_counter() if started is None else started
     final = output / CHECKPOINT_FILE if output is not None else None
@@ -414,7 +482,14 @@ def choose_candidate(
         model, guide = build(seed)
         return Chosen(model, guide, trainer_for(model, guide, seed=seed, checkpoint=final))
     chosen = select_candidate(
-        data, recipe, seed=seed, build=build, trainer_for=trainer_for, output=output, resume=resume
+        data,
+        recipe,
+        seed=seed,
+        build=build,
+        trainer_for=trainer_for,
+        output=output,
+        resume=resume,
+        workers=workers,
     )
     if output is not None:  # kept until results.json holds it
         record = {"selection": chosen.selection, "train_time": time.perf_counter() - started}

@@ -12,10 +12,11 @@ processes computes, to float tolerance, and its checkpoints are that trainer's: 
 One node: :class:`DistributedTrainer` starts its processes itself (``"ddp_spawn"``), so it
 works from the CLI, a script or a notebook. Several nodes: run the same command on every
 node with Lightning's environment variables (``MASTER_ADDR``, ``MASTER_PORT``,
-``NODE_RANK``); see ``docs/scale.md``.
+``NODE_RANK``); each node starts its processes, the first node goes on with the trained
+model and the others end once training is done (``SystemExit``); see ``docs/scale.md``.
 """
 
-__all__ = ["DistributedTrainer"]
+__all__ = ["ACCELERATORS", "NODE_VARIABLES", "DistributedTrainer", "node_rank"]
 
 import io
 import os
@@ -31,6 +32,8 @@ from pyrocrl.inference.svi import Trainer, TrainingLoop, TrainingResult, pairs_t
 from pyrocrl.io import load_checkpoint
 from pyrocrl.observations import paired_rows
 
+NODE_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK")
+"""What every node of a run of several nodes reads (Lightning's environment)."""
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 """What ``accelerator`` may name (Lightning's words; ``"cuda"`` is ``"gpu"``)."""
 
@@ -44,12 +47,29 @@ def _fabric(accelerator: str, devices: int, num_nodes: int) -> Any:
         raise ImportError(
             "training on several devices needs Lightning: pip install 'pyrocrl[scale]'"
         ) from error
+    from lightning.fabric.plugins.environments import LightningEnvironment
+
+    if num_nodes > 1:
+        missing = [v for v in NODE_VARIABLES if v not in os.environ]
+        if missing:
+            raise ValueError(
+                f"num_nodes={num_nodes}: set {', '.join(missing)} on every node (the first "
+                "node's address and a free port, and each node's rank from 0); see "
+                "docs/scale.md"
+            )
     return Fabric(
         accelerator="gpu" if accelerator == "cuda" else accelerator,
         devices=devices,
         num_nodes=num_nodes,
         strategy="ddp_spawn",
+        # the environment variables above, whatever scheduler started the command
+        plugins=[LightningEnvironment()],
     )
+
+
+def node_rank() -> int:
+    """This node's rank in a run of several nodes (``NODE_RANK``; 0 on one node)."""
+    return int(os.environ.get("NODE_RANK", 0))
 
 
 class DistributedTrainer(Trainer):
@@ -133,6 +153,9 @@ class DistributedTrainer(Trainer):
                 raise TrainingError(f"a training process failed: {error}") from error
             if failure:
                 raise TrainingError(failure)
+            if self.num_nodes > 1 and node_rank() > 0:
+                print(f"node {node_rank()}: its processes are done; node 0 has the run")
+                raise SystemExit(0)
             state, result = torch.load(final, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.guide.load_state_dict(state["guide"])

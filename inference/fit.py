@@ -294,6 +294,7 @@ def check_fit_options(
     device: str | None = None,
     devices: int = 1,
     num_nodes: int = 1,
+    candidate_workers: int = 1,
 ) -> None:
     """Refuse the settings of :func:`fit_ilcm` that cannot be fitted, before anything is
     built (the arguments are those of :func:`fit_ilcm`; ``dim_x``: the features of the
@@ -321,8 +322,16 @@ def check_fit_options(
         _require_jax()
     if backend == "jax" and validate_every:
         raise ValueError("the JAX backend does not validate while training: drop validate_every")
-    if devices < 1 or num_nodes < 1:
-        raise ValueError(f"devices={devices}, num_nodes={num_nodes}: each must be at least 1")
+    if devices < 1 or num_nodes < 1 or candidate_workers < 1:
+        raise ValueError(
+            f"devices={devices}, num_nodes={num_nodes}, candidate_workers="
+            f"{candidate_workers}: each must be at least 1"
+        )
+    if candidate_workers > 1 and devices * num_nodes > 1:
+        raise ValueError(
+            "candidate_workers trains candidates in processes of their own: not with "
+            "several devices (each candidate would start processes of its own)"
+        )
     if backend == "jax":
         if num_nodes > 1:
             raise ValueError("the JAX backend trains on one node: drop num_nodes")
@@ -464,6 +473,7 @@ def fit_ilcm(
     device: str | None = None,
     devices: int = 1,
     num_nodes: int = 1,
+    candidate_workers: int = 1,
 ) -> tuple[ILCM, ILCMGuide, FitReport]:
     """Fit a latent causal model with ``n`` causal variables to the pairs of ``train``.
 
@@ -512,6 +522,9 @@ def fit_ilcm(
         process with that many shards, so a resume needs the same number); JAX: sharded
         batches on one node (:class:`~pyrocrl.inference.svi_jax.JAXTrainer`). See
         ``docs/scale.md``.
+    :param candidate_workers: with several candidates, train that many at a time, each in
+        a process of its own (the same selection as one after the other; built-in models,
+        or model and guide functions that can be pickled). Not with several ``devices``.
     """
     start = time.perf_counter()
     recipe = get_recipe(recipe)
@@ -536,6 +549,7 @@ def fit_ilcm(
         device=device,
         devices=devices,
         num_nodes=num_nodes,
+        candidate_workers=candidate_workers,
     )
     run_length(len(data), recipe, None)  # at least one batch
     if (model is None or isinstance(model, str)) and likelihood in SCALED_LIKELIHOODS:
@@ -591,6 +605,7 @@ def fit_ilcm(
             output=output,
             resume=resume,
             started=start,
+            workers=candidate_workers,
         )
         result = chosen.trainer.fit(data, resume=resume)
         paired = paired_rows(data)

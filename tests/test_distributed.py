@@ -8,9 +8,10 @@ import pytest
 import torch
 from test_svi import SHORT, _setup
 
-from pyrocrl.data import simulate_pairs
+from pyrocrl.data import make_simulator, simulate_pairs, simulate_splits
 from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.distributed import DistributedTrainer
+from pyrocrl.inference.fit import fit_ilcm
 from pyrocrl.inference.objectives import ILCMObjective
 from pyrocrl.inference.svi import Trainer
 
@@ -142,3 +143,25 @@ def test_device_strings():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="PyTorch sees 0 GPU"):
             torch_device("cuda:1")
+
+
+def test_fits_on_two_devices_and_candidates_in_processes(tmp_path):
+    from test_fit import TINY
+
+    splits = simulate_splits(make_simulator("scaling", 2, 3), 5, {"train": 1500, "test": 300})
+    options = {"test": splits["test"], "recipe": TINY, "seed": 3, "progress": False}
+    _, _, alone = fit_ilcm(splits["train"], 2, **options)
+    _, _, apart = fit_ilcm(splits["train"], 2, candidate_workers=2, **options)
+    assert apart.selection == alone.selection  # the same candidates, scored the same
+    assert apart.metrics == alone.metrics
+
+    # two processes: a run of its own, which a resume on one device refuses
+    one = TINY.replace(candidates=1)
+    _, _, report = fit_ilcm(
+        splits["train"], 2, **{**options, "recipe": one}, devices=2, output=tmp_path
+    )
+    assert report.steps > 0 and (tmp_path / "checkpoint.pt").exists()
+    with pytest.raises(TrainingError, match="holds another run"):
+        fit_ilcm(splits["train"], 2, **{**options, "recipe": one}, output=tmp_path)
+    with pytest.raises(ValueError, match="not with several devices"):
+        fit_ilcm(splits["train"], 2, **options, devices=2, candidate_workers=2)
