@@ -21,7 +21,6 @@ __all__ = ["ACCELERATORS", "NODE_VARIABLES", "DistributedTrainer", "node_rank"]
 import io
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +119,8 @@ class DistributedTrainer(Trainer):
     ) -> TrainingResult:
         """Train as :meth:`Trainer.fit <pyrocrl.inference.svi.TrainingLoop.fit>` does, on
         all processes; the modules, optimizer and history are those of the run when it
-        returns.
+        returns. The result's ``wall_time`` is the first process's time in the training
+        loop (starting the processes not included).
 
         :raises TrainingError: as one process would (a non-finite term or gradient on any
             shard stops every process), or if a process fails.
@@ -133,7 +133,6 @@ class DistributedTrainer(Trainer):
         if self._progress is None and resume and self.checkpoint is not None:
             if self.checkpoint.exists():
                 self._progress = self._restore(load_checkpoint(self.checkpoint))
-        started = time.perf_counter()
         fabric = _fabric(self.accelerator, self.devices, self.num_nodes)
         with tempfile.TemporaryDirectory(prefix="pyrocrl-ddp-") as handoff:
             final = Path(handoff) / "final.pt"
@@ -164,7 +163,6 @@ class DistributedTrainer(Trainer):
         self._progress = (int(state["step"]), list(state["history"]))
         self.model.eval()
         self.guide.eval()
-        result.wall_time = time.perf_counter() - started
         return result
 
     def __getstate__(self) -> dict[str, Any]:

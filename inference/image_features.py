@@ -1,6 +1,8 @@
 """An image dataset reduced to a feature dataset on disk (what ``pyrocrl reduce`` does): an
 image VAE fitted to its images — checkpointed, so that an interrupted run goes on — every
-pair written as the VAE's code means, and the VAE saved beside them."""
+pair written as the VAE's code means, and the VAE saved beside them. A lazily opened image
+dataset (:func:`pyrocrl.data.load` with ``chunks``) is streamed from disk, never read whole
+(:mod:`pyrocrl.inference.reduce`)."""
 
 __all__ = ["Reduction", "reduce_to_features", "training_summary"]
 
@@ -52,6 +54,7 @@ def reduce_to_features(
     max_images: int = 50_000,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> Reduction:
     """Fit a convolutional VAE with ``dim`` features to (at most ``max_images`` of) the
     images of ``images`` for ``epochs`` epochs, write every pair as its code means to
@@ -63,6 +66,7 @@ def reduce_to_features(
 
     :param log: called with the :func:`training_summary` as soon as the VAE is trained
         (e.g. ``print``).
+    :param device: where the VAE trains and encodes (:func:`~pyrocrl.devices.torch_device`).
     """
     from pyrocrl.data import save
     from pyrocrl.inference.reduce import fit_image_vae, reduce, save_image_vae
@@ -71,11 +75,17 @@ def reduce_to_features(
     vae_path = Path(vae_path) if vae_path is not None else output.with_suffix(".vae.pt")
     checkpoint = vae_path.with_name(vae_path.name + ".training")
     vae, training = fit_image_vae(
-        images, dim=dim, epochs=epochs, max_images=max_images, seed=seed, checkpoint=checkpoint
+        images,
+        dim=dim,
+        epochs=epochs,
+        max_images=max_images,
+        seed=seed,
+        checkpoint=checkpoint,
+        device=device,
     )
     if log is not None:
         log(training_summary(training))
-    codes = reduce(vae, images)
+    codes = reduce(vae, images, device=device)
     save(codes, output)
     save_image_vae(vae, vae_path)
     checkpoint.unlink(missing_ok=True)

@@ -4,6 +4,12 @@ images of a dataset and encode every pair to its features (standardized code mea
 The result is an ordinary pyrocrl dataset (``x`` of shape ``(pair, world, feature)`` with
 ``d`` features, ground truth carried over), so the whole ILCM toolbox — ``fit_ilcm``,
 queries, graph discovery, diagnostics — works on it unchanged.
+
+A dataset opened lazily (:func:`pyrocrl.data.load` with ``chunks``) is never read whole:
+:func:`fit_image_vae` streams its images in shuffled minibatches
+(:mod:`pyrocrl.inference.image_sources`) and :func:`reduce` encodes it block by block, so
+memory holds a bounded buffer of images (and the features, which are small), whatever the
+size of the dataset.
 """
 
 __all__ = [
@@ -20,7 +26,6 @@ __all__ = [
 import json
 import os
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +39,19 @@ from pyro.optim import Adam
 from pyrocrl.conv import to_images, to_pixels
 from pyrocrl.data.dataset import images as pair_images
 from pyrocrl.data.dataset import pairs_dataset
-from pyrocrl.errors import CheckpointError, TrainingError
+from pyrocrl.data.store import is_lazy
+from pyrocrl.data.stream import blocks
+from pyrocrl.devices import torch_device
+from pyrocrl.errors import CheckpointError, DatasetError, TrainingError
+from pyrocrl.inference.image_sources import InMemoryImages, StreamedImages
 from pyrocrl.inference.svi import progress_bar
-from pyrocrl.io import check_sizes, check_state_dict, load_checkpoint, save_checkpoint
+from pyrocrl.io import (
+    check_sizes,
+    check_state_dict,
+    load_checkpoint,
+    on_cpu,
+    save_checkpoint,
+)
 from pyrocrl.models.image_vae import ImageVAE
 
 MAX_VAE_RESOLUTION = 4096
@@ -45,7 +60,9 @@ MAX_VAE_RESOLUTION = 4096
 
 def distinct_images(ds: xr.Dataset) -> np.ndarray:
     """Every distinct image of an image dataset, ``(M, H, W, C)`` ``uint8``: the first world of
-    each pair, and the second where a pair was intervened on (or, without targets, always)."""
+    each pair, and the second where a pair was intervened on (or, without targets, always).
+    Reads them all into memory (:func:`~pyrocrl.inference.image_sources.distinct_items`
+    names them without reading them)."""
     both = pair_images(ds)
     if "target" in ds:
         return np.concatenate([both[:, 0], both[ds["target"].values > 0, 1]])
@@ -65,9 +82,18 @@ def fit_image_vae(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 500,
     resume: bool = True,
+    buffer_blocks: int | None = None,
+    device: str | torch.device | None = None,
     **vae_kwargs: Any,
 ) -> tuple[ImageVAE, dict[str, Any]]:
     """Fit an image VAE to the images of ``ds`` (the pairing is not used).
+
+    A lazily opened ``ds`` (:func:`pyrocrl.data.load` with ``chunks``) is streamed from disk
+    (:class:`~pyrocrl.inference.image_sources.StreamedImages`): the held-back and training
+    images are taken a whole block of pairs at a time, and each epoch's batches come from a
+    shuffle buffer of ``buffer_blocks`` blocks (default about 256 MiB), in an order fixed by
+    ``(seed, epoch)``. Memory then holds that buffer, not the images; an in-memory ``ds``
+    gives other batches (uniform permutations), so the two fit differently.
 
     :param int dim: code size ``d``.
     :param float epochs: passes over the (at most ``max_images``) training images.
@@ -76,6 +102,9 @@ def fit_image_vae(
         states) is written to every ``checkpoint_every`` steps; with ``resume``, an existing
         file is continued from, and the result equals that of an uninterrupted run. The file
         is left in place when training ends (delete it, or keep it to skip a refit).
+    :param device: where the VAE trains: ``None``/``"cpu"``, ``"cuda"``, ``"cuda:1"`` or
+        ``"auto"`` (:func:`~pyrocrl.devices.torch_device`); the VAE returned is on the CPU,
+        and checkpoints hold CPU tensors.
     :param vae_kwargs: passed to :class:`~pyrocrl.models.image_vae.ImageVAE`.
     :returns: the VAE (in eval mode) and a report ``{"elbo": …, "mse": …, "seconds": …,
         "images": …, "steps": …, "resumed_at": …}`` (ELBO per image over the last epoch, mean
@@ -84,14 +113,13 @@ def fit_image_vae(
     :raises TrainingError: if the ELBO becomes NaN or infinite, or the checkpoint was written
         with other settings or data.
     """
-    pixels = distinct_images(ds)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(pixels))
-    held, order = order[:512], order[512:]
-    if max_images is not None:
-        order = order[:max_images]
-    if len(order) < batch_size:
-        raise ValueError(f"need at least {batch_size + 512} distinct images, got {len(pixels)}")
+    device = torch_device(device)
+    if is_lazy(ds):
+        images = StreamedImages(ds, seed, max_images, batch_size, buffer_blocks)
+    else:
+        images = InMemoryImages(distinct_images(ds), seed, max_images)
+    if images.train_size < batch_size:
+        raise ValueError(f"need at least {batch_size + 512} distinct images, got {images.count}")
     if not epochs > 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     if checkpoint_every < 1:
@@ -105,29 +133,29 @@ def fit_image_vae(
         "lr": lr,
         "seed": seed,
         "vae": {k: repr(v) for k, v in sorted(vae_kwargs.items())},
-        "distinct_images": len(pixels),
-        "image_shape": list(pixels.shape[1:]),
-        "fingerprint": zlib.crc32(np.ascontiguousarray(pixels[:: max(1, len(pixels) // 64)])),
+        "distinct_images": images.count,
+        "image_shape": list(images.image_shape),
+        "fingerprint": images.fingerprint(),
+        **images.settings,
     }
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     # a fresh param store and a private random stream; both are restored afterwards
     with pyro.get_param_store().scope(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vae = ImageVAE(dim, resolution=resolution, **vae_kwargs)
+        vae = ImageVAE(dim, resolution=resolution, **vae_kwargs).to(device)
         svi = SVI(vae.model, vae.guide, Adam({"lr": lr}), Trace_ELBO())
-        per_epoch = len(order) // batch_size
+        per_epoch = images.train_size // batch_size
         steps = max(1, round(epochs * per_epoch))
         first, recent, spent = 0, [], 0.0
         if resume and checkpoint is not None and checkpoint.exists():
-            first, recent, spent, order = _restore_vae(checkpoint, settings, vae, svi, rng)
+            restored = _restore_vae(checkpoint, settings, vae, svi, images.rng)
+            first, recent, spent, images.order = restored
         bar = progress_bar(steps, first, "image VAE", progress)
         start = time.perf_counter()
         with bar:
             for step in range(first, steps):
-                if step % per_epoch == 0:
-                    order = rng.permutation(order)
-                batch = order[(step % per_epoch) * batch_size :][:batch_size]
-                loss = svi.step(to_images(pixels[batch]))
+                batch = to_images(images.batch(step, per_epoch, batch_size)).to(device)
+                loss = svi.step(batch)
                 if not np.isfinite(loss):
                     raise TrainingError(f"the image VAE's ELBO became {loss} at step {step}")
                 recent = [*recent[-per_epoch + 1 :], -loss / batch_size]
@@ -140,30 +168,24 @@ def fit_image_vae(
                         "settings": settings,
                         "step": done,
                         "recent": recent,
-                        "order": order,
+                        "order": images.order,
                         "seconds": spent + time.perf_counter() - start,
-                        "rng": rng,
+                        "rng": images.rng,
                     }
                     _save_vae_state(checkpoint, state, vae, svi)
-    vae.eval()
+    vae.cpu().eval()
     with torch.no_grad():
         # standardize the features with statistics of (up to 10,000) training images
-        sample = np.sort(order[:10_000])
-        codes = torch.cat(
-            [
-                vae.encode(to_images(pixels[sample[i : i + 500]]))[0]
-                for i in range(0, len(sample), 500)
-            ]
-        )
+        codes = torch.cat([vae.encode(to_images(p))[0] for p in images.sample(10_000, 500)])
         vae.feature_loc.copy_(codes.mean(0))
         vae.feature_scale.copy_(codes.std(0).clamp_min(1e-6))
-        check = to_images(pixels[held])
+        check = to_images(images.held())
         mse = float(((vae.decode_features(vae.features(check)) - check) ** 2).mean())
     report = {
         "elbo": float(np.mean(recent)),
         "mse": mse,
         "seconds": spent + time.perf_counter() - start,
-        "images": len(order),
+        "images": images.train_size,
         "steps": steps,
         "resumed_at": first,
     }
@@ -177,8 +199,8 @@ def _save_vae_state(path: Path, state: dict[str, Any], vae: ImageVAE, svi: SVI) 
         "order": torch.as_tensor(state["order"]),
         "numpy_rng": json.dumps(state["rng"].bit_generator.state),
         "torch_rng": torch.random.get_rng_state(),
-        "weights": vae.state_dict(),
-        "optimizer": svi.optim.get_state(),
+        "weights": on_cpu(vae.state_dict()),
+        "optimizer": on_cpu(svi.optim.get_state()),
     }
     save_checkpoint(path, {"kind": "image_vae_training", **payload})
 
@@ -203,23 +225,46 @@ def _restore_vae(
 
 
 @torch.no_grad()
-def encode_images(vae: ImageVAE, pixels: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Features (standardized code means) of ``uint8`` pixels ``(N, H, W, C)`` → ``(N, d)``."""
-    parts = [
-        vae.features(to_images(pixels[i : i + batch_size])).numpy()
-        for i in range(0, len(pixels), batch_size)
-    ]
+def encode_images(
+    vae: ImageVAE,
+    pixels: np.ndarray,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Features (standardized code means) of ``uint8`` pixels ``(N, H, W, C)`` → ``(N, d)``,
+    computed on ``device`` (:func:`~pyrocrl.devices.torch_device`; the VAE is on the CPU
+    again after)."""
+    device = torch_device(device)
+    try:
+        vae.to(device)
+        parts = [
+            vae.features(to_images(pixels[i : i + batch_size]).to(device)).cpu().numpy()
+            for i in range(0, len(pixels), batch_size)
+        ]
+    finally:
+        vae.cpu()
     return np.concatenate(parts) if parts else np.empty((0, vae.dim), np.float32)
 
 
-def reduce(vae: ImageVAE, ds: xr.Dataset, batch_size: int = 1024) -> xr.Dataset:
+def reduce(
+    vae: ImageVAE,
+    ds: xr.Dataset,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> xr.Dataset:
     """The pairs of ``ds`` with each image replaced by its features: a pyrocrl dataset with
     ``d`` features, the same ground truth and ``attrs``, plus ``reduced_from`` and
-    ``source_image_shape``."""
-    both = pair_images(ds)
-    pairs = len(both)
-    codes = encode_images(vae, both.reshape(-1, *both.shape[2:]), batch_size)
-    codes = codes.reshape(pairs, 2, -1)
+    ``source_image_shape``; the images are encoded on ``device`` (:func:`encode_images`).
+
+    A lazily opened ``ds`` is encoded one block of pairs at a time
+    (:func:`pyrocrl.data.stream.blocks`): memory holds a block of images and the features.
+    """
+    if is_lazy(ds):
+        codes = _encode_blocks(vae, ds, batch_size, device)
+    else:
+        both = pair_images(ds)
+        codes = encode_images(vae, both.reshape(-1, *both.shape[2:]), batch_size, device)
+        codes = codes.reshape(len(both), 2, -1)
     truth: dict[str, Any] = {}
     for name in ("z", "noise"):
         if name in ds:
@@ -230,6 +275,22 @@ def reduce(vae: ImageVAE, ds: xr.Dataset, batch_size: int = 1024) -> xr.Dataset:
     attrs = {k: v for k, v in ds.attrs.items() if k != "image_shape"}
     attrs.update(reduced_from="images", source_image_shape=list(ds.attrs["image_shape"]))
     return pairs_dataset(codes[:, 0], codes[:, 1], **truth, attrs=attrs)
+
+
+def _encode_blocks(vae: ImageVAE, ds: xr.Dataset, batch_size: int, device: Any) -> np.ndarray:
+    """Features ``(pair, 2, d)`` of a lazily opened image dataset, block by block."""
+    shape = ds.attrs.get("image_shape")
+    if shape is None:
+        raise DatasetError("this dataset holds no images (it has no attribute 'image_shape')")
+    codes = None
+    for start, values in blocks(ds["x"]):
+        pixels = values.reshape(-1, *(int(s) for s in shape))
+        features = encode_images(vae, pixels, batch_size, device).reshape(len(values), 2, -1)
+        if codes is None:
+            codes = np.empty((ds.sizes["pair"], *features.shape[1:]), dtype=features.dtype)
+        codes[start : start + len(values)] = features
+    assert codes is not None  # a valid dataset holds pairs
+    return codes
 
 
 def decode_features(vae: ImageVAE, features: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -13,7 +13,6 @@ __all__ = [
     "TrainingLoop",
     "TrainingResult",
     "check_same_run",
-    "on_cpu",
     "pairs_tensor",
     "progress_bar",
     "run_length",
@@ -39,7 +38,7 @@ from pyrocrl.data.dataset import validate
 from pyrocrl.devices import torch_device
 from pyrocrl.errors import NonFiniteError, TrainingError
 from pyrocrl.inference.recipes import Phase, Recipe, for_model
-from pyrocrl.io import check_state_dict, load_checkpoint, save_checkpoint
+from pyrocrl.io import check_state_dict, load_checkpoint, on_cpu, save_checkpoint
 from pyrocrl.observations import check_observations, paired_rows
 
 Objective = Callable[[torch.Tensor, torch.Tensor, Phase], tuple[torch.Tensor, dict[str, float]]]
@@ -56,18 +55,6 @@ class TrainingResult:
     """Seconds spent in this call (a resumed run counts only its own part)."""
     history: list[dict[str, float]] = field(default_factory=list)
     checkpoint: Path | None = None
-
-
-def on_cpu(value: Any) -> Any:
-    """``value`` (tensors in nested dicts, lists and tuples) with every tensor on the CPU,
-    as checkpoints hold them."""
-    if torch.is_tensor(value):
-        return value.cpu()
-    if isinstance(value, dict):
-        return {k: on_cpu(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(on_cpu(v) for v in value)
-    return value
 
 
 @contextlib.contextmanager

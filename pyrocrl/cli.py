@@ -2,7 +2,8 @@
 that do each command's work, which Python code can call as well —
 
 ==========  =====================================================================
-simulate    :func:`pyrocrl.data.catalog.simulate_dataset`, :func:`pyrocrl.data.save`,
+simulate    :func:`pyrocrl.data.catalog.simulate_dataset`, :func:`pyrocrl.data.save`, or for
+            images :func:`pyrocrl.data.catalog.write_dataset`;
             :func:`pyrocrl.data.preview.plot_dataset`
 fit         :func:`pyrocrl.inference.fit_setup.toy_fit_data` or
             :func:`~pyrocrl.inference.fit_setup.held_out_fit_data`,
@@ -129,7 +130,9 @@ def _add_simulate(commands: Subparsers) -> None:
         help="simulate weakly supervised pairs from a ground-truth model",
         description=(
             "Simulate pairs (x, x~) before and after a random perfect intervention, with the "
-            "ground truth (noise, causal variables, target, graph), and write them as NetCDF. "
+            "ground truth (noise, causal variables, target, graph), and write them as NetCDF "
+            "(or a Zarr store, for an output ending in .zarr). Images are written as they are "
+            "rendered, a block of pairs at a time. "
             "With no arguments: the scaling toy with 4 variables, 100000 pairs, seed "
             f"{DEFAULT_DATA_SEED}, written to pairs.nc."
         ),
@@ -187,7 +190,9 @@ def _add_simulate(commands: Subparsers) -> None:
         help="toys: an intervention hits a set of up to K variables, uniform over the sets "
         "(default 1)",
     )
-    sim.add_argument("-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path")
+    sim.add_argument(
+        "-o", "--output", type=Path, default=Path("pairs.nc"), help="NetCDF path, or DIR.zarr"
+    )
     sim.add_argument("--plot", type=Path, metavar="PNG", help="also draw pairs and graph")
     sim.set_defaults(run=_simulate)
 
@@ -227,6 +232,7 @@ def _add_fit(commands: Subparsers) -> None:
         default="torch",
         help="train with Pyro (default) or with the compiled NumPyro twin of the model",
     )
+    _add_fit_devices(fit)
     _add_fit_data(fit)
     fit.add_argument("--seed", type=_seed, default=0, help="model seed (default: 0)")
     fit.add_argument(
@@ -262,6 +268,35 @@ def _add_fit(commands: Subparsers) -> None:
         help="check distributions and traces while training (slower by about 1/8)",
     )
     fit.set_defaults(run=_fit)
+
+
+def _add_fit_devices(fit: argparse.ArgumentParser) -> None:
+    """Where training runs (see docs/scale.md)."""
+    fit.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="train on cpu (default), cuda, cuda:INDEX or auto (a GPU if there is one)",
+    )
+    fit.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="data-parallel training on N devices, each minibatch split between them "
+        "(Pyro: one process a device through Lightning; JAX: sharded batches)",
+    )
+    fit.add_argument(
+        "--num-nodes",
+        type=_positive_int,
+        default=1,
+        metavar="M",
+        help="Pyro: nodes of --devices each (run the command on every node; docs/scale.md)",
+    )
+    fit.add_argument(
+        "--accelerator",
+        choices=("cpu", "gpu"),
+        help="what --devices counts: CPU processes or GPUs (default: as --device says)",
+    )
 
 
 def _add_fit_data(fit: argparse.ArgumentParser) -> None:
@@ -306,6 +341,13 @@ def _add_fit_recipe(fit: argparse.ArgumentParser) -> None:
         metavar="K",
         help="train K model seeds to --select-epoch and finish the one with the best "
         "training ELBO (no labels used)",
+    )
+    fit.add_argument(
+        "--candidate-workers",
+        type=_positive_int,
+        default=1,
+        metavar="P",
+        help="train P candidates at a time, each in a process of its own (default: 1)",
     )
     fit.add_argument(
         "--select-epoch",
@@ -413,25 +455,41 @@ def _add_reduce(commands: Subparsers) -> None:
             "write every pair as the VAE's code means: an ordinary dataset, with the ground "
             "truth carried over, that 'pyrocrl fit --data' reads. The VAE is saved beside it. "
             "VAE training is checkpointed to VAE.training: an interrupted run, started again "
-            "with the same arguments, goes on from there."
+            "with the same arguments, goes on from there. A Zarr store (DATA.zarr), or any "
+            "dataset with --stream, is read from disk as needed, never whole: training streams "
+            "shuffled minibatches from a bounded buffer, and encoding goes block by block."
         ),
         epilog="example: pyrocrl reduce circuit.nc --dim 8 --epochs 4 -o codes.nc",
     )
-    red.add_argument("data", type=Path, help="an image dataset (pyrocrl simulate causalcircuit)")
+    red.add_argument(
+        "data", type=Path, help="an image dataset, NetCDF or .zarr (simulate causalcircuit)"
+    )
     red.add_argument("--dim", type=_positive_int, default=8, help="features (default 8)")
     red.add_argument("--epochs", type=_positive_float, default=4.0, help="VAE epochs (default 4)")
     red.add_argument(
         "--max-images", type=_positive_int, default=50_000, help="VAE training images"
     )
     red.add_argument("--seed", type=_seed, default=0, help="model seed")
-    red.add_argument("-o", "--output", type=Path, default=Path("codes.nc"), help="NetCDF path")
+    red.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="train the VAE on cpu (default), cuda, cuda:INDEX or auto",
+    )
+    red.add_argument(
+        "--stream",
+        action="store_true",
+        help="read the images from disk as needed, not into memory (the default for .zarr)",
+    )
+    red.add_argument(
+        "-o", "--output", type=Path, default=Path("codes.nc"), help="NetCDF path, or DIR.zarr"
+    )
     red.add_argument("--vae", type=Path, help="where to save the VAE (default: OUTPUT.vae.pt)")
     red.set_defaults(run=_reduce)
 
 
 def _add_info(commands: Subparsers) -> None:
     info = commands.add_parser("info", help="summarize a dataset file")
-    info.add_argument("path", type=Path, help="a NetCDF file written by pyrocrl")
+    info.add_argument("path", type=Path, help="a NetCDF file or Zarr store written by pyrocrl")
     info.set_defaults(run=_info)
 
 
@@ -448,10 +506,12 @@ def _headless() -> None:
 def _check_outputs(files: Sequence[Path | None] = (), directory: Path | None = None) -> None:
     """Refuse output paths that cannot be written, before any work: files in a directory
     that does not exist, or that are directories; a directory that is a file."""
+    from pyrocrl.data.store import is_zarr
+
     for path in files:
         if path is None:
             continue
-        if path.is_dir():
+        if path.is_dir() and not is_zarr(path):  # a Zarr store is a directory
             raise ValueError(f"cannot write {path}: it is a directory; give a file name")
         if not path.parent.is_dir():
             raise ValueError(f"cannot write {path}: directory {path.parent} does not exist")
@@ -460,14 +520,16 @@ def _check_outputs(files: Sequence[Path | None] = (), directory: Path | None = N
 
 
 def _simulate(args: argparse.Namespace) -> None:
-    from pyrocrl.data import describe, save, unpair
+    from pyrocrl.data import describe, load, save, unpair
     from pyrocrl.data.catalog import (
         CHAMBER,
         CIRCUIT,
         CIRCUIT_VARIABLES,
         MAX_RESOLUTION,
         simulate_dataset,
+        write_dataset,
     )
+    from pyrocrl.data.store import auto_chunks
 
     _check_outputs([args.output, args.plot])
     resolution = 64 if args.resolution is None else args.resolution
@@ -484,25 +546,23 @@ def _simulate(args: argparse.Namespace) -> None:
     elif args.mode is not None or args.noise is not None:
         raise ValueError(f"--mode and --noise are options of chamber, not {args.simulator}")
     start = time.perf_counter()
+    options = dict(n=args.n, seed=args.seed, graph_seed=args.graph_seed, resolution=resolution)
+    options.update(workers=args.workers, mode=args.mode, noise=args.noise)
+    options.update(max_targets=args.max_targets or 1)
+    images = args.simulator == CIRCUIT or args.mode == "images"
     try:
-        ds = simulate_dataset(
-            args.simulator,
-            args.pairs,
-            n=args.n,
-            seed=args.seed,
-            graph_seed=args.graph_seed,
-            resolution=resolution,
-            workers=args.workers,
-            mode=args.mode,
-            noise=args.noise,
-            max_targets=args.max_targets or 1,
-        )
+        if images:  # written block by block as rendered, then read back lazily
+            write_dataset(args.output, args.simulator, args.pairs, **options)
+            ds = load(args.output, chunks=auto_chunks())
+        else:
+            ds = simulate_dataset(args.simulator, args.pairs, **options)
     except ImportError as error:  # an optional simulator's package is missing
         raise ValueError(str(error)) from None
     if args.pair_share is not None:
         ds = unpair(ds, args.pair_share, seed=args.seed)
     elapsed = time.perf_counter() - start
-    save(ds, args.output)
+    if not images:
+        save(ds, args.output)
     print(describe(ds))
     print(f"simulated in {elapsed:.2f} s; wrote {args.output}")
     if args.plot:
@@ -542,6 +602,7 @@ def _fit(args: argparse.Namespace) -> None:
     )
     torch.set_num_threads(1)
     if args.backend == "jax":
+        _host_devices(args)
         _compilation_cache()
     data = _fit_data(args)
     seeds = [args.seed + k for k in range(args.seeds)]
@@ -558,6 +619,7 @@ def _fit(args: argparse.Namespace) -> None:
         "checkpoint_every": args.checkpoint_every,
         "max_targets": args.max_targets,
         "intervention": args.intervention,
+        **_fit_devices(args),
     }
     if args.n == "auto":
         if (args.max_targets or max_targets(data.train)) > 1:
@@ -579,6 +641,23 @@ def _fit(args: argparse.Namespace) -> None:
         fits.append((model, guide))
     if len(fits) > 1:
         _report_agreement(fits, data.test, args.output)
+
+
+def _fit_devices(args: argparse.Namespace) -> dict[str, Any]:
+    """``device``, ``devices`` and ``num_nodes`` of ``fit_ilcm`` from the flags."""
+    device = args.device
+    if args.accelerator is not None:
+        named = "cpu" if device in (None, "cpu") or str(device).startswith("cpu") else "gpu"
+        if device is not None and device != "auto" and named != args.accelerator:
+            raise ValueError(f"--accelerator {args.accelerator} contradicts --device {device}")
+        device = device if device not in (None, "auto") else args.accelerator
+        device = "cuda" if device == "gpu" and args.backend == "torch" else device
+    return {
+        "device": device,
+        "devices": args.devices,
+        "num_nodes": args.num_nodes,
+        "candidate_workers": args.candidate_workers,
+    }
 
 
 def _fit_auto(args: argparse.Namespace, train: Any, seeds: list[int], options: dict) -> None:
@@ -656,6 +735,20 @@ def _fit_data(args: argparse.Namespace) -> Any:
             f"{args.data} has no ground truth: give the number of variables --n, or --n auto"
         )
     return held_out_fit_data(train, test, n=args.n)
+
+
+def _host_devices(args: argparse.Namespace) -> None:
+    """``--backend jax --devices N`` on the CPU: let JAX split the CPU into ``N`` devices
+    (``XLA_FLAGS``, read once, when JAX starts; a count the user set is left alone)."""
+    import os
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    on_cpu = args.device in (None, "cpu") and args.accelerator in (None, "cpu")
+    if args.devices > 1 and on_cpu and "host_platform_device_count" not in flags:
+        if "jax" in sys.modules:
+            raise ValueError("--devices on the CPU: JAX had started before the flag was read")
+        count = f"--xla_force_host_platform_device_count={args.devices}"
+        os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
 
 
 def _compilation_cache() -> None:
@@ -758,11 +851,13 @@ def _check(args: argparse.Namespace) -> None:
 
 def _reduce(args: argparse.Namespace) -> None:
     from pyrocrl.data import load
+    from pyrocrl.data.store import is_zarr
     from pyrocrl.inference.image_features import reduce_to_features
 
     _check_outputs([args.output, args.vae])
+    stream = args.stream or is_zarr(args.data)
     reduction = reduce_to_features(
-        load(args.data),
+        load(args.data, chunks="auto" if stream else None),
         args.output,
         vae_path=args.vae,
         dim=args.dim,
@@ -770,14 +865,16 @@ def _reduce(args: argparse.Namespace) -> None:
         max_images=args.max_images,
         seed=args.seed,
         log=print,
+        device=args.device,
     )
     print(reduction.format())
 
 
 def _info(args: argparse.Namespace) -> None:
     from pyrocrl.data import describe, load
+    from pyrocrl.data.store import auto_chunks
 
-    print(describe(load(args.path)))
+    print(describe(load(args.path, chunks=auto_chunks())))  # lazily: never whole in memory
 
 
 def _first_line(error: BaseException) -> str:

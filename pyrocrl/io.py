@@ -2,10 +2,11 @@
 
 Writing: :func:`atomic_write` is the one way a file comes into being. The content goes to a
 temporary file beside the destination, which is renamed into place once complete, so an
-interrupted or failed write (a full disk, ``kill -9``) leaves the previous file as it was.
-The temporaries of writers that died are removed by the next write into the same
-directory. :func:`write_json`, :func:`write_netcdf`, :func:`save_figure` and
-:func:`save_checkpoint` are its shapes for the kinds of file pyrocrl writes.
+interrupted or failed write (a full disk, ``kill -9``) leaves the previous file as it was;
+:func:`atomic_directory` does the same for a directory (a Zarr store). The temporaries of
+writers that died are removed by the next write into the same directory.
+:func:`write_json`, :func:`write_netcdf`, :func:`write_zarr`, :func:`save_figure` and
+:func:`save_checkpoint` are their shapes for the kinds of file pyrocrl writes.
 :func:`directory_lock` keeps two runs from writing into one directory at once.
 
 Reading: :func:`load_checkpoint` never executes code (``torch.load(weights_only=True)``),
@@ -15,16 +16,19 @@ for, naming every key and shape that differs.
 """
 
 __all__ = [
+    "atomic_directory",
     "atomic_write",
     "check_sizes",
     "check_state_dict",
     "directory_lock",
     "load_checkpoint",
+    "on_cpu",
     "remove_stale_temporaries",
     "save_checkpoint",
     "save_figure",
     "write_json",
     "write_netcdf",
+    "write_zarr",
 ]
 
 import contextlib
@@ -33,6 +37,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -48,7 +53,8 @@ CHECKPOINT_FORMAT = "pyrocrl.checkpoint"
 CHECKPOINT_VERSION = 1
 
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
-"""Temporary files of :func:`atomic_write`: ``.NAME.PID.RANDOM.tmp``."""
+"""Temporary files of :func:`atomic_write` (and directories of :func:`atomic_directory`):
+``.NAME.PID.RANDOM.tmp``."""
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
@@ -90,13 +96,73 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike, replaceable: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
+    """Yield a new empty directory beside ``path``; when the block ends without error it is
+    renamed to ``path``, and when it fails (or is interrupted) it is removed.
+
+    So a directory under ``path`` is always complete: one that was there before stays as it
+    was until the new one is whole, and is then replaced (two renames; only a ``kill -9``
+    between them, microseconds apart, would leave neither under ``path``, and the next
+    write into the directory removes both).
+
+    :param replaceable: called with an existing directory ``path`` before anything is
+        written: whether it may be replaced (say, only a store of the same kind). ``None``:
+        any directory may be.
+    :raises PyrocrlError: if the parent of ``path`` does not exist, ``path`` is a file, or
+        ``replaceable`` refuses the directory there.
+    :raises OSError: if writing fails (e.g. the disk is full); ``path`` is unchanged.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise PyrocrlError(f"cannot write {path}: directory {path.parent} does not exist")
+    if path.exists() and not path.is_dir():
+        raise PyrocrlError(f"cannot write {path}: it is a file, and this writes a directory")
+    if path.is_dir() and replaceable is not None and not replaceable(path):
+        raise PyrocrlError(
+            f"cannot write {path}: a directory of something else is there; remove it, or "
+            "choose another name"
+        )
+    remove_stale_temporaries(path.parent)
+    prefix = f".{path.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if path.is_dir():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=".tmp"))
+            os.replace(path, old)  # onto an empty directory: allowed
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException as error:
+        gc.collect()  # the writer's half-written stores close now, not at exit
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            reason = error.strerror or str(error)
+            raise OSError(
+                error.errno, f"cannot write {path}: {reason}; it is unchanged"
+            ) from error
+        raise
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files that writers killed in ``directory`` left behind (those
-    of live processes stay); returns the removed paths."""
+    """Remove the temporary files (and directories) that writers killed in ``directory``
+    left behind (those of live processes stay); returns the removed paths."""
     removed = []
     for entry in Path(directory).iterdir():
         match = _TEMPORARY.match(entry.name)
-        if match and not _alive(int(match["pid"])) and entry.is_file():
+        if not match or _alive(int(match["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+        elif entry.is_file():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
@@ -186,10 +252,34 @@ def write_netcdf(data: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     ``kwargs`` go to its ``to_netcdf``.
 
     The file is made in memory and then written out, so that HDF5 never holds a file that
-    a full disk cut short (closing one can crash the interpreter).
+    a full disk cut short (closing one can crash the interpreter). A dataset backed by dask
+    (opened lazily, larger than memory) is instead written into the temporary file chunk by
+    chunk.
     """
+    if _lazy(data):
+        return atomic_write(path, lambda tmp: data.to_netcdf(tmp, engine="h5netcdf", **kwargs))
     blob = data.to_netcdf(engine="h5netcdf", **kwargs)
     return atomic_write(path, lambda tmp: Path(tmp).write_bytes(blob))
+
+
+def _lazy(data: Any) -> bool:
+    """Whether an xarray ``Dataset`` or ``DataTree`` holds dask arrays."""
+    datasets = [node.dataset for node in data.subtree] if hasattr(data, "subtree") else [data]
+    return any(v.chunks is not None for ds in datasets for v in ds.variables.values())
+
+
+def write_zarr(
+    data: Any,
+    path: str | os.PathLike,
+    replaceable: Callable[[Path], bool] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Write an xarray ``Dataset`` as a Zarr store (a directory), atomically
+    (:func:`atomic_directory`); ``kwargs`` go to its ``to_zarr``. Dask-backed variables are
+    written chunk by chunk."""
+    with atomic_directory(path, replaceable) as tmp:
+        data.to_zarr(tmp, mode="w", consolidated=False, **kwargs)
+    return Path(path)
 
 
 def save_figure(figure: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
@@ -198,6 +288,18 @@ def save_figure(figure: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
     path = Path(path)
     kwargs.setdefault("format", path.suffix[1:].lower() or "png")
     return atomic_write(path, lambda tmp: figure.savefig(tmp, **kwargs))
+
+
+def on_cpu(value: Any) -> Any:
+    """``value`` (tensors in nested dicts, lists and tuples) with every tensor on the CPU,
+    as checkpoints hold them."""
+    if torch.is_tensor(value):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

@@ -46,6 +46,10 @@ def test_graph_seed_option(tmp_path):
         (["fit", "--select-epoch", "1"], 1, "give --candidates K"),
         (["simulate", "causalcircuit", "--max-targets", "2"], 1, "one variable at a time"),
         (["simulate", "--n", "3", "--max-targets", "4"], 1, "max_targets ≤ n"),
+        (["fit", "--pairs", "300", "--device", "cuda:63"], 1, "PyTorch sees"),
+        (["fit", "--pairs", "300", "--device", "tpu0"], 1, "unknown device 'tpu0'"),
+        (["fit", "--device", "cpu", "--accelerator", "gpu"], 1, "contradicts --device cpu"),
+        (["fit", "--devices", "0"], 2, "must be at least 1"),
         ([], 2, "required"),
     ],
 )

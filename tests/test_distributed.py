@@ -112,7 +112,7 @@ def test_shards_in_one_process_resume_exactly(pairs, tmp_path):
     _assert_same(_parameters(model, guide), _parameters(*again[:2]))
 
 
-def test_mixed_runs_and_bad_settings_are_refused(pairs, tmp_path):
+def test_mixed_runs_and_bad_settings_are_refused(pairs, tmp_path, monkeypatch):
     path = tmp_path / "two.pt"
     model, guide, objective = _setup()
     Trainer(model, guide, objective, RECIPE, shards=2, checkpoint=path, progress=False).fit(
@@ -131,6 +131,11 @@ def test_mixed_runs_and_bad_settings_are_refused(pairs, tmp_path):
         DistributedTrainer(*other, RECIPE, validation=lambda step: {})
     with pytest.raises(ValueError, match="accelerator 'tpu'"):
         DistributedTrainer(*other, RECIPE, accelerator="tpu")
+    for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    nodes = DistributedTrainer(*other, RECIPE, devices=1, num_nodes=2)
+    with pytest.raises(ValueError, match="set MASTER_ADDR, MASTER_PORT, NODE_RANK on every"):
+        nodes.fit(pairs)
 
 
 def test_device_strings():

@@ -25,6 +25,7 @@ import pytest
 import torch
 
 jax = pytest.importorskip("jax")
+from conftest import SHORT_RECIPE  # noqa: E402
 from jax.sharding import SingleDeviceSharding  # noqa: E402
 
 from pyrocrl.data import make_simulator, simulate_splits  # noqa: E402
@@ -47,25 +48,8 @@ after the pretraining steps."""
 def _recipe() -> Recipe:
     """Two epochs (40 steps) through pretraining, soft and deterministic phases, with the
     ramps and regularizers of a real recipe."""
-    return Recipe(
-        name="sharded",
-        epochs=2.0,
-        lr=3e-3,
-        batch_size=BATCH,
-        pretrain_epochs=PRETRAINED,
-        beta_ramp=(0.2, 0.6),
-        intervention_prior_epoch=0.6,
-        deterministic_epoch=1.6,
-        sparsity_weight=10.0,
-        balance_weight=10.0,
-        sparsity_decay=(0.6, 1.0),
-        posterior_power=0.1,
-        posterior_power_ramp=(0.2, 0.8),
-        offset=(0.025, 1e-4),
-        offset_decay=(0.2, 0.6),
-        consistency_weight=0.01,
-        norm_weight=0.01,
-        norm_decay=(0.2, 0.6),
+    return SHORT_RECIPE.replace(
+        name="sharded", batch_size=BATCH, pretrain_epochs=PRETRAINED, precondition=False
     )
 
 

@@ -1,5 +1,7 @@
 """Every simulator by name, the image simulators among them: one entry point to simulated
-pairs (the ``pyrocrl simulate`` command calls :func:`simulate_dataset`)."""
+pairs in memory (:func:`simulate_dataset`) and one to pairs on disk (:func:`write_dataset`,
+which the ``pyrocrl simulate`` command calls), where the image simulators write their
+images block by block as they render them."""
 
 __all__ = [
     "CHAMBER",
@@ -9,13 +11,19 @@ __all__ = [
     "MAX_RESOLUTION",
     "SIMULATOR_NAMES",
     "simulate_dataset",
+    "write_dataset",
 ]
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
 
-from pyrocrl.data.dataset import pairs_dataset
+from pyrocrl.data.dataset import pairs_dataset, save
 from pyrocrl.data.simulators import SIMULATORS, simulate, simulate_pairs
 
 CIRCUIT = "causalcircuit"
@@ -32,6 +40,8 @@ SIMULATOR_NAMES = tuple(sorted([*SIMULATORS, CIRCUIT]))
 """The names :func:`simulate_dataset` knows."""
 DEFAULT_N = {"scaling": 4, "scaling-sensors": 4, "scaling-shift": 4}
 """Causal variables of a simulator when not given (the others have a fixed number)."""
+BLOCK = 4096
+"""Pairs of images :func:`write_dataset` renders and writes at a time."""
 
 
 def simulate_dataset(
@@ -67,14 +77,69 @@ def simulate_dataset(
         a ``resolution``, or ``mode``/``noise`` for a simulator other than the chamber.
     :raises ImportError: for the chamber without the package ``causalchamber``.
     """
+    options = dict(n=n, seed=seed, graph_seed=graph_seed, resolution=resolution)
+    options.update(workers=workers, mode=mode, noise=noise, max_targets=max_targets)
+    return _simulate(simulator, pairs, progress=progress, **options)
+
+
+def write_dataset(
+    path: str | os.PathLike,
+    simulator: str = "scaling",
+    pairs: int = 100_000,
+    *,
+    block: int = BLOCK,
+    compress: bool = True,
+    **options: Any,
+) -> Path:
+    """:func:`simulate_dataset` written to ``path`` (a NetCDF file, or a Zarr store for a name
+    ending in ``.zarr``; :func:`~pyrocrl.data.save`).
+
+    The image simulators (:data:`CIRCUIT`, :data:`CHAMBER` in mode ``"images"``) write
+    their images ``block`` pairs at a time as they render them
+    (:func:`~pyrocrl.data.writer.write_pairs`), so that memory holds the truth and one block
+    of images, never all images; ``compress=False`` stores those raw. The others are
+    simulated in memory and saved.
+
+    :param options: the keyword arguments of :func:`simulate_dataset`.
+    :returns: ``path``; an interrupted simulation leaves nothing there.
+    """
+    if block < 1:
+        raise ValueError(f"block must be at least 1 pair, got {block}")
+    out = _simulate(simulator, pairs, output=(Path(path), block, compress), **options)
+    return out if isinstance(out, Path) else save(out, path)
+
+
+Output = tuple[Path, int, bool]
+"""Where image simulators write, pairs per block, whether compressed."""
+
+
+def _simulate(
+    simulator: str,
+    pairs: int,
+    *,
+    n: int | None = None,
+    seed: int = 302,
+    graph_seed: int | None = None,
+    resolution: int = 64,
+    workers: int | None = None,
+    mode: str | None = None,
+    noise: float | None = None,
+    max_targets: int = 1,
+    progress: bool | None = None,
+    output: Output | None = None,
+) -> xr.Dataset | Path:
+    """:func:`simulate_dataset`; with ``output``, the image simulators write there instead
+    and return its path."""
     if max_targets != 1 and simulator in (CHAMBER, CIRCUIT):
         raise ValueError(f"{simulator} intervenes on one variable at a time: max_targets 1")
     if simulator == CHAMBER:
-        return _simulate_chamber(pairs, seed, n, graph_seed, mode, noise, resolution, progress)
+        return _simulate_chamber(
+            pairs, seed, n, graph_seed, mode, noise, resolution, progress, output
+        )
     if mode is not None or noise is not None:
         raise ValueError(f"mode and noise are options of the {CHAMBER} simulator, not {simulator}")
     if simulator == CIRCUIT:
-        return _simulate_circuit(pairs, seed, n, resolution, workers, progress)
+        return _simulate_circuit(pairs, seed, n, resolution, workers, progress, output)
     n = DEFAULT_N.get(simulator) if n is None else n
     return simulate_pairs(
         simulator,
@@ -94,16 +159,20 @@ def _simulate_circuit(
     resolution: int,
     workers: int | None,
     progress: bool | None,
-) -> xr.Dataset:
+    output: Output | None = None,
+) -> xr.Dataset | Path:
     if n not in (None, CIRCUIT_VARIABLES):
         raise ValueError(f"CausalCircuit has exactly 4 causal variables, got n={n}")
     if resolution > MAX_RESOLUTION:
         raise ValueError(f"resolution must be at most {MAX_RESOLUTION}, got {resolution}")
-    from pyrocrl.data.causalcircuit import simulate_causalcircuit  # MuJoCo: only when used
+    # MuJoCo: only when used
+    from pyrocrl.data.causalcircuit import simulate_causalcircuit, write_causalcircuit
 
-    return simulate_causalcircuit(
-        pairs, seed, resolution=resolution, workers=workers, progress=progress
-    )
+    options = {"resolution": resolution, "workers": workers, "progress": progress}
+    if output is None:
+        return simulate_causalcircuit(pairs, seed, **options)
+    path, block, compress = output
+    return write_causalcircuit(path, pairs, seed, block=block, compress=compress, **options)
 
 
 def _simulate_chamber(
@@ -115,11 +184,13 @@ def _simulate_chamber(
     noise: float | None,
     resolution: int,
     progress: bool | None,
-) -> xr.Dataset:
+    output: Output | None = None,
+) -> xr.Dataset | Path:
     """The light tunnel's pairs, with ``state`` (the actuator settings) beside ``z``.
 
     Sensor readings are named in the ``feature`` coordinate. Images are rendered from the
-    sampled settings in batches and stored as ``uint8`` with ``attrs["image_shape"]``.
+    sampled settings in batches and stored as ``uint8`` with ``attrs["image_shape"]``; with
+    ``output``, written there block by block.
     """
     mode = "sensors" if mode is None else mode
     if mode not in CHAMBER_MODES:
@@ -146,11 +217,32 @@ def _simulate_chamber(
         return ds.assign(state=(("pair", "world", "latent"), state))
     truth = simulate(lcm.actuator_lcm(), pairs, seed, progress=progress)
     state = truth["x"].values  # (pair, world, 3)
-    pictures = lcm.mixing.render(state.reshape(-1, lcm.n)).reshape(pairs, 2, -1)
-    attrs = {**truth.attrs, "image_shape": list(lcm.mixing.image_shape)}
+    if output is None:
+        pictures = lcm.mixing.render(state.reshape(-1, lcm.n)).reshape(pairs, 2, -1)
+        return _chamber_images(truth, pictures, lcm.mixing.image_shape)
+    from pyrocrl.data.writer import placeholder, write_pairs
+
+    path, block, compress = output
+    features = int(np.prod(lcm.mixing.image_shape))
+    template = _chamber_images(truth, placeholder(pairs, features), lcm.mixing.image_shape)
+    blocks = _chamber_blocks(lcm.mixing, state, block)
+    return write_pairs(path, template, blocks, compress=compress)
+
+
+def _chamber_blocks(mixing: Any, state: np.ndarray, block: int) -> Iterator[np.ndarray]:
+    """The chamber's images of the settings ``(N, 2, 3)``, ``block`` pairs at a time."""
+    for a in range(0, len(state), block):
+        part = state[a : a + block]
+        yield mixing.render(part.reshape(-1, part.shape[-1])).reshape(len(part), 2, -1)
+
+
+def _chamber_images(truth: xr.Dataset, pictures: np.ndarray, image_shape: Any) -> xr.Dataset:
+    """The chamber's dataset of pairs whose images (both worlds, flattened) are
+    ``pictures``, with the truth of the settings ``truth``."""
+    state = truth["x"].values
+    attrs = {**truth.attrs, "image_shape": list(image_shape)}
     ds = pairs_dataset(
-        pictures[:, 0],
-        pictures[:, 1],
+        pictures,
         z=truth["z"].values[:, 0],
         z_tilde=truth["z"].values[:, 1],
         noise=truth["noise"].values[:, 0],

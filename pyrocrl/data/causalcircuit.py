@@ -34,6 +34,10 @@ MuJoCo draws the arm and the board once per pair, and again only when the arm mo
 lamps — which nothing ever passes in front of — are painted from a per-pixel calibration of
 MuJoCo's own response to a lamp's colour (:meth:`CircuitScene.paint`), which equals a full
 render within one intensity level and makes an intervention on a light cost no render.
+
+:func:`simulate_causalcircuit` returns the images in memory; :func:`write_causalcircuit`
+renders them block by block straight into a NetCDF file or Zarr store, for datasets larger
+than memory (the same images: each is a pure function of its state).
 """
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "render_states",
     "simulate_causalcircuit",
     "simulate_causalcircuit_splits",
+    "write_causalcircuit",
 ]
 
 import importlib.util
@@ -52,7 +57,8 @@ import os
 import pathlib
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -542,40 +548,52 @@ def _render_boards(
     progress: bool | None,
 ) -> np.ndarray:
     """:meth:`CircuitScene.render_board` of ``arm`` ``(N,)``, in ``workers`` processes."""
+    out = list(_board_parts(scene, arm, workers, chunk, progress))
+    if not out:
+        return np.empty((0, scene.resolution, scene.resolution, 3), dtype=np.uint8)
+    return np.concatenate(out)
+
+
+def _board_parts(
+    scene: CircuitScene,
+    arm: np.ndarray,
+    workers: int | None,
+    chunk: int,
+    progress: bool | None,
+) -> Iterator[np.ndarray]:
+    """:meth:`CircuitScene.render_board` of ``arm`` ``(N,)`` in parts of ``chunk`` arm
+    positions, in order, rendered by ``workers`` processes (a few parts ahead)."""
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     parts = [arm[i : i + chunk] for i in range(0, len(arm), chunk)]
     show = len(parts) > 4 if progress is None else progress
     bar = tqdm(total=len(arm), unit="image", desc="render", disable=None if show else True)
-    out: list[np.ndarray] = []
     with bar:
         if workers == 1 or len(parts) <= 1:
             for part in parts:
-                out.append(scene.render_board(part))
+                yield scene.render_board(part)
                 bar.update(len(part))
         else:
-            _render_in_workers(parts, scene.resolution, min(workers, len(parts)), out, bar)
-    if not out:
-        return np.empty((0, scene.resolution, scene.resolution, 3), dtype=np.uint8)
-    return np.concatenate(out)
+            yield from _render_in_workers(parts, scene.resolution, min(workers, len(parts)), bar)
 
 
 def _render_in_workers(
-    parts: list[np.ndarray], resolution: int, workers: int, out: list[np.ndarray], bar: Any
-) -> None:
+    parts: list[np.ndarray], resolution: int, workers: int, bar: Any
+) -> Iterator[np.ndarray]:
     """Chunk ``i`` goes to worker ``i mod workers``; each worker has up to two chunks in
-    flight, and results are read back in order."""
+    flight, and results are read back (and yielded) in order."""
     pool = [_Worker(resolution) for _ in range(workers)]
     try:
         ahead = 2 * workers
         for i, part in enumerate(parts[:ahead]):
             pool[i % workers].send(part)
         for i, part in enumerate(parts):
-            out.append(pool[i % workers].receive(len(part), resolution))
+            received = pool[i % workers].receive(len(part), resolution)
             bar.update(len(part))
             if i + ahead < len(parts):
                 pool[(i + ahead) % workers].send(parts[i + ahead])
+            yield received
     finally:
         for worker in pool:
             worker.close()
@@ -601,10 +619,7 @@ def simulate_causalcircuit(
     :param int seed: sample seed; the same seed gives the same images.
     :param int resolution: image size in pixels (64 by default, up to 512).
     """
-    from pyrocrl.data.simulators import simulate
-
-    lcm = causal_circuit()
-    truth = simulate(lcm, pairs, seed, progress=False)
+    lcm, truth = _sample(pairs, seed)
     state = truth["x"].values  # (pair, world, 4)
     # MuJoCo draws the arm and board: once per pair, and again where the arm was moved
     moved = state[:, 1, 0] != state[:, 0, 0]
@@ -615,11 +630,98 @@ def simulate_causalcircuit(
         pictures[moved, 1] = boards[pairs:]
         for world in (0, 1):  # then the lamps are lit
             scene.paint(pictures[:, world], state[:, world, 1:])
+    return _circuit_dataset(lcm, truth, pictures.reshape(pairs, 2, -1), resolution)
+
+
+def write_causalcircuit(
+    path: str | os.PathLike,
+    pairs: int,
+    seed: int,
+    *,
+    resolution: int = 64,
+    workers: int | None = None,
+    block: int = 4096,
+    compress: bool = True,
+    progress: bool | None = None,
+) -> Path:
+    """:func:`simulate_causalcircuit` written to ``path`` (a NetCDF file, or a Zarr store
+    for a name ending in ``.zarr``) as it is rendered, ``block`` pairs at a time
+    (:func:`~pyrocrl.data.writer.write_pairs`): the same dataset, while memory holds the
+    truth, one block of images and the renders in flight, never all images.
+
+    :param compress: compress the images (``False``: stored raw, larger and faster to read).
+    :returns: ``path``; an interrupted render leaves nothing there.
+    """
+    from pyrocrl.data.writer import placeholder, write_pairs
+
+    if block < 1:
+        raise ValueError(f"block must be at least 1 pair, got {block}")
+    lcm, truth = _sample(pairs, seed)
+    state = truth["x"].values
+    features = resolution * resolution * 3
+    template = _circuit_dataset(lcm, truth, placeholder(pairs, features), resolution)
+    with CircuitScene(resolution) as scene:
+        blocks = _render_blocks(scene, state, block, workers, progress)
+        return write_pairs(path, template, blocks, compress=compress)
+
+
+def _sample(pairs: int, seed: int) -> tuple[GroundTruthLCM, xr.Dataset]:
+    """The latent model and ``pairs`` pairs of its truth (``x``: the physical state)."""
+    from pyrocrl.data.simulators import simulate
+
+    lcm = causal_circuit()
+    return lcm, simulate(lcm, pairs, seed, progress=False)
+
+
+def _render_blocks(
+    scene: CircuitScene,
+    state: np.ndarray,
+    block: int,
+    workers: int | None,
+    progress: bool | None,
+) -> Iterator[np.ndarray]:
+    """Images of the states ``(N, 2, 4)``, ``block`` pairs at a time: ``(b, 2, H, W, 3)``.
+
+    The boards of each block (every first world, then the moved second worlds) are queued
+    for the renderers in one stream, so that they never wait between blocks.
+    """
+    moved = state[:, 1, 0] != state[:, 0, 0]
+    blocks = [slice(a, a + block) for a in range(0, len(state), block)]
+    arm = np.concatenate([_arms(state[rows], moved[rows]) for rows in blocks])
+    boards = _board_parts(scene, arm, workers, 256, progress)
+    drawn = np.empty((0, scene.resolution, scene.resolution, 3), dtype=np.uint8)
+    try:
+        for rows in blocks:
+            shifted = moved[rows]
+            size = len(shifted)
+            need = size + int(shifted.sum())
+            parts = [drawn]
+            while sum(len(p) for p in parts) < need:
+                parts.append(next(boards))
+            drawn = np.concatenate(parts)
+            pictures = np.repeat(drawn[:size, None], 2, axis=1)
+            pictures[shifted, 1] = drawn[size:need]
+            drawn = drawn[need:]
+            for world in (0, 1):
+                scene.paint(pictures[:, world], state[rows, world, 1:])
+            yield pictures
+    finally:
+        boards.close()  # the rendering processes end, also when the writer stops early
+
+
+def _arms(state: np.ndarray, moved: np.ndarray) -> np.ndarray:
+    """Arm positions to draw for states ``(b, 2, 4)``: every first world, then the second
+    worlds where the arm ``moved``."""
+    return np.concatenate([state[:, 0, 0], state[moved, 1, 0]])
+
+
+def _circuit_dataset(
+    lcm: GroundTruthLCM, truth: xr.Dataset, x: np.ndarray, resolution: int
+) -> xr.Dataset:
+    """The dataset of pairs whose images (both worlds, flattened) are ``x``."""
     attrs = {**truth.attrs, "image_shape": [resolution, resolution, 3], "renderer": "mujoco"}
-    flat = pictures.reshape(pairs, 2, -1)
     ds = pairs_dataset(
-        flat[:, 0],
-        flat[:, 1],
+        x,
         z=truth["z"].values[:, 0],
         z_tilde=truth["z"].values[:, 1],
         noise=truth["noise"].values[:, 0],
@@ -628,7 +730,7 @@ def simulate_causalcircuit(
         adjacency=lcm.scm.adjacency,
         attrs=attrs,
     )
-    return ds.assign(state=(("pair", "world", "latent"), state))
+    return ds.assign(state=(("pair", "world", "latent"), truth["x"].values))
 
 
 def simulate_causalcircuit_splits(

@@ -27,8 +27,10 @@ image flattened into ``x`` (``H·W·C`` features, usually ``uint8``) and its sha
 in ``attrs["image_shape"]``; :func:`images` gives them back as images. Coordinates name the
 variables (``latent``, ``cause`` and ``effect`` are ``z1 … zn``; ``feature`` is ``x1 … xD``);
 ``world`` is ``[0, 1]``. Generator settings live in ``attrs``. Files are NetCDF-4 written with
-h5netcdf; :func:`load` checks everything above and raises :class:`DatasetError` naming the
-problem.
+h5netcdf, or Zarr stores for paths ending in ``.zarr`` (:mod:`pyrocrl.data.store`); :func:`load`
+checks everything above and raises :class:`DatasetError` naming the problem. With ``chunks``
+it opens a dataset lazily, over dask chunks, for datasets larger than memory: the checks then
+read the data chunk by chunk (:func:`validate`), and nothing is held in memory whole.
 """
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "images",
     "load",
     "max_targets",
+    "paired_mask",
     "pairs_dataset",
     "pairs_only",
     "save",
@@ -54,9 +57,9 @@ import numpy as np
 import xarray as xr
 
 from pyrocrl._version import __version__
+from pyrocrl.data.store import open_store, write_store
 from pyrocrl.errors import DatasetError
 from pyrocrl.interventions import num_targets
-from pyrocrl.io import write_netcdf
 from pyrocrl.observations import paired_rows
 from pyrocrl.sites import variable_names
 
@@ -74,8 +77,6 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "state": ("pair", "world", "latent"),
 }
 """Known variables and the dims each must have."""
-
-ENGINE = "h5netcdf"
 
 
 def _numpy(a: Any) -> np.ndarray:
@@ -95,7 +96,7 @@ def _netcdf_attr(value: Any) -> Any:
 
 def pairs_dataset(
     x: Any,
-    x_tilde: Any,
+    x_tilde: Any = None,
     *,
     z: Any = None,
     z_tilde: Any = None,
@@ -109,7 +110,10 @@ def pairs_dataset(
 ) -> xr.Dataset:
     """Build and validate a dataset of weakly supervised pairs.
 
-    :param x: observations before the intervention, shape ``(N, D)`` (NumPy or torch).
+    :param x: observations before the intervention, shape ``(N, D)`` (NumPy or torch); or,
+        without ``x_tilde``, both worlds ``(N, 2, D)``, kept as given, not copied (so a
+        read-only ``np.broadcast_to`` view can stand for data written elsewhere, as in the
+        templates of :func:`~pyrocrl.data.writer.write_pairs`).
     :param x_tilde: observations after, ``(N, D)``.
     :param z, z_tilde, noise, noise_tilde: optional truth, each ``(N, n)``; give both worlds.
     :param target: optional true targets, ``(N,)`` integers in ``0 … n``.
@@ -125,13 +129,21 @@ def pairs_dataset(
     >>> ds["x"].sel(world=1).values.tolist() == after.tolist()
     True
     """
-    x, x_tilde = _numpy(x), _numpy(x_tilde)
-    if x.shape != x_tilde.shape or x.ndim != 2:
-        raise DatasetError(
-            f"x and x_tilde must both have shape (pairs, features), got {x.shape} and "
-            f"{x_tilde.shape}"
-        )
-    data_vars: dict[str, Any] = {"x": (SCHEMA["x"], np.stack([x, x_tilde], axis=1))}
+    if x_tilde is None:
+        both = _numpy(x)
+        if both.ndim != 3 or both.shape[1] != 2:
+            raise DatasetError(
+                f"x without x_tilde must have shape (pairs, 2, features), got {both.shape}"
+            )
+    else:
+        x, x_tilde = _numpy(x), _numpy(x_tilde)
+        if x.shape != x_tilde.shape or x.ndim != 2:
+            raise DatasetError(
+                f"x and x_tilde must both have shape (pairs, features), got {x.shape} and "
+                f"{x_tilde.shape}"
+            )
+        both = np.stack([x, x_tilde], axis=1)
+    data_vars: dict[str, Any] = {"x": (SCHEMA["x"], both)}
     for name, before, after in (("z", z, z_tilde), ("noise", noise, noise_tilde)):
         if (before is None) != (after is None):
             raise DatasetError(f"give {name} for both worlds or for neither")
@@ -152,7 +164,7 @@ def pairs_dataset(
         data_vars["adjacency"] = (SCHEMA["adjacency"], data_vars["adjacency"][1].astype(np.int8))
 
     ds = xr.Dataset(data_vars)
-    coords: dict[str, Any] = {"world": [0, 1], "feature": variable_names(x.shape[1], "x")}
+    coords: dict[str, Any] = {"world": [0, 1], "feature": variable_names(both.shape[2], "x")}
     n = next((ds.sizes[d] for d in ("latent", "cause") if d in ds.sizes), None)
     if n is not None:
         names = variable_names(n)
@@ -170,6 +182,10 @@ def pairs_dataset(
 
 def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
     """Check that ``ds`` is a well-formed pyrocrl dataset; return it unchanged.
+
+    A lazily opened dataset (dask-backed, :func:`load` with ``chunks``) stays lazy: its large
+    variables are checked chunk by chunk, in one pass that holds per-pair counts only (an
+    image dataset's integer ``x`` needs no pass: it cannot hold NaN).
 
     :raises DatasetError: naming ``source`` and the first problem found.
     """
@@ -214,11 +230,14 @@ def validate(ds: xr.Dataset, source: str = "dataset") -> xr.Dataset:
                 f"{source}: dim {dim!r} has size {ds.sizes[dim]} but the dataset has {n} "
                 "causal variables"
             )
-    paired = paired_rows(ds["x"].values)
+    counts = _lazy_counts(ds)
+    paired = _paired(ds, counts)
     if not paired.any():
         raise DatasetError(f"{source} holds no pairs: every row is an unpaired observation")
     for name, var in ds.data_vars.items():
-        if np.issubdtype(var.dtype, np.floating):
+        if name in counts:
+            _check_counts(name, var, counts[name], paired, source)
+        elif np.issubdtype(var.dtype, np.floating):
             values = var.values
             if var.dims[:2] == ("pair", "world"):  # an unpaired row's second world is NaN
                 unpaired = values[~paired, 1]
@@ -284,8 +303,72 @@ def pairs_only(ds: xr.Dataset) -> xr.Dataset:
     """The pairs of ``ds``, without its unpaired observations (``ds`` itself when it has
     none): what needs both worlds (intervention posteriors, graphs, held-out tests) reads
     these."""
-    paired = paired_rows(ds["x"].values)
+    paired = paired_mask(ds)
     return ds if paired.all() else ds.isel(pair=np.flatnonzero(paired))
+
+
+def paired_mask(ds: xr.Dataset) -> np.ndarray:
+    """Which rows of ``ds`` are pairs, ``(pair,)`` booleans (:func:`paired_rows` of ``x``);
+    a lazy ``x`` is read chunk by chunk (not at all when it holds integers)."""
+    return _paired(ds, _lazy_counts(ds, ["x"]))
+
+
+def _lazy_counts(ds: xr.Dataset, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """NaN and infinite values of the lazy floating-point variables of ``ds`` (or of those
+    of ``names``), counted chunk by chunk in one pass: ``{name: (nan, inf, size)}``, per
+    ``(pair, world)`` with ``size`` values in each for the variables with those leading
+    dims, totals (``size`` 0) for the others."""
+    summaries: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
+    for name in ds.data_vars if names is None else names:
+        var = ds[name]
+        if var.chunks is None or not np.issubdtype(var.dtype, np.floating):
+            continue
+        per_cell = var.dims[:2] == ("pair", "world")
+        rest = [d for d in var.dims if d not in ("pair", "world")] if per_cell else var.dims
+        sizes[name] = int(np.prod([ds.sizes[d] for d in rest])) if per_cell else 0
+        summaries[f"{name}/nan"] = var.isnull().sum(rest)
+        summaries[f"{name}/inf"] = np.isinf(var).sum(rest)
+    if not summaries:
+        return {}
+    computed = xr.Dataset(summaries).compute()
+    return {
+        name: (computed[f"{name}/nan"].values, computed[f"{name}/inf"].values, size)
+        for name, size in sizes.items()
+    }
+
+
+def _paired(ds: xr.Dataset, counts: Mapping[str, Any]) -> np.ndarray:
+    """:func:`paired_rows` of ``x``, from the counts of :func:`_lazy_counts` when lazy."""
+    x = ds["x"]
+    if x.chunks is None:
+        return paired_rows(x.values)
+    if not np.issubdtype(x.dtype, np.floating):
+        return np.ones(ds.sizes["pair"], dtype=bool)
+    nan, _, size = counts["x"]
+    return nan[:, 1] < size
+
+
+def _check_counts(
+    name: str, var: xr.DataArray, counts: Any, paired: np.ndarray, source: str
+) -> None:
+    """The finiteness checks of :func:`validate`, on counts of a lazy variable."""
+    nan, inf, size = counts
+    if var.dims[:2] == ("pair", "world"):
+        if (nan[~paired, 1] < size).any():
+            raise DatasetError(
+                f"{source}: variable {name!r} has values in the second world of an "
+                "unpaired observation (where 'x' is NaN): set them to NaN"
+            )
+        n_nan = int(nan[:, 0].sum() + nan[paired, 1].sum())
+        n_inf = int(inf[:, 0].sum() + inf[paired, 1].sum())
+    else:
+        n_nan, n_inf = int(nan), int(inf)
+    if n_nan or n_inf:
+        raise DatasetError(
+            f"{source}: variable {name!r} holds {n_nan} NaN and {n_inf} infinite values"
+            + (" (a NaN row of 'x' must be a whole second world)" if name == "x" else "")
+        )
 
 
 def max_targets(ds: xr.Dataset) -> int:
@@ -350,10 +433,15 @@ def _storable(value: object) -> bool:
 
 
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Validate ``ds`` and write it to ``path`` as NetCDF-4.
+    """Validate ``ds`` and write it to ``path``: a Zarr store (a directory) if the name ends
+    in ``.zarr``, else a NetCDF-4 file. A lazily opened ``ds`` is written chunk by chunk.
 
-    The file is written next to its destination and renamed into place, so an interrupted
-    save never leaves a truncated file under ``path``.
+    The file or store is written next to its destination and renamed into place, so an
+    interrupted save never leaves a truncated one under ``path``.
+
+    :raises DatasetError: if ``ds`` is not a well-formed dataset, or the directory of
+        ``path`` does not exist.
+    :raises PyrocrlError: if ``path`` is a directory other than a Zarr store.
     """
     validate(ds)
     path = Path(path)
@@ -361,34 +449,33 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         raise DatasetError(f"cannot write {path}: directory {path.parent} does not exist")
     # images compress well (a few colours on a plain background)
     encoding = {"x": {"compression": "gzip", "compression_opts": 1}} if _is_images(ds) else None
-    return write_netcdf(ds, path, encoding=encoding)
+    return write_store(ds, path, encoding)
 
 
 def _is_images(ds: xr.Dataset) -> bool:
     return "image_shape" in ds.attrs and np.issubdtype(ds["x"].dtype, np.integer)
 
 
-def load(path: str | os.PathLike) -> xr.Dataset:
-    """Read a dataset written by :func:`save` fully into memory and validate it.
+def load(path: str | os.PathLike, chunks: str | int | dict[str, Any] | None = None) -> xr.Dataset:
+    """Read a dataset written by :func:`save` (a NetCDF-4 file, or a Zarr store for a path
+    ending in ``.zarr``) and validate it.
 
+    :param chunks: ``None`` reads it fully into memory. Otherwise it is opened lazily, its
+        variables dask arrays over chunks of pairs, read when computed: ``"auto"`` (chunks of
+        whole stored chunks), a number of pairs per chunk, or a dict of chunk sizes by dim
+        (as ``xarray.open_dataset`` takes them). Validation then reads the data chunk by
+        chunk (an image dataset's integer pixels not at all), and a lazy NetCDF file stays
+        open until the dataset is closed. Needs ``pyrocrl[scale]`` (dask).
     :raises FileNotFoundError: if ``path`` does not exist.
-    :raises DatasetError: if the file is not NetCDF-4, is truncated, or is not a
-        well-formed pyrocrl dataset.
+    :raises DatasetError: if the file is not NetCDF-4 (or the store not Zarr), is truncated,
+        or is not a well-formed pyrocrl dataset.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise DatasetError(f"{path} is a directory, not a dataset file")
-    if not path.is_file():
-        raise FileNotFoundError(f"no dataset file at {path}")
+    ds = open_store(path, chunks)
     try:
-        with xr.open_dataset(path, engine=ENGINE, phony_dims="sort") as opened:
-            ds = opened.load()
-    except Exception as error:
-        raise DatasetError(
-            f"cannot read {path}: not a NetCDF-4 file, or truncated or corrupt "
-            f"({type(error).__name__}: {error})"
-        ) from error
-    return validate(ds, source=str(path))
+        return validate(ds, source=str(path))
+    except BaseException:
+        ds.close()
+        raise
 
 
 def images(ds: xr.Dataset, worlds: Sequence[int] = (0, 1)) -> np.ndarray:
