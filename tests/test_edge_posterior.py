@@ -1,4 +1,5 @@
-"""The edge posterior: exact sums over orders, orientation from interventions, refusals."""
+"""The edge posterior: exact sums over orders, orientation from interventions, the leak of
+learned variables measured and tempered for, refusals."""
 
 import itertools
 
@@ -7,7 +8,13 @@ import pytest
 from scipy.special import logsumexp
 
 from pyrocrl.graphs import is_acyclic
-from pyrocrl.inference.edge_posterior import _local_scores, _order_sum, edge_posterior
+from pyrocrl.inference.edge_posterior import (
+    _evidence,
+    _local_scores,
+    _order_sum,
+    edge_posterior,
+    leakage,
+)
 from pyrocrl.metrics import reliability
 
 
@@ -75,6 +82,44 @@ def test_fewer_pairs_leave_more_doubt():
     assert many > 0.95 and 0.05 < few < many
 
 
+def test_true_variables_leak_nothing_and_keep_the_exact_posterior():
+    z, z_tilde, targets = _pairs(np.array([[0, 1.0, 0.0], [0, 0, -1.0], [0, 0, 0]]), 2000)
+    posterior = edge_posterior(z, z_tilde, targets, pairs=2000)
+    assert posterior.leakage == 0.0  # what a perfect intervention leaves alone stays put
+    exact = edge_posterior(z, z_tilde, targets, pairs=2000, leakage=0)
+    np.testing.assert_array_equal(posterior.probs, exact.probs)
+    assert leakage(z, z_tilde, targets, exact.before) == 0.0
+
+
+def test_a_leak_is_measured_and_its_edge_stays_uncertain():
+    """``ẑ1 = z1 + ε·z3`` on the chain z1 → z2 → z3: the exact posterior makes the leak an
+    edge z1 → z3 with certainty from 4,000 pairs; tempered for the leak it reads, the
+    posterior keeps the true edges and doubts the leaked one."""
+    z, z_tilde, targets = _pairs(np.array([[0, 1.0, 0.0], [0, 0, -1.0], [0, 0, 0]]), 4000, 2)
+    leaks = []
+    for eps in (0.1, 0.2):
+        mix = np.eye(3)
+        mix[2, 0] = eps
+        exact = edge_posterior(z @ mix, z_tilde @ mix, targets, pairs=4000, leakage=0)
+        tempered = edge_posterior(z @ mix, z_tilde @ mix, targets, pairs=4000)
+        assert exact.probs[0, 2] > 0.99 and tempered.probs[0, 2] < 0.3
+        leaks.append(tempered.leakage)
+    assert 0 < leaks[0] < leaks[1]
+    assert tempered.probs[1, 2] > 0.9  # the strongest true edge survives the larger leak
+    few = edge_posterior(z @ mix, z_tilde @ mix, targets, pairs=4000, leakage=10.0)
+    assert few.leakage == 10.0 and few.probs.max() < tempered.probs.max()
+
+
+def test_the_tempered_evidence_is_the_evidence_of_fewer_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    y = x @ [0.3, -0.2] + rng.normal(size=400)
+    x, y = x - x.mean(0), y - y.mean()
+    assert _evidence(y, x, None, 400.0) == _evidence(y, x, None)
+    factors = [_evidence(y, x, None, m) - _evidence(y, x[:, :0], None, m) for m in (400, 100, 25)]
+    assert factors[0] > factors[1] > factors[2]  # the same R², read from fewer rows
+
+
 def test_reliability_bins_probabilities_against_truth():
     probs = np.array([0.05, 0.1, 0.9, 0.95, 0.4, 0.6])
     truth = np.array([0, 0, 1, 1, 1, 0])
@@ -98,6 +143,8 @@ def test_reliability_bins_probabilities_against_truth():
 def test_bad_input_is_refused(args, message):
     with pytest.raises(ValueError, match=message):
         edge_posterior(*args)
+    with pytest.raises(ValueError, match="leakage must be"):
+        edge_posterior(np.zeros((5, 2)), np.zeros((5, 2)), np.zeros(5, int), leakage=-1)
 
 
 def test_a_fitted_models_learned_variables_get_a_posterior():
