@@ -48,6 +48,7 @@ import torch
 import pyrocrl
 from pyrocrl.data import make_simulator, simulate, simulate_splits
 from pyrocrl.inference import get_recipe, learn_graph
+from pyrocrl.inference.edge_posterior import fitted_edge_posterior
 from pyrocrl.inference.graph import ilcm_h
 from pyrocrl.metrics import dci, graph_scores, match_importance
 from pyrocrl.plots import plot_graph
@@ -170,6 +171,54 @@ if not smoke_test:  # the sweep over seeds takes about a minute
         f"n ≤ 5, graph seeds 0–9: weakest true edge {weakest:.3f}, strongest false {false_max:.1e}"
     )
     assert weakest > 0.05 and false_max < 1e-14
+
+# %% [markdown]
+# ## How sure: an edge posterior
+#
+# A graph is one answer; a posterior says how sure each edge is.
+# `fitted_edge_posterior` averages over *all* DAGs of linear-Gaussian mechanisms among the
+# learned variables, fitted to the encoded pairs wherever a mechanism is intact, with the
+# weights and noise integrated out in closed form ([graphs](../graphs)). Learned variables
+# leak slightly into each other, and an exact posterior would turn those leaks into
+# certain extra edges once it reads enough pairs. So it first measures the leak without
+# labels — a perfect intervention leaves the variables *before* its target unchanged, so
+# whatever the learned ones change there is leak — and reads the pairs as a coarsened
+# posterior, worth about `2 / leak` observations at most. `leakage=0` gives the exact
+# posterior, for comparison.
+
+# %%
+read = 1_000 if smoke_test else 4_000
+posterior = fitted_edge_posterior(guide, x[:, 0], x[:, 1], pairs=read)
+exact = fitted_edge_posterior(guide, x[:, 0], x[:, 1], pairs=read, leakage=0)
+true_edges = truth.scm.adjacency[np.ix_(match, match)]  # the truth in the learned labels
+off = ~np.eye(n, dtype=bool)
+print(f"leak of the learned variables, measured from {read} pairs: {posterior.leakage:.4f}")
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+shown = [("true graph (learned labels)", true_edges), ("exact posterior", exact.probs)]
+shown.append(("tempered for the leak", posterior.probs))
+for ax, (title, probs) in zip(axes, shown, strict=True):
+    ax.imshow(probs, vmin=0, vmax=1, cmap="Blues")
+    for (i, j), p in np.ndenumerate(probs):
+        if i != j:
+            ax.text(j, i, f"{p:.2f}", ha="center", va="center", color="k" if p < 0.6 else "w")
+    names = [f"z{k + 1}" for k in range(n)]
+    ax.set(title=title, xticks=range(n), yticks=range(n), xticklabels=names, yticklabels=names)
+    ax.set(xlabel="effect", ylabel="cause")
+plt.show()
+for name, probs in (("exact", exact.probs), ("tempered", posterior.probs)):
+    brier = np.mean((probs[off] - true_edges[off]) ** 2)
+    print(f"{name:9s} Brier score against the true graph: {brier:.3f}")
+if not smoke_test:
+    assert np.mean((posterior.probs[off] - true_edges[off]) ** 2) < 0.05
+
+# %% [markdown]
+# This fit is clean (DCI 0.99, a measured leak of 0.006 at full size), and both
+# posteriors give every true edge and no other a probability near 1 and 0. The difference
+# shows over many fits: on nine fits of the scaling toy (`benchmarks/edge_posterior.py`,
+# leaks up to 0.09) the exact posterior grows over-confident from 1,000 pairs (expected
+# calibration error 0.057, and 0.074 from 4,000), while the tempered one stays calibrated
+# (0.022 and 0.021): of the edges it gives more than 0.8, 35 of 35 and 36 of 37 are true.
+# `pyrocrl graph --method posterior` draws the edges more probable than not.
 
 # %% [markdown]
 # ## The same from a saved model

@@ -39,7 +39,7 @@ from pyrocrl.data import simulate_pairs
 from pyrocrl.inference import do, intervention_posterior
 from pyrocrl.inference.fit_setup import tuned_recipe
 from pyrocrl.interventions import num_targets, target_names, target_sets
-from pyrocrl.metrics import match_sets
+from pyrocrl.metrics import dci, match_sets
 
 torch.set_num_threads(1)
 pyro.set_rng_seed(0)
@@ -160,3 +160,41 @@ assert guide.model.max_targets == k and probs.shape == (3, num_targets(n, k))
 assert torch.allclose(sample["z_tilde"][:, 1], torch.tensor(0.5))
 # a model of single targets names at most the pairs with one target or none
 assert fits["single targets"][1]["intervention_accuracy"] <= 1 - (size == k).mean() + 1e-9
+
+# %% [markdown]
+# ## Interventions that only shift a mechanism
+#
+# Not every intervention replaces a mechanism. A *soft* one shifts it and keeps its
+# parents: the simulator `scaling-shift` moves the intervened noise, `e~_I = e_I + v` with
+# `v ~ N(0, 2²)`, and says so in the dataset (`attrs["intervention"] = "shift"`), so
+# `fit_ilcm` fits the shift program of the model (or pass `intervention="shift"`). What
+# such pairs can tell is less: both worlds pass through the same solution function and
+# mixing, so pairs identify the exogenous **noise** and the targets, not the causal
+# variables or the graph — by any method. The program says so too: its solution function
+# gets no gradient from a pair. Read the noise, and score it against the true noise.
+
+# %%
+shifted = simulate_pairs("scaling-shift", pairs, n=n, seed=302)
+shifted_test = simulate_pairs("scaling-shift", test_pairs, n=n, seed=9302, graph_seed=302)
+print("intervention kind in the data:", shifted.attrs["intervention"])
+soft_model, soft_guide, soft_report = pyrocrl.fit_ilcm(
+    shifted, n, test=shifted_test, recipe=recipe, seed=0, progress=False
+)
+learned = pyrocrl.encode(soft_guide, shifted_test["x"].values[:, 0])
+half, soft_scores = test_pairs // 2, {}
+for name in ("noise", "z"):
+    a, b = learned[name].numpy(), shifted_test[name].values[:, 0]
+    soft_scores[name] = dci(a[:half], b[:half], a[half:], b[half:], seed=0).disentanglement
+    print(f"DCI disentanglement, learned {name} against the true {name}: {soft_scores[name]:.3f}")
+print(f"intervention accuracy: {soft_report.metrics['intervention_accuracy']:.3f}")
+assert soft_model.intervention == "shift"
+if not smoke_test:
+    assert soft_scores["noise"] >= 0.9
+
+# %% [markdown]
+# At full size (`n = 4`, 30,000 pairs) the learned noise matches the true noise (DCI
+# 0.998, intervention accuracy 0.949) while the learned causal variables do not match the
+# true ones (0.319); the benchmark
+# in [results](../results) fits 110,000 pairs on three data seeds: noise DCI 1.000 and
+# intervention accuracy 0.96–0.97, the causal variables' DCI 0.10–0.78 (as good as the
+# graph is sparse, since with no edges the noise *is* the causal variables).
