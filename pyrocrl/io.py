@@ -57,6 +57,14 @@ _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$")
 ``.NAME.PID.RANDOM.tmp``."""
 
 
+def _raise_unchanged(error: BaseException, path: Any) -> None:
+    """After a failed atomic write of ``path``: an operating-system error is raised again
+    as one that names the path and says it is unchanged (others are left to the caller)."""
+    if isinstance(error, OSError) and error.errno is not None:
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, f"cannot write {path}: {reason}; it is unchanged") from error
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``.
 
@@ -87,11 +95,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> Path:
     except BaseException as error:
         gc.collect()  # the writer's half-written file objects close now, not at exit
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno is not None:
-            reason = error.strerror or str(error)
-            raise OSError(
-                error.errno, f"cannot write {path}: {reason}; it is unchanged"
-            ) from error
+        _raise_unchanged(error, path)
         raise
     return path
 
@@ -143,11 +147,7 @@ def atomic_directory(
     except BaseException as error:
         gc.collect()  # the writer's half-written stores close now, not at exit
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(error, OSError) and error.errno is not None:
-            reason = error.strerror or str(error)
-            raise OSError(
-                error.errno, f"cannot write {path}: {reason}; it is unchanged"
-            ) from error
+        _raise_unchanged(error, path)
         raise
 
 
