@@ -221,10 +221,9 @@ def _run(
     dtype: torch.dtype,
 ) -> str | None:
     """One process of a distributed run: train its shard of the trainer saved in ``blob``
-    (the data are shared, read only); the first process writes the
-    final state and result to ``final`` (a return value passes through a pipe that the
-    launcher reads only after every process has ended), or returns the failure's
-    message."""
+    (the data are shared, read only). The first process writes the final state and result
+    to ``final`` (a return value passes through a pipe that the launcher reads only after
+    every process has ended), or returns the failure's message."""
     torch.set_default_dtype(dtype)  # as in the process that started the run
     trainer: DistributedTrainer = torch.load(io.BytesIO(blob), weights_only=False)
     trainer._fabric, trainer.device = fabric, fabric.device
