@@ -1,6 +1,7 @@
 """Shared test set-up: one torch thread, validation on, a clean param store, seeded tests;
 the documentation site, built once per session."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,6 +59,29 @@ SHORT_RECIPE = Recipe(
     precondition=True,
 )
 """Two epochs with every phase of a real recipe: fits in seconds on small data."""
+
+
+class Interrupted(Exception):
+    """A stand-in for an interruption (Ctrl-C, a kill) in the middle of training."""
+
+
+@contextlib.contextmanager
+def svi_interrupted_after(steps: int):
+    """Pyro's ``SVI.step`` takes ``steps`` steps, then raises :class:`Interrupted`."""
+    from pyro.infer import SVI
+
+    step, calls = SVI.step, {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > steps:
+            raise Interrupted
+        return step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SVI, "step", interrupted)
+        with pytest.raises(Interrupted):
+            yield
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI
+from conftest import svi_interrupted_after
 
 from pyrocrl.cli import main
 from pyrocrl.data import load, pairs_dataset, save, unpair, validate
@@ -292,25 +292,16 @@ def test_streamed_training_and_reduction(blobs, blob_store, tmp_path):
         torch.testing.assert_close(again.state_dict()[key], value, rtol=0, atol=0)
 
 
-def test_streamed_training_resumes_to_the_same_weights(blob_store, tmp_path, monkeypatch):
+def test_streamed_training_resumes_to_the_same_weights(blob_store, tmp_path):
     from pyrocrl.inference.reduce import fit_image_vae
 
     lazy = load(blob_store, chunks="auto")
     settings = dict(dim=2, epochs=1.6, max_images=None, batch_size=32, channels=(4, 4))
     settings.update(seed=3, buffer_blocks=2)
     reference, _ = fit_image_vae(lazy, **settings)
-    path, step, calls = tmp_path / "vae.ckpt", SVI.step, {"n": 0}
-
-    def interrupted(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 13:
-            raise _Interrupt
-        return step(self, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(SVI, "step", interrupted)
-        with pytest.raises(_Interrupt):
-            fit_image_vae(lazy, checkpoint=path, checkpoint_every=5, **settings)
+    path = tmp_path / "vae.ckpt"
+    with svi_interrupted_after(13):
+        fit_image_vae(lazy, checkpoint=path, checkpoint_every=5, **settings)
     pyro.clear_param_store()
     resumed, report = fit_image_vae(lazy, checkpoint=path, checkpoint_every=5, **settings)
     assert report["resumed_at"] == 10 and report["steps"] > 30  # on into the second epoch

@@ -4,7 +4,7 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI
+from conftest import svi_interrupted_after
 
 import pyrocrl
 from pyrocrl.conv import ConvDecoder, ConvEncoder, to_images, to_pixels
@@ -147,11 +147,7 @@ def test_image_vae_rejects_bad_settings():
         ImageVAE(2, scale=0.0)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, monkeypatch):
+def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path):
     small = blobs.isel(pair=slice(0, 700))
     settings = dict(dim=2, epochs=1.5, max_images=None, batch_size=32, channels=(8, 8), seed=3)
     mine = pyro.param("mine", torch.ones(2))  # the caller's param store is left as it was
@@ -160,19 +156,8 @@ def test_interrupted_vae_training_resumes_to_the_same_weights(blobs, tmp_path, m
     assert set(pyro.get_param_store().keys()) == {"mine"} and pyro.param("mine") is mine
 
     path = tmp_path / "vae.ckpt"
-    step = SVI.step
-    calls = {"n": 0}
-
-    def interrupted(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 13:
-            raise _Interrupt
-        return step(self, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(SVI, "step", interrupted)
-        with pytest.raises(_Interrupt):
-            fit_image_vae(small, checkpoint=path, checkpoint_every=5, **settings)
+    with svi_interrupted_after(13):
+        fit_image_vae(small, checkpoint=path, checkpoint_every=5, **settings)
     assert path.exists()
     resumed, report = fit_image_vae(small, checkpoint=path, checkpoint_every=5, **settings)
     assert report["resumed_at"] == 10
