@@ -209,9 +209,7 @@ def _netcdf_value(value: Any) -> Any:
     if isinstance(value, list):
         array = np.asarray(value)
         return array[0] if array.shape == (1,) else array
-    if isinstance(value, bool):
-        return np.int64(value)
-    if isinstance(value, int):
+    if isinstance(value, int):  # bools too
         return np.int64(value)
     if isinstance(value, float):
         return np.float64(value)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 import numpy as np
 import xarray as xr
 
+from pyrocrl.data.store import chunk_rows
 from pyrocrl.errors import DatasetError
 
 BLOCK_BYTES = 16 * 2**20
@@ -43,12 +44,11 @@ def block_pairs(data: xr.DataArray, target: int = BLOCK_BYTES) -> int:
     """Pairs per block of ``data`` ``(pair, world, …)``: a whole number of its stored chunks
     (on disk when known, else dask's) of about ``target`` bytes, at least one chunk, at most
     every pair."""
-    pairs = data.shape[0]
-    row = data.dtype.itemsize * int(np.prod(data.shape[1:]))
     stored = _stored_rows(data)
     if stored is None:
-        return int(min(pairs, max(1, target // max(row, 1))))
-    return int(min(pairs, stored * max(1, target // max(stored * row, 1))))
+        return chunk_rows(data, target)
+    row = data.dtype.itemsize * int(np.prod(data.shape[1:]))
+    return int(min(data.shape[0], stored * max(1, target // max(stored * row, 1))))
 
 
 def _stored_rows(data: xr.DataArray) -> int | None:
