@@ -76,6 +76,13 @@ _positive_int = _int_at_least(1, "must be at least 1")
 _seed = _int_at_least(0, "seeds are non-negative")
 
 
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected names separated by commas")
+    return names
+
+
 def _n_or_auto(text: str) -> int | str:
     return text if text == "auto" else _positive_int(text)
 
@@ -148,6 +155,8 @@ def _add_simulate(commands: Subparsers) -> None:
             "read by 8 saturating, noisy sensors; scaling-shift: the same with soft interventions "
             "that shift a mechanism; toy2d: nonlinear 2-D toy; "
             "causalcircuit: a robot finger and three lights, rendered with MuJoCo; "
+            "causal3dident: an object under a spotlight before a coloured wall, 9 variables, "
+            "rendered with MuJoCo; "
             "chamber: the light tunnel of the causal chambers (needs pyrocrl[chamber])"
         ),
     )
@@ -160,10 +169,25 @@ def _add_simulate(commands: Subparsers) -> None:
     sim.add_argument(
         "--resolution",
         type=_int_at_least(8, "images need at least 8 pixels a side"),
-        help="causalcircuit, chamber --mode images: image size in pixels (default 64, up to 512)",
+        help="causalcircuit, causal3dident, chamber --mode images: image size in pixels "
+        "(default 64, up to 512)",
     )
     sim.add_argument(
-        "--workers", type=_positive_int, help="causalcircuit: rendering processes (default: CPUs)"
+        "--workers",
+        type=_positive_int,
+        help="causalcircuit, causal3dident: rendering processes (default: CPUs)",
+    )
+    sim.add_argument(
+        "--shape",
+        choices=("teapot", "arrow", "blob"),
+        help="causal3dident: the object (default teapot)",
+    )
+    sim.add_argument(
+        "--variables",
+        type=_names,
+        metavar="A,B,…",
+        help="causal3dident: the causal variables that vary (default: all nine: pos_x, pos_y, "
+        "pos_z, rot_alpha, rot_beta, spot, hue_object, hue_spot, hue_background)",
     )
     sim.add_argument(
         "--mode",
@@ -525,7 +549,9 @@ def _simulate(args: argparse.Namespace) -> None:
         CHAMBER,
         CIRCUIT,
         CIRCUIT_VARIABLES,
+        IMAGE_SIMULATORS,
         MAX_RESOLUTION,
+        SCENES,
         simulate_dataset,
         write_dataset,
     )
@@ -535,11 +561,14 @@ def _simulate(args: argparse.Namespace) -> None:
     resolution = 64 if args.resolution is None else args.resolution
     if args.simulator == CIRCUIT and args.n not in (None, CIRCUIT_VARIABLES):
         raise ValueError(f"CausalCircuit has exactly 4 causal variables, got --n {args.n}")
-    if args.simulator in (CIRCUIT, CHAMBER) and resolution > MAX_RESOLUTION:
+    if (args.shape is not None or args.variables is not None) and args.simulator != SCENES:
+        raise ValueError(f"--shape and --variables are options of {SCENES}")
+    if args.simulator in (*IMAGE_SIMULATORS, CHAMBER) and resolution > MAX_RESOLUTION:
         raise ValueError(f"--resolution must be at most 512, got {resolution}")
     if args.pair_share is not None and args.pair_share > 1:
         raise ValueError(f"--pair-share must lie in (0, 1], got {args.pair_share}")
-    if args.pair_share is not None and (args.simulator == CIRCUIT or args.mode == "images"):
+    images = args.simulator in IMAGE_SIMULATORS or args.mode == "images"
+    if args.pair_share is not None and images:
         raise ValueError("--pair-share: image datasets hold pairs only")
     if args.simulator == CHAMBER:
         _check_chamber_flags(args)
@@ -549,7 +578,8 @@ def _simulate(args: argparse.Namespace) -> None:
     options = dict(n=args.n, seed=args.seed, graph_seed=args.graph_seed, resolution=resolution)
     options.update(workers=args.workers, mode=args.mode, noise=args.noise)
     options.update(max_targets=args.max_targets or 1)
-    images = args.simulator == CIRCUIT or args.mode == "images"
+    if args.simulator == SCENES:
+        options.update(shape=args.shape, variables=args.variables)
     try:
         if images:  # written block by block as rendered, then read back lazily
             write_dataset(args.output, args.simulator, args.pairs, **options)

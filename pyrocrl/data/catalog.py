@@ -9,13 +9,14 @@ __all__ = [
     "CIRCUIT",
     "CIRCUIT_VARIABLES",
     "MAX_RESOLUTION",
+    "SCENES",
     "SIMULATOR_NAMES",
     "simulate_dataset",
     "write_dataset",
 ]
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,16 @@ CIRCUIT_VARIABLES = 4
 """CausalCircuit's causal variables: the arm and three lights."""
 MAX_RESOLUTION = 512
 """The largest CausalCircuit images, in pixels a side."""
+SCENES = "causal3dident"
+"""The 3-D scenes of an object under a spotlight (:mod:`pyrocrl.data.causal3dident`),
+rendered with MuJoCo."""
+IMAGE_SIMULATORS = (CIRCUIT, SCENES)
+"""The simulators that only render images (the chamber renders them in one of its modes)."""
 CHAMBER = "chamber"
 """The light tunnel of the causal chambers (:mod:`pyrocrl.models.light_tunnel`)."""
 CHAMBER_MODES = {"sensors": 5, "images": 3}
 """What the light tunnel is observed through, and the causal variables each mode has."""
-SIMULATOR_NAMES = tuple(sorted([*SIMULATORS, CIRCUIT]))
+SIMULATOR_NAMES = tuple(sorted([*SIMULATORS, *IMAGE_SIMULATORS]))
 """The names :func:`simulate_dataset` knows."""
 DEFAULT_N = {"scaling": 4, "scaling-sensors": 4, "scaling-shift": 4}
 """Causal variables of a simulator when not given (the others have a fixed number)."""
@@ -56,22 +62,26 @@ def simulate_dataset(
     mode: str | None = None,
     noise: float | None = None,
     max_targets: int = 1,
+    shape: str | None = None,
+    variables: Sequence[str] | None = None,
     progress: bool | None = None,
 ) -> xr.Dataset:
     """Simulate ``pairs`` weakly supervised pairs with ground truth from a simulator by
     name: a toy of :data:`~pyrocrl.data.SIMULATORS` (via
-    :func:`~pyrocrl.data.simulate_pairs`), :data:`CIRCUIT`, whose images MuJoCo renders,
-    or :data:`CHAMBER` in either of its :data:`CHAMBER_MODES`.
+    :func:`~pyrocrl.data.simulate_pairs`), :data:`CIRCUIT` or :data:`SCENES`, whose images
+    MuJoCo renders, or :data:`CHAMBER` in either of its :data:`CHAMBER_MODES`.
 
     :param n: causal variables (default: 4 for ``"scaling"``; the others have their own).
     :param seed: sample seed; :param graph_seed: seed of the toys' graph, weights and
         mixing (default: ``seed``).
-    :param resolution: image size in pixels (CausalCircuit, up to :data:`MAX_RESOLUTION`,
-        and the chamber's images); :param workers: CausalCircuit's rendering processes
-        (default: the CPUs).
+    :param resolution: image size in pixels (the MuJoCo scenes, up to
+        :data:`MAX_RESOLUTION`, and the chamber's images); :param workers: the MuJoCo
+        scenes' rendering processes (default: the CPUs).
     :param mode: the chamber's observations, ``"sensors"`` (default) or ``"images"``;
         :param noise: its relative sensor noise (default 0).
     :param max_targets: the most variables one intervention hits (the toys; default 1).
+    :param shape: the object of :data:`SCENES` (default ``"teapot"``); :param variables: the
+        causal variables of :data:`SCENES` that vary (default: all nine).
     :returns: a pyrocrl dataset: ``x (pair, world, feature)`` and the ground truth.
     :raises ValueError: on an unknown simulator, ``n`` other than the simulator's, too large
         a ``resolution``, or ``mode``/``noise`` for a simulator other than the chamber.
@@ -79,6 +89,7 @@ def simulate_dataset(
     """
     options = dict(n=n, seed=seed, graph_seed=graph_seed, resolution=resolution)
     options.update(workers=workers, mode=mode, noise=noise, max_targets=max_targets)
+    options.update(shape=shape, variables=variables)
     return _simulate(simulator, pairs, progress=progress, **options)
 
 
@@ -94,7 +105,8 @@ def write_dataset(
     """:func:`simulate_dataset` written to ``path`` (a NetCDF file, or a Zarr store for a name
     ending in ``.zarr``; :func:`~pyrocrl.data.save`).
 
-    The image simulators (:data:`CIRCUIT`, :data:`CHAMBER` in mode ``"images"``) write
+    The image simulators (:data:`CIRCUIT`, :data:`SCENES`, :data:`CHAMBER` in mode
+    ``"images"``) write
     their images ``block`` pairs at a time as they render them
     (:func:`~pyrocrl.data.writer.write_pairs`), so that memory holds the truth and one block
     of images, never all images; ``compress=False`` stores those raw. The others are
@@ -125,12 +137,16 @@ def _simulate(
     mode: str | None = None,
     noise: float | None = None,
     max_targets: int = 1,
+    shape: str | None = None,
+    variables: Sequence[str] | None = None,
     progress: bool | None = None,
     output: Output | None = None,
 ) -> xr.Dataset | Path:
     """:func:`simulate_dataset`; with ``output``, the image simulators write there instead
     and return its path."""
-    if max_targets != 1 and simulator in (CHAMBER, CIRCUIT):
+    if (shape is not None or variables is not None) and simulator != SCENES:
+        raise ValueError(f"shape and variables are options of {SCENES}, not {simulator}")
+    if max_targets != 1 and simulator in (CHAMBER, *IMAGE_SIMULATORS):
         raise ValueError(f"{simulator} intervenes on one variable at a time: max_targets 1")
     if simulator == CHAMBER:
         return _simulate_chamber(
@@ -140,6 +156,9 @@ def _simulate(
         raise ValueError(f"mode and noise are options of the {CHAMBER} simulator, not {simulator}")
     if simulator == CIRCUIT:
         return _simulate_circuit(pairs, seed, n, resolution, workers, progress, output)
+    if simulator == SCENES:
+        options = dict(shape=shape, variables=variables, workers=workers, progress=progress)
+        return _simulate_scenes(pairs, seed, n, resolution, output, **options)
     n = DEFAULT_N.get(simulator) if n is None else n
     return simulate_pairs(
         simulator,
@@ -173,6 +192,35 @@ def _simulate_circuit(
         return simulate_causalcircuit(pairs, seed, **options)
     path, block, compress = output
     return write_causalcircuit(path, pairs, seed, block=block, compress=compress, **options)
+
+
+def _simulate_scenes(
+    pairs: int,
+    seed: int,
+    n: int | None,
+    resolution: int,
+    output: Output | None,
+    *,
+    shape: str | None,
+    variables: Sequence[str] | None,
+    workers: int | None,
+    progress: bool | None,
+) -> xr.Dataset | Path:
+    from pyrocrl.data.causal3dident import VARIABLES  # no MuJoCo yet
+
+    kept = len(VARIABLES) if variables is None else len(variables)
+    if n not in (None, kept):
+        raise ValueError(f"{SCENES} has {kept} causal variables here, got n={n}")
+    if resolution > MAX_RESOLUTION:
+        raise ValueError(f"resolution must be at most {MAX_RESOLUTION}, got {resolution}")
+    from pyrocrl.data.causal3dident import simulate_causal3dident, write_causal3dident
+
+    options = dict(resolution=resolution, shape=shape or "teapot", variables=variables)
+    options.update(workers=workers, progress=progress)
+    if output is None:
+        return simulate_causal3dident(pairs, seed, **options)
+    path, block, compress = output
+    return write_causal3dident(path, pairs, seed, block=block, compress=compress, **options)
 
 
 def _simulate_chamber(

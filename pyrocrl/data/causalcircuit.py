@@ -55,18 +55,17 @@ __all__ = [
 import importlib.util
 import os
 import pathlib
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
-from tqdm.auto import tqdm
 
 from pyrocrl.data.dataset import pairs_dataset
+from pyrocrl.data.offscreen import gl_error, import_mujoco, look_at, render_rows, serve
 from pyrocrl.errors import RenderingError
 from pyrocrl.models.truth import GroundTruthLCM
 from pyrocrl.scm import AdditiveNoiseSCM
@@ -96,12 +95,6 @@ ADJACENCY = np.array(
 INSTALL_HINT = (
     "the CausalCircuit renderer needs the packages 'mujoco' and 'robot-properties-fingers' "
     "(pip install 'pyrocrl[circuit]')"
-)
-GL_HINT = (
-    "MuJoCo could not open an offscreen OpenGL context with MUJOCO_GL={backend!r}: for EGL "
-    "install Debian's 'libegl1' and 'libgl1-mesa-dri' (the default), for OSMesa install "
-    "Debian's 'libosmesa6' and set MUJOCO_GL=osmesa (MUJOCO_GL must be set before mujoco is "
-    "first imported)"
 )
 
 
@@ -167,30 +160,8 @@ def causal_circuit() -> GroundTruthLCM:
 
 
 # -- the MuJoCo scene ------------------------------------------------------------------------
-# MuJoCo reads MUJOCO_GL once, when it is first imported: ask for offscreen EGL unless the
-# user chose a backend, and remember whether someone imported it before we could ask.
-_GL_CHOSEN_LATE = "mujoco" in sys.modules and "MUJOCO_GL" not in os.environ
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-
-def _gl_error() -> RenderingError:
-    if _GL_CHOSEN_LATE:
-        return RenderingError(
-            "mujoco was imported before pyrocrl.data.causalcircuit without MUJOCO_GL set, so "
-            "it has no offscreen OpenGL backend: set MUJOCO_GL=egl (or osmesa) in the "
-            "environment, or import pyrocrl before mujoco"
-        )
-    return RenderingError(GL_HINT.format(backend=os.environ.get("MUJOCO_GL")))
-
-
 def _import_mujoco() -> Any:
-    try:
-        import mujoco
-    except ImportError as error:
-        raise RenderingError(INSTALL_HINT) from error
-    except Exception as error:  # the GL backend named by MUJOCO_GL fails to load
-        raise _gl_error() from error
-    return mujoco
+    return import_mujoco(INSTALL_HINT)
 
 
 def _finger_urdf() -> str:
@@ -225,14 +196,6 @@ CAMERA_POS = (0.0, -0.3, 0.45)
 CAMERA_AIM = (0.0, 0.05, 0.0)
 
 
-def _look_at(eye: Sequence[float], aim: Sequence[float]) -> list[float]:
-    """MuJoCo ``xyaxes`` of a camera at ``eye`` looking at ``aim``, image x along world x."""
-    forward = np.subtract(aim, eye) / np.linalg.norm(np.subtract(aim, eye))
-    right = np.array([1.0, 0.0, 0.0])
-    up = np.cross(right, forward)
-    return [*right, *(up / np.linalg.norm(up))]
-
-
 def _arc_point(a: np.ndarray) -> np.ndarray:
     """Fingertip target on the board for arc position ``a``: ``(*,) → (*, 3)``."""
     theta = np.deg2rad(ARC_DEGREES[0] + (ARC_DEGREES[1] - ARC_DEGREES[0]) * np.asarray(a))
@@ -263,7 +226,7 @@ class CircuitScene:
         try:
             self._renderer = mujoco.Renderer(self.model, self.resolution, self.resolution)
         except Exception as error:
-            raise _gl_error() from error
+            raise gl_error() from error
         flags = self._renderer.scene.flags
         for flag in ("SKYBOX", "REFLECTION", "SHADOW", "HAZE", "FOG"):
             flags[getattr(mujoco.mjtRndFlag, f"mjRND_{flag}")] = 0
@@ -299,7 +262,7 @@ class CircuitScene:
             )
         world.add_light(pos=[0.0, -0.2, 1.0], dir=[0.0, 0.2, -1.0], castshadow=False)
         world.add_camera(
-            name="front", pos=list(CAMERA_POS), xyaxes=_look_at(CAMERA_POS, CAMERA_AIM)
+            name="front", pos=list(CAMERA_POS), xyaxes=look_at(CAMERA_POS, CAMERA_AIM)
         )
         spec.compiler.discardvisual = False  # URDF import sets it, and it drops materials
         spec.visual.quality.offsamples = 0  # multisampling triples the software renderer's time
@@ -441,72 +404,11 @@ class CircuitScene:
 
 
 # -- rendering many states in parallel -----------------------------------------------------
-# Workers are plain subprocesses (``python -m pyrocrl.data.causalcircuit RESOLUTION``), each
-# with its own OpenGL context, fed chunks of arm positions over a pipe: unlike multiprocessing's
-# spawn they never re-run the caller's script, so no ``if __name__ == "__main__"`` guard is
-# needed, in scripts or notebooks.
-_HEADER = 8  # bytes of the chunk length that precedes each chunk
-
-
-class _Worker:
-    def __init__(self, resolution: int) -> None:
-        self.frame = resolution * resolution * 3
-        env = {**os.environ, "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS", "1")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(resolution)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-
-    def send(self, arm: np.ndarray) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(len(arm).to_bytes(_HEADER, "little"))
-        self.process.stdin.write(np.ascontiguousarray(arm, dtype=np.float64).tobytes())
-        self.process.stdin.flush()
-
-    def receive(self, count: int, resolution: int) -> np.ndarray:
-        assert self.process.stdout is not None
-        data = self.process.stdout.read(count * self.frame)
-        if len(data) != count * self.frame:
-            self.process.kill()
-            assert self.process.stderr is not None
-            detail = self.process.stderr.read().decode(errors="replace").strip()
-            lines = detail.splitlines()
-            raise RenderingError(
-                f"a rendering process failed: {lines[-1] if lines else 'no message'}"
-            )
-        return np.frombuffer(data, dtype=np.uint8).reshape(count, resolution, resolution, 3)
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            assert self.process.stdin is not None
-            self.process.stdin.close()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def _serve(resolution: int) -> None:
-    """The worker loop: chunks of arm positions on stdin, their board images on stdout."""
-    channel = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the images
-    try:
-        scene = CircuitScene(resolution)
-    except RenderingError as error:
-        print(error, file=sys.stderr)
-        raise SystemExit(1) from None
-    source = sys.stdin.buffer
-    while header := source.read(_HEADER):
-        count = int.from_bytes(header, "little")
-        arm = np.frombuffer(source.read(count * 8), dtype=np.float64)
-        channel.write(scene.render_board(arm).tobytes())
-        channel.flush()
+def _serve() -> None:
+    """A rendering process: arm positions in, board images out
+    (:func:`~pyrocrl.data.offscreen.serve`)."""
+    resolution = int(sys.argv[2])
+    serve(lambda: CircuitScene(resolution), lambda scene, rows: scene.render_board(rows[:, 0]))
 
 
 def _check_states(state: Any) -> np.ndarray:
@@ -563,40 +465,16 @@ def _board_parts(
 ) -> Iterator[np.ndarray]:
     """:meth:`CircuitScene.render_board` of ``arm`` ``(N,)`` in parts of ``chunk`` arm
     positions, in order, rendered by ``workers`` processes (a few parts ahead)."""
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    parts = [arm[i : i + chunk] for i in range(0, len(arm), chunk)]
-    show = len(parts) > 4 if progress is None else progress
-    bar = tqdm(total=len(arm), unit="image", desc="render", disable=None if show else True)
-    with bar:
-        if workers == 1 or len(parts) <= 1:
-            for part in parts:
-                yield scene.render_board(part)
-                bar.update(len(part))
-        else:
-            yield from _render_in_workers(parts, scene.resolution, min(workers, len(parts)), bar)
-
-
-def _render_in_workers(
-    parts: list[np.ndarray], resolution: int, workers: int, bar: Any
-) -> Iterator[np.ndarray]:
-    """Chunk ``i`` goes to worker ``i mod workers``; each worker has up to two chunks in
-    flight, and results are read back (and yielded) in order."""
-    pool = [_Worker(resolution) for _ in range(workers)]
-    try:
-        ahead = 2 * workers
-        for i, part in enumerate(parts[:ahead]):
-            pool[i % workers].send(part)
-        for i, part in enumerate(parts):
-            received = pool[i % workers].receive(len(part), resolution)
-            bar.update(len(part))
-            if i + ahead < len(parts):
-                pool[(i + ahead) % workers].send(parts[i + ahead])
-            yield received
-    finally:
-        for worker in pool:
-            worker.close()
+    size = scene.resolution
+    return render_rows(
+        np.asarray(arm, dtype=np.float64)[:, None],
+        lambda rows: scene.render_board(rows[:, 0]),
+        (__name__, str(size)),
+        (size, size, 3),
+        workers=workers,
+        chunk=chunk,
+        progress=progress,
+    )
 
 
 def simulate_causalcircuit(
@@ -757,4 +635,4 @@ def simulate_causalcircuit_splits(
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]))
+    _serve()
