@@ -22,40 +22,24 @@ goes to ``ROOT/figure.png`` and the learned variables plotted against the true o
 """
 
 import argparse
-import json
 import shutil
-import time
-import warnings
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
+from _pixels import cached_codes, cached_splits, cached_vae, draw, feature_ceiling, stage
 from _runner import header
 
-from pyrocrl.data import load, save
 from pyrocrl.data.causalcircuit import VARIABLES, causal_circuit, simulate_causalcircuit_splits
 from pyrocrl.inference.fit import fit_ilcm, load_ilcm
 from pyrocrl.inference.graph import learn_graph
 from pyrocrl.inference.queries import encode, predict_targets
 from pyrocrl.inference.recipes import get_recipe
-from pyrocrl.inference.reduce import (
-    fit_image_vae,
-    intervention_images,
-    load_image_vae,
-    reduce,
-    save_image_vae,
-)
 from pyrocrl.metrics import graph_scores, match_interventions, monotone_r2
-from pyrocrl.plots import plot_graph, plot_image_grid, plot_latents
-
-
-def _stage(name: str):
-    print(f"== {name}", flush=True)
-    return time.perf_counter()
+from pyrocrl.plots import plot_latents
 
 
 def main() -> None:
@@ -89,68 +73,28 @@ def main() -> None:
         args.epochs, args.candidates, args.select_epoch = 0.5, 2, 0.25
     sizes = {"train": args.pairs, "test": min(10_000, args.pairs), "dci": min(10_000, args.pairs)}
     root = args.root
-    (root / "data").mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    # 1. images
-    start = _stage("render")
-    paths = {k: root / "data" / f"{k}.nc" for k in sizes}
-    if all(p.exists() for p in paths.values()):
-        splits = {k: load(p) for k, p in paths.items()}
-        rendered = json.loads((root / "data" / "render.json").read_text())
-    else:
-        splits = simulate_causalcircuit_splits(args.seed, sizes, resolution=args.resolution)
-        rendered = {"seconds": time.perf_counter() - start, "pairs": sum(sizes.values())}
-        for k, p in paths.items():
-            save(splits[k], p)
-        (root / "data" / "render.json").write_text(json.dumps(rendered))
-    throughput = rendered["pairs"] / rendered["seconds"]
-    print(f"{rendered['pairs']} pairs rendered at {throughput:.0f} pairs/s")
-
-    # 2. image VAE (the pairing is not used)
-    start = _stage("image VAE")
-    vae_path = root / "vae.pt"
-    if vae_path.exists():
-        vae = load_image_vae(vae_path)
-        vae_report = json.loads((root / "vae.json").read_text())
-    else:
-        vae, vae_report = fit_image_vae(
-            splits["train"],
-            dim=args.dim,
-            epochs=args.vae_epochs,
-            max_images=args.vae_images,
-            seed=args.model_seed,
-            checkpoint=root / "vae.training",
-        )
-        save_image_vae(vae, vae_path)
-        (root / "vae.training").unlink()
-        (root / "vae.json").write_text(json.dumps(vae_report))
+    # 1. images; 2. the image VAE (the pairing is not used); 3. codes; 4. the ceiling
+    splits, throughput = cached_splits(
+        root,
+        sizes,
+        lambda: simulate_causalcircuit_splits(args.seed, sizes, resolution=args.resolution),
+    )
+    vae, vae_report = cached_vae(
+        root,
+        splits["train"],
+        dim=args.dim,
+        epochs=args.vae_epochs,
+        max_images=args.vae_images,
+        seed=args.model_seed,
+    )
     times["vae"] = vae_report["seconds"]
-    print(f"VAE: {vae_report}")
-
-    # 3. codes
-    start = _stage("encode")
-    (root / "codes").mkdir(exist_ok=True)
-    code_paths = {k: root / "codes" / f"{k}.nc" for k in sizes}
-    if all(p.exists() for p in code_paths.values()):
-        codes = {k: load(p) for k, p in code_paths.items()}
-    else:
-        codes = {k: reduce(vae, ds) for k, ds in splits.items()}
-        for k, p in code_paths.items():
-            save(codes[k], p)
-
-    # 4. the ceiling: how well the features determine z (a supervised read-out)
-    start = _stage("feature ceiling")
-    ceiling_path = root / "ceiling.json"
-    if ceiling_path.exists():
-        ceiling = json.loads(ceiling_path.read_text())
-    else:
-        ceiling = feature_ceiling(codes, seed=args.model_seed)
-        ceiling_path.write_text(json.dumps(ceiling))
-    print(f"features → z (supervised MLP): R² {ceiling['r2']}, DCI {ceiling['dci']:.3f}")
+    codes = cached_codes(root, vae, splits)
+    ceiling = feature_ceiling(root, codes, seed=args.model_seed)
 
     # 5. ILCM on the codes
-    start = _stage("ILCM")
+    stage("ILCM")
     recipe = get_recipe(args.recipe)
     recipe = recipe.scaled(args.epochs / recipe.epochs)
     if args.candidates > 1:
@@ -183,7 +127,7 @@ def main() -> None:
         graphs[method] = (found, graph_scores(found.adjacency, adjacency, match))
 
     # 7. the figures: interventions decoded to pixels; learned against true variables
-    figure = draw(model, guide, vae, splits["test"], test, graphs["enco"][0], match)
+    figure = draw(model, guide, vae, splits["test"], test, graphs["enco"][0], match, VARIABLES)
     figure.savefig(root / "figure.png", dpi=120, bbox_inches="tight")
     if args.figure is not None:
         shutil.copy(root / "figure.png", args.figure)
@@ -220,53 +164,6 @@ def main() -> None:
         causes, effects = np.nonzero(found.adjacency)
         edges = [f"{names[i]}→{names[j]}" for i, j in zip(causes, effects, strict=True)]
         print(f"{method} edges: {', '.join(edges) or 'none'}")
-
-
-def feature_ceiling(codes, seed: int = 0, pairs: int = 30_000) -> dict:
-    """What the features allow: an MLP fitted (with labels) from the features of ``pairs``
-    training first views to the standardized true ``z``; its R² per variable on the test
-    pairs, and the DCI disentanglement of its predictions (scored like the ILCM's)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPRegressor
-
-    from pyrocrl.metrics import dci
-
-    x, z = codes["train"]["x"].values[:pairs, 0], codes["train"]["z"].values[:pairs, 0]
-    mean, std = z.mean(0), z.std(0)
-    mlp = MLPRegressor(
-        hidden_layer_sizes=(128, 128), max_iter=60, early_stopping=True, random_state=seed
-    )
-    with warnings.catch_warnings():  # 60 passes are enough for a ceiling
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp.fit(x, (z - mean) / std)
-    test_x, test_z = codes["test"]["x"].values[:5000, 0], codes["test"]["z"].values[:5000, 0]
-    dci_x, dci_z = codes["dci"]["x"].values[:10_000, 0], codes["dci"]["z"].values[:10_000, 0]
-    predicted = mlp.predict(test_x)
-    target = (test_z - mean) / std
-    r2 = 1.0 - ((predicted - target) ** 2).mean(0) / target.var(0)
-    scores = dci(mlp.predict(dci_x), dci_z, predicted, test_z, seed=seed)
-    return {"r2": [round(float(v), 4) for v in r2], "dci": scores.disentanglement}
-
-
-def draw(model, guide, vae, images_ds, codes_ds, graph, match, columns: int = 7):
-    """For each learned variable, a scene under interventions on it (values from its 5 % to
-    95 % quantiles on held-out data), and the learned graph; variables named by matching."""
-    from pyrocrl.data import images
-
-    z = encode(guide, codes_ds["x"].values[:2000, 0])["z"].numpy()
-    values = np.quantile(z, np.linspace(0.05, 0.95, columns), axis=0).T  # (n, columns)
-    scene = images(images_ds)[0, 0]
-    grid = intervention_images(model, guide, vae, scene, values)
-    names = [f"z{k + 1} ({VARIABLES[j]})" for k, j in enumerate(match)]
-    figure = plt.figure(figsize=(12, 4.8))
-    left, right = figure.subfigures(1, 2, width_ratios=[3.2, 1])
-    plot_image_grid(
-        grid, row_labels=names, column_labels=["5 %", *[""] * (columns - 2), "95 %"], figure=left
-    )
-    left.suptitle("do(z_k = v), v from the 5 % to the 95 % quantile of z_k")
-    plot_graph(graph.adjacency, names=[VARIABLES[j] for j in match], ax=right.add_subplot())
-    right.suptitle("learned graph (ENCO)")
-    return figure
 
 
 if __name__ == "__main__":

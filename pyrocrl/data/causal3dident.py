@@ -60,6 +60,7 @@ __all__ = [
     "SceneRenderer",
     "causal3dident",
     "simulate_causal3dident",
+    "simulate_causal3dident_splits",
     "write_causal3dident",
 ]
 
@@ -667,6 +668,24 @@ def _render_blocks(
             drawn = drawn[len(draw) :]
     finally:
         parts.close()  # the rendering processes end, also when the writer stops early
+
+
+def simulate_causal3dident_splits(
+    seed: int,
+    sizes: dict[str, int] | None = None,
+    **options: Any,
+) -> dict[str, xr.Dataset]:
+    """Independent datasets of :func:`simulate_causal3dident` (``options`` are its keyword
+    arguments), one per named split, seeded as in :func:`~pyrocrl.data.simulate_splits`;
+    ``sizes`` defaults to 100,000 training pairs and 10,000 each for testing and for the DCI
+    regressors."""
+    from pyrocrl.data.simulators import DEFAULT_SPLITS, _chunk_seed
+
+    splits = {}
+    for i, (name, size) in enumerate(dict(sizes or DEFAULT_SPLITS).items()):
+        splits[name] = simulate_causal3dident(size, _chunk_seed(seed, 1_000_000 + i), **options)
+        splits[name].attrs.update(split=name, split_seed=seed)
+    return splits
 
 
 def _sample(
