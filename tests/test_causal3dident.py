@@ -36,7 +36,7 @@ def pairs():
 def test_graph_follows_causal3dident():
     lcm = causal3dident()
     index = {v: i for i, v in enumerate(VARIABLES)}
-    edges = {(VARIABLES[i], VARIABLES[j]) for i, j in zip(*np.nonzero(lcm.scm.adjacency))}
+    edges = {(VARIABLES[i], VARIABLES[j]) for i, j in np.argwhere(lcm.scm.adjacency)}
     assert edges == {
         ("pos_x", "spot"),
         ("pos_y", "spot"),
