@@ -8,11 +8,15 @@ of at least six), trained on this CPU in ≤ 60 minutes; the SHD of the learned 
 rendering ≥ 200 pairs/s at 64 × 64 with two processes.
 
     python benchmarks/causal3dident.py [--seed 302] [--pairs 100000] [--shape teapot]
-        [--variables pos_x pos_y …] [--dim 16] [--vae-epochs 4] [--epochs 14]
-        [--candidates 1] [--baselines dvae betavae] [--root runs/benchmarks/causal3dident]
+        [--variables all | pos_x pos_y …] [--dim 16] [--vae-epochs 4] [--epochs 42]
+        [--hidden 128 128] [--candidates 1] [--baselines dvae betavae]
+        [--root runs/benchmarks/causal3dident]
 
-The ILCM trains the ``fast`` recipe stretched to ``--epochs`` (with ``--candidates K``, K
-seeds to ``--select-epoch`` and the best training ELBO finished: no labels used). A
+By default the seven variables other than the two rotation angles vary (:data:`SUBSET`:
+at 64 × 64 the image VAE's features keep the rotations of the small object poorly, which
+the ceiling below shows with ``--variables all``). The ILCM trains the ``fast`` recipe
+stretched to ``--epochs`` with ``--hidden`` networks (with ``--candidates K``, K seeds to
+``--select-epoch`` and the best training ELBO finished: no labels used). A
 supervised read-out of the codes (an MLP to the true ``z``) gives the ceiling the codes
 allow. Every stage is cached in ``--root``; ``--quick`` is a smoke test at a tiny size. The
 figure goes to ``ROOT/figure.png``; ``--figure PATH`` copies it there.
@@ -43,6 +47,9 @@ from pyrocrl.inference.queries import predict_targets
 from pyrocrl.inference.recipes import get_recipe
 from pyrocrl.metrics import graph_scores, match_interventions
 
+SUBSET = ("pos_x", "pos_y", "pos_z", "spot", "hue_object", "hue_spot", "hue_background")
+"""The variables that vary by default: all but the rotations, both mechanisms kept."""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,15 +58,17 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=100_000, help="training pairs")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--shape", default="teapot", choices=SHAPES)
-    parser.add_argument("--variables", nargs="+", default=list(VARIABLES), choices=VARIABLES)
+    parser.add_argument(
+        "--variables", nargs="+", default=list(SUBSET), choices=[*VARIABLES, "all"]
+    )
     parser.add_argument("--dim", type=int, default=16, help="image VAE code size")
     parser.add_argument("--vae-epochs", type=float, default=4.0)
     parser.add_argument("--vae-images", type=int, default=50_000)
     parser.add_argument("--recipe", default="fast")
-    parser.add_argument("--epochs", type=float, default=14.0)
+    parser.add_argument("--epochs", type=float, default=42.0)
     parser.add_argument("--candidates", type=int, default=1)
     parser.add_argument("--select-epoch", type=float, default=4.0)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
     parser.add_argument("--baselines", nargs="*", default=["dvae", "betavae"])
     parser.add_argument("--backend", default="jax", choices=["torch", "jax"])
     parser.add_argument("--root", type=Path, default=Path("runs/benchmarks/causal3dident"))
@@ -69,7 +78,7 @@ def main() -> None:
     if args.quick:
         args.pairs, args.resolution, args.vae_epochs, args.vae_images = 600, 16, 1.0, 1000
         args.epochs, args.candidates, args.select_epoch = 0.5, 1, 0.25
-    variables = [v for v in VARIABLES if v in args.variables]
+    variables = [v for v in VARIABLES if v in args.variables or "all" in args.variables]
     n = len(variables)
     sizes = {"train": args.pairs, "test": min(10_000, args.pairs), "dci": min(10_000, args.pairs)}
     root = args.root
