@@ -7,19 +7,19 @@ front of a coloured background under a coloured spotlight with Blender, from ten
 latent variables and the object's class, with causal dependencies among them. This module
 renders the same kind of scene offline with MuJoCo. Nine causal variables, in this order:
 
-=================  ============================================================  ==========
-variable           what it sets in the scene                                     range
-=================  ============================================================  ==========
-``pos_x``          object position, left–right                                   ±0.18
-``pos_y``          object position, down–up                                      ±0.1
-``pos_z``          object position, toward–away from the camera (apparent size)  ±0.2
-``rot_alpha``      object rotation about the vertical axis                       ±60°
-``rot_beta``       object rotation about the horizontal axis, then               ±45°
-``spot``           spotlight position on its arc above the object                ±70°
-``hue_object``     hue of the object's colour                                    0–0.75
-``hue_spot``       hue of the spotlight's colour                                 0–0.75
-``hue_background`` hue of the background                                         0–0.75
-=================  ============================================================  ==========
+==================  =======================================================  ========
+variable            what it sets in the scene                                range
+==================  =======================================================  ========
+``pos_x``           object position, left–right                              ±0.18
+``pos_y``           object position, down–up                                 ±0.1
+``pos_z``           object position, away from the camera (apparent size)    ±0.2
+``rot_alpha``       object rotation about the vertical axis                  ±60°
+``rot_beta``        object rotation about the horizontal axis (after alpha)  ±45°
+``spot``            spotlight position on its arc above the object           ±70°
+``hue_object``      hue of the object's colour                               0–0.75
+``hue_spot``        hue of the spotlight's colour                            0–0.75
+``hue_background``  hue of the background wall                               0–0.75
+==================  =======================================================  ========
 
 As in Causal3DIdent the spotlight follows the object and the object's colour depends on the
 spotlight's and the background's (the dataset's class → position/rotation edges become
