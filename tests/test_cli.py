@@ -45,6 +45,11 @@ def test_graph_seed_option(tmp_path):
         (["fit", "--candidates", "2", "--select-epoch", "9"], 1, "select_epoch < epochs"),
         (["fit", "--select-epoch", "1"], 1, "give --candidates K"),
         (["simulate", "causalcircuit", "--max-targets", "2"], 1, "one variable at a time"),
+        (["simulate", "causal3dident", "--n", "5"], 1, "has 9 causal variables here"),
+        (["simulate", "causal3dident", "--variables", "pos_x,tail"], 1, "unknown Causal3DIdent"),
+        (["simulate", "causal3dident", "--shape", "cow"], 2, "invalid choice"),
+        (["simulate", "causal3dident", "--pair-share", "0.5"], 1, "image datasets hold pairs"),
+        (["simulate", "scaling", "--shape", "blob"], 1, "options of causal3dident"),
         (["simulate", "--n", "3", "--max-targets", "4"], 1, "max_targets ≤ n"),
         (["fit", "--pairs", "300", "--device", "cuda:63"], 1, "PyTorch sees"),
         (["fit", "--pairs", "300", "--device", "tpu0"], 1, "unknown device 'tpu0'"),
@@ -207,6 +212,18 @@ def test_check_smoke(tiny_run, tmp_path, capsys):
     assert tree["posterior"].sizes["pair"] == 100
     for name in ("ppc.png", "pareto_k.png", "calibration.png", "graph.png"):
         assert (out / name).stat().st_size > 5000
+
+
+def test_causal3dident_simulate_a_subset(tmp_path, capsys):
+    path, png = tmp_path / "scenes.zarr", tmp_path / "scenes.png"
+    argv = ["simulate", "causal3dident", "--pairs", "40", "--resolution", "16"]
+    argv += ["--shape", "blob", "--variables", "hue_spot,pos_x,spot", "--workers", "1"]
+    assert main([*argv, "-o", str(path), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "40 pairs of 16×16×3 images" in out and "shape=blob" in out
+    ds = load(path)
+    assert ds.attrs["variables"] == "pos_x,spot,hue_spot"  # in the canonical order
+    assert ds["z"].shape == (40, 2, 3) and png.stat().st_size > 5_000
 
 
 def test_causalcircuit_simulate_reduce_fit(tmp_path, capsys):

@@ -75,7 +75,13 @@ import torch
 import xarray as xr
 
 from pyrocrl.data.dataset import pairs_dataset
-from pyrocrl.data.offscreen import gl_error, import_mujoco, look_at, render_rows, serve
+from pyrocrl.data.offscreen import (
+    OffscreenScene,
+    import_mujoco,
+    look_at,
+    render_rows,
+    serve,
+)
 from pyrocrl.models.truth import GroundTruthLCM
 from pyrocrl.scm import AdditiveNoiseSCM
 
@@ -383,7 +389,7 @@ def physical(state: np.ndarray) -> dict[str, np.ndarray]:
     return {v: values[:, i] for i, v in enumerate(VARIABLES)}
 
 
-class SceneRenderer:
+class SceneRenderer(OffscreenScene):
     """The MuJoCo scene of one object and an offscreen renderer of it.
 
     :param int resolution: image height and width in pixels (8 to 512).
@@ -406,13 +412,7 @@ class SceneRenderer:
         self.data = mujoco.MjData(self.model)
         self._parts = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] == 1]
         self._wall = self.model.geom("wall").id
-        try:
-            self._renderer = mujoco.Renderer(self.model, self.resolution, self.resolution)
-        except Exception as error:
-            raise gl_error() from error
-        flags = self._renderer.scene.flags
-        for flag in ("SKYBOX", "REFLECTION", "SHADOW", "HAZE", "FOG"):
-            flags[getattr(mujoco.mjtRndFlag, f"mjRND_{flag}")] = 0
+        self._open_renderer(mujoco)
 
     def _build(self, mujoco: Any, meshes: list[Mesh]) -> Any:
         spec = mujoco.MjSpec()
@@ -493,17 +493,6 @@ class SceneRenderer:
             self._renderer.update_scene(self.data, camera="front")
             self._renderer.render(out=out[i])
         return out
-
-    def close(self) -> None:
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
-
-    def __enter__(self) -> "SceneRenderer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _check_states(state: Any) -> np.ndarray:

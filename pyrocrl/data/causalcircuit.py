@@ -65,7 +65,13 @@ import torch
 import xarray as xr
 
 from pyrocrl.data.dataset import pairs_dataset
-from pyrocrl.data.offscreen import gl_error, import_mujoco, look_at, render_rows, serve
+from pyrocrl.data.offscreen import (
+    OffscreenScene,
+    import_mujoco,
+    look_at,
+    render_rows,
+    serve,
+)
 from pyrocrl.errors import RenderingError
 from pyrocrl.models.truth import GroundTruthLCM
 from pyrocrl.scm import AdditiveNoiseSCM
@@ -204,7 +210,7 @@ def _arc_point(a: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.full_like(x, TABLE_Z + 0.012)], axis=-1)
 
 
-class CircuitScene:
+class CircuitScene(OffscreenScene):
     """The MuJoCo scene and an offscreen renderer of it.
 
     :param int resolution: image height and width in pixels (8 to 512).
@@ -223,13 +229,7 @@ class CircuitScene:
         self.data = mujoco.MjData(self.model)
         self._lamps = [self.model.geom(f"lamp_{c}").id for c in VARIABLES[1:]]
         self._joint_path = self._solve_arc()
-        try:
-            self._renderer = mujoco.Renderer(self.model, self.resolution, self.resolution)
-        except Exception as error:
-            raise gl_error() from error
-        flags = self._renderer.scene.flags
-        for flag in ("SKYBOX", "REFLECTION", "SHADOW", "HAZE", "FOG"):
-            flags[getattr(mujoco.mjtRndFlag, f"mjRND_{flag}")] = 0
+        self._open_renderer(mujoco)
         self._calibrate_lamps()
 
     def _build(self, mujoco: Any) -> Any:
@@ -390,17 +390,6 @@ class CircuitScene:
         for i, s in enumerate(state):
             self._draw(float(s[0]), self._lamp_rgba(s[1:]), out[i])
         return out
-
-    def close(self) -> None:
-        if getattr(self, "_renderer", None) is not None:
-            self._renderer.close()
-            self._renderer = None
-
-    def __enter__(self) -> "CircuitScene":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # -- rendering many states in parallel -----------------------------------------------------

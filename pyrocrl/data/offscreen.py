@@ -11,7 +11,7 @@ caller's script, so no ``if __name__ == "__main__"`` guard is needed, in scripts
 notebooks. A scene module serves with :func:`serve` from its ``__main__`` block.
 """
 
-__all__ = ["import_mujoco", "look_at", "render_rows", "serve"]
+__all__ = ["OffscreenScene", "import_mujoco", "look_at", "render_rows", "serve"]
 
 import os
 import subprocess
@@ -65,6 +65,36 @@ def look_at(eye: Sequence[float], aim: Sequence[float]) -> list[float]:
     right = np.array([1.0, 0.0, 0.0])
     up = np.cross(right, forward)
     return [*right, *(up / np.linalg.norm(up))]
+
+
+class OffscreenScene:
+    """What every MuJoCo scene shares: an offscreen renderer of its compiled ``model`` at
+    ``resolution`` pixels a side, drawn without skybox, reflections, shadows, haze or fog,
+    and freed by :meth:`close` (or by leaving the scene as a context manager)."""
+
+    model: Any
+    resolution: int
+    _renderer: Any = None
+
+    def _open_renderer(self, mujoco: Any) -> None:
+        try:
+            self._renderer = mujoco.Renderer(self.model, self.resolution, self.resolution)
+        except Exception as error:
+            raise gl_error() from error
+        flags = self._renderer.scene.flags
+        for flag in ("SKYBOX", "REFLECTION", "SHADOW", "HAZE", "FOG"):
+            flags[getattr(mujoco.mjtRndFlag, f"mjRND_{flag}")] = 0
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- the pool of rendering processes ---------------------------------------------------------
