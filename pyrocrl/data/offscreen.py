@@ -70,7 +70,7 @@ def look_at(eye: Sequence[float], aim: Sequence[float]) -> list[float]:
 class OffscreenScene:
     """What every MuJoCo scene shares: an offscreen renderer of its compiled ``model`` at
     ``resolution`` pixels a side, drawn without skybox, reflections, shadows, haze or fog,
-    and freed by :meth:`close` (or by leaving the scene as a context manager)."""
+    and freed by ``close()`` (or by leaving the scene as a context manager)."""
 
     model: Any
     resolution: int
