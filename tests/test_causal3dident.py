@@ -76,6 +76,8 @@ def test_meshes_are_closed_and_face_outward(shape):
         edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
         _, counts = np.unique(edges, axis=0, return_counts=True)
         assert (counts == 2).all()  # every edge between exactly two triangles: closed
+        directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        assert len(np.unique(directed, axis=0)) == len(directed)  # consistently wound
         a, b, c = (vertices[faces[:, k]] for k in range(3))
         assert np.einsum("ij,ij->", a, np.cross(b, c)) > 0  # outward: positive volume
 

@@ -59,6 +59,9 @@ __all__ = [
     "Causal3DIdentState",
     "SceneRenderer",
     "causal3dident",
+    "object_meshes",
+    "physical",
+    "render_states",
     "simulate_causal3dident",
     "simulate_causal3dident_splits",
     "write_causal3dident",
@@ -101,8 +104,13 @@ VARIABLES = (
 SHAPES = ("teapot", "arrow", "blob")
 """The objects, one per dataset (the class is a fixed context)."""
 
-EDGES = (("pos_x", "spot"), ("pos_y", "spot"), ("hue_spot", "hue_object"))
-EDGES += (("hue_background", "hue_object"),)
+EDGES = (
+    ("pos_x", "spot"),
+    ("pos_y", "spot"),
+    ("hue_spot", "hue_object"),
+    ("hue_background", "hue_object"),
+)
+"""The causal graph, as (cause, effect) pairs."""
 
 RANGES = {
     "pos_x": (-0.18, 0.18),
@@ -259,10 +267,12 @@ def _lathe(profile: Sequence[tuple[float, float]], segments: int = 24) -> Mesh:
 
 def _torus(major: float, minor: float, segments: int = 20, sides: int = 10) -> Mesh:
     """A torus about the z axis."""
-    u = np.linspace(0.0, 2 * np.pi, segments, endpoint=False)[:, None]
-    v = np.linspace(0.0, 2 * np.pi, sides, endpoint=False)[None, :]
-    radius = major + minor * np.cos(v) + 0.0 * u  # (segments, sides)
-    height = minor * np.sin(v) + 0.0 * u
+    u, v = np.meshgrid(
+        np.linspace(0.0, 2 * np.pi, segments, endpoint=False),
+        np.linspace(0.0, 2 * np.pi, sides, endpoint=False),
+        indexing="ij",
+    )  # (segments, sides): around the axis, around the tube
+    radius, height = major + minor * np.cos(v), minor * np.sin(v)
     vertices = np.stack([radius * np.cos(u), radius * np.sin(u), height], -1).reshape(-1, 3)
     i, j = np.meshgrid(np.arange(segments), np.arange(sides), indexing="ij")
     a, b = i * sides + j, ((i + 1) % segments) * sides + j

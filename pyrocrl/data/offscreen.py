@@ -148,8 +148,8 @@ class _Worker:
 def serve(make_scene: Callable[[], Any], draw: Callable[[Any, np.ndarray], np.ndarray]) -> None:
     """A worker's loop: chunks of rows on stdin, ``draw(scene, rows)``'s images on stdout.
 
-    The row width is the second argument after the module on the command line (see
-    :func:`render_rows`); ``make_scene`` builds the scene once.
+    The row width is the first argument after the module on the command line, the scene's
+    own arguments follow (see :func:`render_rows`); ``make_scene`` builds the scene once.
     """
     width = int(sys.argv[1])
     channel = os.fdopen(os.dup(1), "wb")
