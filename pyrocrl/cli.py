@@ -606,7 +606,9 @@ def _check_chamber_flags(args: argparse.Namespace) -> None:
     """Flags that mean nothing for the light tunnel, or for its chosen mode."""
     images = args.mode == "images"
     if args.workers is not None:
-        raise ValueError("--workers is an option of causalcircuit; chamber renders in-process")
+        raise ValueError(
+            "--workers is an option of causalcircuit and causal3dident; chamber renders in-process"
+        )
     if args.resolution is not None and not images:
         raise ValueError("--resolution is the size of chamber's images: add --mode images")
     if args.noise and images:
