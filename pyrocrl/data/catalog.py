@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pyrocrl.data.dataset import pairs_dataset, save
+from pyrocrl.data.dataset import rendered_pairs, save
 from pyrocrl.data.simulators import SIMULATORS, simulate, simulate_pairs
 
 CIRCUIT = "causalcircuit"
@@ -287,17 +287,4 @@ def _chamber_blocks(mixing: Any, state: np.ndarray, block: int) -> Iterator[np.n
 def _chamber_images(truth: xr.Dataset, pictures: np.ndarray, image_shape: Any) -> xr.Dataset:
     """The chamber's dataset of pairs whose images (both worlds, flattened) are
     ``pictures``, with the truth of the settings ``truth``."""
-    state = truth["x"].values
-    attrs = {**truth.attrs, "image_shape": list(image_shape)}
-    ds = pairs_dataset(
-        pictures,
-        z=truth["z"].values[:, 0],
-        z_tilde=truth["z"].values[:, 1],
-        noise=truth["noise"].values[:, 0],
-        noise_tilde=truth["noise"].values[:, 1],
-        target=truth["target"].values,
-        adjacency=truth["adjacency"].values,
-        weights=truth["weights"].values,
-        attrs=attrs,
-    )
-    return ds.assign(state=(("pair", "world", "latent"), np.asarray(state)))
+    return rendered_pairs(truth, pictures, image_shape, truth["x"].values)

@@ -77,7 +77,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pyrocrl.data.dataset import pairs_dataset
+from pyrocrl.data.dataset import rendered_pairs
 from pyrocrl.data.offscreen import (
     OffscreenScene,
     import_mujoco,
@@ -701,24 +701,10 @@ def _scene_dataset(
     lcm: GroundTruthLCM, truth: xr.Dataset, x: np.ndarray, resolution: int, shape: str
 ) -> xr.Dataset:
     """The dataset of pairs whose images (both worlds, flattened) are ``x``."""
-    attrs = {
-        **truth.attrs,
-        "image_shape": [resolution, resolution, 3],
-        "renderer": "mujoco",
-        "shape": shape,
-    }
-    ds = pairs_dataset(
-        x,
-        z=truth["z"].values[:, 0],
-        z_tilde=truth["z"].values[:, 1],
-        noise=truth["noise"].values[:, 0],
-        noise_tilde=truth["noise"].values[:, 1],
-        target=truth["target"].values,
-        adjacency=lcm.scm.adjacency,
-        attrs=attrs,
-    )
     kept = [VARIABLES.index(v) for v in lcm.mixing.variables]
-    return ds.assign(state=(("pair", "world", "latent"), truth["x"].values[..., kept]))
+    state = truth["x"].values[..., kept]
+    attrs = {"renderer": "mujoco", "shape": shape}
+    return rendered_pairs(truth, x, (resolution, resolution, 3), state, attrs)
 
 
 if __name__ == "__main__":

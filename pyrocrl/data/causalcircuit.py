@@ -64,7 +64,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pyrocrl.data.dataset import pairs_dataset
+from pyrocrl.data.dataset import rendered_pairs
 from pyrocrl.data.offscreen import (
     OffscreenScene,
     import_mujoco,
@@ -586,18 +586,8 @@ def _circuit_dataset(
     lcm: GroundTruthLCM, truth: xr.Dataset, x: np.ndarray, resolution: int
 ) -> xr.Dataset:
     """The dataset of pairs whose images (both worlds, flattened) are ``x``."""
-    attrs = {**truth.attrs, "image_shape": [resolution, resolution, 3], "renderer": "mujoco"}
-    ds = pairs_dataset(
-        x,
-        z=truth["z"].values[:, 0],
-        z_tilde=truth["z"].values[:, 1],
-        noise=truth["noise"].values[:, 0],
-        noise_tilde=truth["noise"].values[:, 1],
-        target=truth["target"].values,
-        adjacency=lcm.scm.adjacency,
-        attrs=attrs,
-    )
-    return ds.assign(state=(("pair", "world", "latent"), truth["x"].values))
+    image_shape = (resolution, resolution, 3)
+    return rendered_pairs(truth, x, image_shape, truth["x"].values, {"renderer": "mujoco"})
 
 
 def simulate_causalcircuit_splits(

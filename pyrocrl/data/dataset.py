@@ -43,6 +43,7 @@ __all__ = [
     "paired_mask",
     "pairs_dataset",
     "pairs_only",
+    "rendered_pairs",
     "save",
     "unpair",
     "validate",
@@ -476,6 +477,35 @@ def load(path: str | os.PathLike, chunks: str | int | dict[str, Any] | None = No
     except BaseException:
         ds.close()
         raise
+
+
+def rendered_pairs(
+    truth: xr.Dataset,
+    pictures: Any,
+    image_shape: Sequence[int],
+    state: Any,
+    attrs: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """The image dataset of pairs simulated as ``truth`` (the ground truth of
+    :func:`~pyrocrl.data.simulate`: ``z``, ``noise``, ``target``, the graph) whose images
+    were rendered from the states ``state`` ``(pair, world, n)``.
+
+    :param pictures: both worlds' images, flattened: ``(pair, 2, H·W·C)``.
+    :param image_shape: ``(H, W, C)``, stored in ``attrs["image_shape"]``.
+    :param attrs: attributes beside those of ``truth``.
+    """
+    ds = pairs_dataset(
+        pictures,
+        z=truth["z"].values[:, 0],
+        z_tilde=truth["z"].values[:, 1],
+        noise=truth["noise"].values[:, 0],
+        noise_tilde=truth["noise"].values[:, 1],
+        target=truth["target"].values,
+        adjacency=truth["adjacency"].values,
+        weights=truth["weights"].values if "weights" in truth else None,
+        attrs={**truth.attrs, "image_shape": [int(k) for k in image_shape], **(attrs or {})},
+    )
+    return ds.assign(state=(("pair", "world", "latent"), np.asarray(state)))
 
 
 def images(ds: xr.Dataset, worlds: Sequence[int] = (0, 1)) -> np.ndarray:
