@@ -80,6 +80,7 @@ import xarray as xr
 from pyrocrl.data.dataset import rendered_pairs
 from pyrocrl.data.offscreen import (
     OffscreenScene,
+    check_states,
     import_mujoco,
     look_at,
     render_rows,
@@ -507,12 +508,7 @@ class SceneRenderer(OffscreenScene):
 
 def _check_states(state: Any) -> np.ndarray:
     """States as ``(N, 9)`` float64 in ``[0, 1]``."""
-    state = np.asarray(state, dtype=np.float64)
-    if state.ndim != 2 or state.shape[1] != len(VARIABLES):
-        raise ValueError(f"states must have shape (N, {len(VARIABLES)}), got {state.shape}")
-    if not np.isfinite(state).all() or state.min(initial=0) < 0 or state.max(initial=0) > 1:
-        raise ValueError("states must be finite and lie in [0, 1]")
-    return state
+    return check_states(state, len(VARIABLES), ", ".join(VARIABLES))
 
 
 # -- datasets --------------------------------------------------------------------------------

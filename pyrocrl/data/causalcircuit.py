@@ -67,6 +67,7 @@ import xarray as xr
 from pyrocrl.data.dataset import rendered_pairs
 from pyrocrl.data.offscreen import (
     OffscreenScene,
+    check_states,
     import_mujoco,
     look_at,
     render_rows,
@@ -402,12 +403,7 @@ def _serve() -> None:
 
 def _check_states(state: Any) -> np.ndarray:
     """States as ``(N, 4)`` float64 in ``[0, 1]`` (arc position, red, green, blue)."""
-    state = np.asarray(state, dtype=np.float64)
-    if state.ndim != 2 or state.shape[1] != 4:
-        raise ValueError(f"states must have shape (N, 4), got {state.shape}")
-    if not np.isfinite(state).all() or state.min(initial=0) < 0 or state.max(initial=0) > 1:
-        raise ValueError("states must be finite and lie in [0, 1] (arc position, intensities)")
-    return state
+    return check_states(state, 4, "arc position, intensities")
 
 
 def render_states(

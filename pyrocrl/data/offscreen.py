@@ -11,7 +11,7 @@ caller's script, so no ``if __name__ == "__main__"`` guard is needed, in scripts
 notebooks. A scene module serves with :func:`serve` from its ``__main__`` block.
 """
 
-__all__ = ["OffscreenScene", "import_mujoco", "look_at", "render_rows", "serve"]
+__all__ = ["OffscreenScene", "check_states", "import_mujoco", "look_at", "render_rows", "serve"]
 
 import os
 import subprocess
@@ -65,6 +65,17 @@ def look_at(eye: Sequence[float], aim: Sequence[float]) -> list[float]:
     right = np.array([1.0, 0.0, 0.0])
     up = np.cross(right, forward)
     return [*right, *(up / np.linalg.norm(up))]
+
+
+def check_states(state: Any, width: int, names: str) -> np.ndarray:
+    """States ``(N, width)`` as float64, each entry finite and in ``[0, 1]``; ``names`` says
+    what the columns are, for the error."""
+    state = np.asarray(state, dtype=np.float64)
+    if state.ndim != 2 or state.shape[1] != width:
+        raise ValueError(f"states must have shape (N, {width}), got {state.shape}")
+    if not np.isfinite(state).all() or state.min(initial=0) < 0 or state.max(initial=0) > 1:
+        raise ValueError(f"states must be finite and lie in [0, 1] ({names})")
+    return state
 
 
 class OffscreenScene:
