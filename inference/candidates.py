@@ -125,7 +125,9 @@ class ModelParts:
     :param hidden: hidden layer sizes of the built-in networks.
     :param likelihood: of a built-in model; :param intervention_encoder: of the built-in
         guide; :param max_targets: the most variables one intervention of a built-in model
-        hits; :param intervention: the kind of intervention it models.
+        hits; :param intervention: the kind of intervention it models;
+        :param noise_transform: the built-in ILCM's transform of each variable's own noise
+        (:class:`~pyrocrl.solution.AffineSolution`).
     """
 
     model: ModelSpec = None
@@ -135,6 +137,7 @@ class ModelParts:
     intervention_encoder: str = "heuristic"
     max_targets: int = 1
     intervention: str = "perfect"
+    noise_transform: str = "identity"
 
     def new_model(self, n: int, dim_x: int) -> ILCM:
         """The model: built in by name, the given module, or what the given function
@@ -146,6 +149,13 @@ class ModelParts:
                 options["max_targets"] = self.max_targets
             if self.intervention != "perfect":
                 options["intervention"] = self.intervention
+            if self.noise_transform != "identity":
+                if kind is not ILCM:
+                    raise ValueError(
+                        f"noise_transform={self.noise_transform!r} is an option of the ILCM, "
+                        f"not of {self.model!r}"
+                    )
+                options["noise_transform"] = self.noise_transform
             return kind(dim_x, n, hidden=self.hidden, likelihood=self.likelihood, **options)
         return self.model if isinstance(self.model, nn.Module) else self.model()
 

@@ -74,6 +74,7 @@ from pyrocrl.io import (
 )
 from pyrocrl.models.ilcm import ILCM, INTERVENTIONS, SCALED_LIKELIHOODS
 from pyrocrl.observations import paired_rows
+from pyrocrl.solution import NOISE_TRANSFORMS
 
 
 @dataclass
@@ -470,6 +471,7 @@ def fit_ilcm(
     checkpoint_every: int = 2000,
     max_targets: int | None = None,
     intervention: str | None = None,
+    noise_transform: str = "identity",
     device: str | None = None,
     devices: int = 1,
     num_nodes: int = 1,
@@ -508,6 +510,10 @@ def fit_ilcm(
         (:func:`~pyrocrl.inference.recipes.for_targets`).
     :param intervention: ``"perfect"`` or ``"shift"`` (soft), for a built-in model;
         default: the dataset's ``intervention`` attribute, or ``"perfect"``.
+    :param noise_transform: for the built-in ILCM: ``"identity"`` (default) or
+        ``"spline"``, a learned monotone transform of each variable's own noise in its
+        mechanism (:class:`~pyrocrl.solution.AffineSolution`); fit it with a recipe that
+        settles the mechanisms (``"fast-settle"``, ``docs/training.md``).
     :param backend: ``"torch"`` (Pyro) or ``"jax"``: the NumPyro twin of the model is
         trained with a compiled loop (:class:`~pyrocrl.inference.svi_jax.TwinTrainer`) and
         the result copied back, so the returned model, the report and the checkpoint are
@@ -536,6 +542,12 @@ def fit_ilcm(
     )
     if intervention not in INTERVENTIONS:
         raise ValueError(f"intervention must be one of {INTERVENTIONS}, got {intervention!r}")
+    if noise_transform not in NOISE_TRANSFORMS:
+        raise ValueError(
+            f"noise_transform must be one of {NOISE_TRANSFORMS}, got {noise_transform!r}"
+        )
+    if noise_transform != "identity" and model not in (None, "ilcm"):
+        raise ValueError("noise_transform is an option of the built-in ILCM (model='ilcm')")
     if model is None or isinstance(model, str):
         recipe = for_targets(recipe, n, max_targets)
     check_fit_options(
@@ -574,11 +586,19 @@ def fit_ilcm(
             intervention_encoder=intervention_encoder,
             **({} if max_targets == 1 else {"max_targets": max_targets}),
             **({} if intervention == "perfect" else {"intervention": intervention}),
+            **({} if noise_transform == "identity" else {"noise_transform": noise_transform}),
             **({} if shards == 1 else {"shards": shards}),
         )
     with run_directory(output, fingerprint, resume=resume):
         parts = ModelParts(
-            model, guide, hidden, likelihood, intervention_encoder, max_targets, intervention
+            model,
+            guide,
+            hidden,
+            likelihood,
+            intervention_encoder,
+            max_targets,
+            intervention,
+            noise_transform,
         )
         build = partial(build_candidate, parts=parts, data=data, n=n, recipe=recipe)
         trainer_for = partial(

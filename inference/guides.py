@@ -32,6 +32,7 @@ from pyrocrl.models.ilcm import (
     switch,
 )
 from pyrocrl.nets import MLP, GaussianEncoder
+from pyrocrl.solution import warp
 
 
 class HeuristicInterventionEncoder(nn.Module):
@@ -223,17 +224,35 @@ class PairGuide:
                 scored = intervened & paired
                 self._values(noise, onehot, scored, loc_tilde, scale_tilde, intervention_prior)
                 return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
-            # e~_I ~ N(μ~_I, σ~_I²), mapped to v = (e~_I − shift_I) / scale_I
-            shift, sol_scale = self.model.solution.shift_scale(noise)
+            # e~_I ~ N(μ~_I, σ~_I²), mapped to v = (g(e~_I) − shift_I) / scale_I
+            solution = self.model.solution
+            shift, sol_scale = solution.shift_scale(noise)
             shift_i = select(b, shift, onehot, intervened, 0.0)
             scale_i = select(b, sol_scale, onehot, intervened, 1.0)
             new_loc = select(b, loc_tilde, onehot, intervened, 0.0)
             new_scale = select(b, scale_tilde, onehot, intervened, 1.0)
+            if getattr(solution, "spline", None) is None:  # g = id: v is Gaussian
+                value = b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
+            else:
+                value = self._warped_value(new_loc, new_scale, shift_i, scale_i, onehot)
             with b.mask(mask=intervened & paired):
-                b.sample(
-                    sites.VALUE, b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
-                )
+                b.sample(sites.VALUE, value)
         return Encoding(loc, scale, loc_tilde, scale_tilde, probs)
+
+    def _warped_value(
+        self, new_loc: Any, new_scale: Any, shift_i: Any, scale_i: Any, onehot: Any
+    ) -> Any:
+        """``q(v)`` of one intervened variable whose solution function transforms its own
+        noise (:func:`~pyrocrl.solution.warp`): the new noise ``e~_I ~ N(μ~_I, σ~_I²)`` is
+        drawn and mapped to ``v = (g(e~_I) − shift_I) / scale_I``, a ``Delta`` at ``v`` with
+        the density of the change of variables, ``q(e~_I) · scale_I / g'(e~_I)``."""
+        b = self.backend
+        new = new_loc + new_scale * b.normal(new_loc.shape, like=new_loc)
+        warped, log_slope = warp(self.model.solution, new[..., None])  # (*, n): every g_k
+        warped_i = b.where(onehot, warped, 0.0).sum(-1)
+        log_slope_i = b.where(onehot, log_slope, 0.0).sum(-1)
+        log_q = b.dist.Normal(new_loc, new_scale).log_prob(new) - log_slope_i + b.log(scale_i)
+        return b.dist.Delta((warped_i - shift_i) / scale_i, log_density=log_q)
 
     def _shifts(
         self,
@@ -293,25 +312,27 @@ class PairGuide:
         e_tilde = b.where(onehot, new, noise)
         point = switch(b, intervention_prior, e_tilde, noise)
         shift, sol_scale = solution.shift_scale(point)
-        value = b.where(onehot, (e_tilde - shift) / sol_scale, 0.0)
+        warped, log_slope = warp(solution, e_tilde)
+        value = b.where(onehot, (warped - shift) / sol_scale, 0.0)
         log_q = b.dist.Normal(loc_tilde, scale_tilde).log_prob(new) + b.log(sol_scale)
-        log_q = b.where(onehot, log_q, 0.0).sum(-1)
+        log_q = b.where(onehot, log_q - log_slope, 0.0).sum(-1)
         if intervention_prior is not False:  # the map read at e has A = 0
-            log_q = log_q - switch(
-                b, intervention_prior, self._coupling(point, onehot, value), 0.0
-            )
+            coupling = self._coupling(point, onehot, value, b.exp(log_slope))
+            log_q = log_q - switch(b, intervention_prior, coupling, 0.0)
         with b.mask(mask=scored):
             b.sample(sites.VALUE, b.dist.Delta(value, log_density=log_q, event_dim=1))
 
-    def _coupling(self, point: Any, onehot: Any, value: Any) -> Any:
+    def _coupling(self, point: Any, onehot: Any, value: Any, slope: Any = 1.0) -> Any:
         """``log |det(I − A_I)|`` of :meth:`_values`, ``(*,)``: one forward-mode
-        derivative of the solution function per variable."""
+        derivative of the solution function per variable. With a transform ``g`` of the own
+        noise (slopes ``g'(e~)``, ``(*, n)``), ``∂v_i/∂e~_j = (g_i' δ_ij − A_ij) / scale_i``,
+        so ``A_ij`` is divided by ``g_i'`` (the ``Π g_i'`` left over is in ``log_q``)."""
         b, n = self.backend, self.n
         columns = []
         for j in range(n):
             direction = b.broadcast_to(b.as_array(np.eye(n)[j], like=point), point.shape)
             _, (d_shift, d_scale) = b.jvp(self.model.solution.shift_scale, point, direction)
-            columns.append((d_shift + value * d_scale)[..., None])
+            columns.append(((d_shift + value * d_scale) / slope)[..., None])
         coupling = b.concat(columns, axis=-1)  # [..., i, j]: A_ij
         both = onehot[..., :, None] & onehot[..., None, :]
         identity = b.as_array(np.eye(n), like=point)

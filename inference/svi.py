@@ -423,6 +423,8 @@ class Trainer(TrainingLoop):
             for role, module in (("guide", guide), ("model", model))
             for name, p in module.named_parameters()
         }
+        solution = getattr(model, "solution", None)
+        self.solution_params = {id(p) for p in getattr(solution, "parameters", list)()}
         self.optimizer = self._new_optimizer()
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -505,6 +507,10 @@ class Trainer(TrainingLoop):
             loss.backward()
         else:
             report = self._sharded_backward(x, x_tilde, phase, step)
+        if phase.settle:  # the solution function alone: Adam skips parameters without grad
+            for p in self.params:
+                if id(p) not in self.solution_params:
+                    p.grad = None
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
         if not torch.isfinite(norm):
             bad = [

@@ -269,12 +269,21 @@ class JAXTrainer(TrainingLoop):
                 jax.random.fold_in(key, step),
                 phase,
             )
+            # settling: the solution function alone (the others' gradients and steps zeroed)
+            keep = {a: jnp.where(phase.settle & (a != "solution"), 0.0, 1.0) for a in grads}
+            grads = {a: jax.tree.map(lambda g, a=a: g * keep[a], grads[a]) for a in grads}
             norm = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
 
             def update(_):
                 clipped = jax.tree.map(lambda g: g * jnp.minimum(1.0, clip / (norm + 1e-6)), grads)
                 updates, new_state = self.adam.update(clipped, opt_state)
-                return jax.tree.map(lambda p, u: p - phase.lr * u, params, updates), new_state
+                new = {
+                    a: jax.tree.map(
+                        lambda p, u, a=a: p - phase.lr * keep[a] * u, params[a], updates[a]
+                    )
+                    for a in params
+                }
+                return new, new_state
 
             carry = jax.lax.cond(on, update, lambda _: (params, opt_state), None)
             return carry, {**report, "grad_norm": norm}

@@ -25,7 +25,7 @@ from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.features import FeatureScaling
 from pyrocrl.interventions import num_targets, target_sets
 from pyrocrl.nets import BernoulliHead, LaplaceHead, NormalHead
-from pyrocrl.solution import AffineSolution
+from pyrocrl.solution import AffineSolution, warp
 
 LIKELIHOODS = {"normal": NormalHead, "laplace": LaplaceHead, "bernoulli": BernoulliHead}
 SCALED_LIKELIHOODS = ("normal", "laplace")
@@ -127,18 +127,22 @@ class PairModel:
         (``0 … n`` for single targets)."""
         return self.backend.dist.Categorical(self.intervention_probs)
 
-    def value_dist(self, shift: Any, scale: Any, intervention_prior: Any = True) -> Any:
+    def value_dist(
+        self, shift: Any, scale: Any, intervention_prior: Any = True, log_slope: Any = None
+    ) -> Any:
         """Intervention distribution of the new value ``v = z~_I``: ``N(0, 1)``.
 
         With ``intervention_prior=False`` the intervened *noise* ``e~_I`` gets an improper
-        flat prior instead, so the density of ``v`` is ``scale_I`` (the Jacobian of
-        ``v ↦ e~_I``). Training recipes use this early on, before the solution function is
-        worth fitting.
+        flat prior instead, so the density of ``v`` is the Jacobian of ``v ↦ e~_I``:
+        ``scale_I``, over ``g'(e~_I)`` for a solution function that transforms its own
+        noise (:func:`~pyrocrl.solution.warp`; then ``log_slope``, ``v ↦ log g'(e~_I)``, is
+        passed, else not). Training recipes use this early on, before the solution
+        function is worth fitting.
 
         :param shift, scale: ``T_e`` of the intervened component, each ``(*,)``.
         """
         del shift  # the density of v does not depend on it
-        return self.backend.InterventionValue(scale, intervention_prior)
+        return self.backend.InterventionValue(scale, intervention_prior, log_slope)
 
     def x_dist(self, e: Any) -> Any:
         """Observation likelihood ``p(x | e)``, event shape ``(D,)``, in the units of the
@@ -196,16 +200,30 @@ class PairModel:
             elif self.max_targets == 1:
                 shift_i = select(b, shift, onehot, intervened, 0.0)
                 scale_i = select(b, scale, onehot, intervened, 1.0)
+                extra = {}
+                if getattr(self.solution, "spline", None) is not None:
+
+                    def log_slope(v: Any) -> Any:  # log g'(e~_I) of the noise that v sets
+                        slopes = warp(self.solution, (shift_i + scale_i * v)[..., None], True)[1]
+                        return b.where(onehot, slopes, 0.0).sum(-1)
+
+                    extra = {"log_slope": log_slope}
                 with b.mask(mask=intervened & paired):
-                    value = b.sample(
-                        sites.VALUE, self.value_dist(shift_i, scale_i, intervention_prior)
-                    )
+                    value_dist = self.value_dist(shift_i, scale_i, intervention_prior, **extra)
+                    value = b.sample(sites.VALUE, value_dist)
                 # an intervention by ``do`` may be a scalar: give it the batch shape
                 value = b.broadcast_to(b.as_array(value, like=shift_i), shift_i.shape)
                 target = b.broadcast_to(target, b.broadcast_shapes(target.shape, shift_i.shape))
-                noise_tilde = b.where(onehot, (shift_i + scale_i * value)[..., None], noise)
+                # (*, 1) → (*, n): each variable's own g⁻¹ (where selects the intervened one)
+                new = warp(self.solution, (shift_i + scale_i * value)[..., None], True)[0]
+                noise_tilde = b.where(onehot, new, noise)
             else:
-                value_dist = self.value_dist(shift, scale, intervention_prior)
+                extra = {}
+                if getattr(self.solution, "spline", None) is not None:
+                    extra = {
+                        "log_slope": lambda v: warp(self.solution, shift + scale * v, True)[1]
+                    }
+                value_dist = self.value_dist(shift, scale, intervention_prior, **extra)
                 with b.mask(mask=intervened & paired):
                     value = b.sample(sites.VALUE, value_dist.mask(onehot).to_event(1))
                 value = b.broadcast_to(b.as_array(value, like=shift), shift.shape)
@@ -214,7 +232,8 @@ class PairModel:
                     noise, onehot, value, (shift, scale), solve=intervention_prior
                 )
             noise_tilde = b.deterministic(sites.NOISE_TILDE, noise_tilde, event_dim=1)
-            z = b.deterministic(sites.Z, (noise - shift) / scale, event_dim=1)
+            z = (warp(self.solution, noise)[0] - shift) / scale
+            z = b.deterministic(sites.Z, z, event_dim=1)
             z_tilde = b.deterministic(sites.Z_TILDE, self.solution(noise_tilde), event_dim=1)
             x = b.sample(sites.X, self.x_dist(noise), obs=x)
             with b.mask(mask=paired):
@@ -267,17 +286,17 @@ class PairModel:
 
         :param e, value: ``(*, n)``; :param start: ``solution.shift_scale(e)``, if known.
         """
-        b, k = self.backend, self.max_targets
-        shift, scale = self.solution.shift_scale(e) if start is None else start
-        first = e_tilde = b.where(onehot, shift + scale * value, e)
+        b, k, solution = self.backend, self.max_targets, self.solution
+        shift, scale = solution.shift_scale(e) if start is None else start
+        first = e_tilde = b.where(onehot, warp(solution, shift + scale * value, True)[0], e)
         if solve is False:
             return first
         rounds = k - 1
         if self.solve_rounds > k:  # settle first, then k rounds that carry gradients
             e_tilde, rounds = self._settle(first, e, onehot, value, self.solve_rounds - k), k
         for _ in range(rounds):
-            shift, scale = self.solution.shift_scale(e_tilde)
-            e_tilde = b.where(onehot, shift + scale * value, e)
+            shift, scale = solution.shift_scale(e_tilde)
+            e_tilde = b.where(onehot, warp(solution, shift + scale * value, True)[0], e)
         return switch(b, solve, e_tilde, first)
 
     def _settle(self, e_tilde: Any, e: Any, onehot: Any, value: Any, steps: int) -> Any:
@@ -292,14 +311,15 @@ class PairModel:
         best, best_residual = e_tilde, None
         for _ in range(steps):
             shift, scale = (sg(a) for a in self.solution.shift_scale(e_tilde))
-            residual = b.where(onehot, abs((e_tilde - shift) / scale - value), 0.0).sum(-1)
+            warped = sg(warp(self.solution, e_tilde)[0])
+            residual = b.where(onehot, abs((warped - shift) / scale - value), 0.0).sum(-1)
             if best_residual is None:
                 best, best_residual = e_tilde, residual
             else:
                 better = residual < best_residual  # False for NaN
                 best = b.where(better[..., None], e_tilde, best)
                 best_residual = b.where(better, residual, best_residual)
-            step = b.where(onehot, shift + scale * value, e)
+            step = b.where(onehot, sg(warp(self.solution, shift + scale * value, True)[0]), e)
             e_tilde = b.where(abs(step) < 1e4, step, best)  # False for NaN and ±∞
         return best
 
@@ -349,6 +369,10 @@ class ILCM(PairModel, PyroModule):
     :param intervention: ``"perfect"`` (default) or ``"shift"`` (soft interventions that
         move the intervened noise, see :class:`PairModel`); :param shift_scale: the sd of
         the shift's prior.
+    :param noise_transform: the built-in solution function's transform of each variable's
+        own noise: ``"identity"`` (default, the mechanisms of Brehmer et al., 2022) or
+        ``"spline"`` (a learned monotone spline, see
+        :class:`~pyrocrl.solution.AffineSolution`).
 
     With the built-in Normal or Laplace likelihood, :attr:`features` is a
     :class:`~pyrocrl.features.FeatureScaling` (identity until fitted, e.g. by
@@ -390,6 +414,7 @@ class ILCM(PairModel, PyroModule):
         solve_rounds: int | None = None,
         intervention: str = "perfect",
         shift_scale: float = SHIFT_PRIOR_SCALE,
+        noise_transform: str = "identity",
     ) -> None:
         super().__init__()
         if intervention not in INTERVENTIONS:
@@ -416,7 +441,14 @@ class ILCM(PairModel, PyroModule):
             self.likelihood = LIKELIHOODS[likelihood](n, dim_x, hidden)
         else:
             self.likelihood = likelihood
-        self.solution = solution if solution is not None else AffineSolution(n, hidden)
+        if solution is None:
+            solution = AffineSolution(n, hidden, noise_transform=noise_transform)
+            built = True
+        elif noise_transform != "identity":
+            raise ValueError("noise_transform applies to the built-in solution function only")
+        else:
+            built = False
+        self.solution = solution
         if self.solution.n != n:
             raise ValueError(f"the solution function has {self.solution.n} variables, not {n}")
         probs = (
@@ -438,8 +470,10 @@ class ILCM(PairModel, PyroModule):
             "n": n,
             "hidden": list(hidden),
             "likelihood": likelihood if isinstance(likelihood, str) else None,
-            "solution": "affine" if solution is None else None,
+            "solution": "affine" if built else None,
         }
+        if noise_transform != "identity":
+            self.config["noise_transform"] = noise_transform
         if self.max_targets > 1:
             self.config["max_targets"] = self.max_targets
         if self.solve_rounds != default_rounds(max_targets):

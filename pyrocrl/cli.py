@@ -251,6 +251,13 @@ def _add_fit(commands: Subparsers) -> None:
         "dataset's intervention attribute, or perfect)",
     )
     fit.add_argument(
+        "--noise-transform",
+        choices=("identity", "spline"),
+        default="identity",
+        help="spline: a learned monotone transform of each variable's own noise in its "
+        "mechanism (ILCM only; fit it with --recipe fast-settle). Default: identity",
+    )
+    fit.add_argument(
         "--backend",
         choices=("torch", "jax"),
         default="torch",
@@ -651,6 +658,7 @@ def _fit(args: argparse.Namespace) -> None:
         "checkpoint_every": args.checkpoint_every,
         "max_targets": args.max_targets,
         "intervention": args.intervention,
+        "noise_transform": args.noise_transform,
         **_fit_devices(args),
     }
     if args.n == "auto":

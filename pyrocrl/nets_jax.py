@@ -134,8 +134,10 @@ class AffineSolution(solution.AffineSolutionMaths, eqx.Module):
     backend = numpyro_backend
     net: StackedMLP
     masks: Array
+    spline: Array | None
     n: int = eqx.field(static=True)
     min_scale: float = eqx.field(static=True)
+    bound: float = eqx.field(static=True)
 
     def __call__(self, e: Array) -> Array:
         return self.causal_variables(e)

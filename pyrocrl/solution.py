@@ -4,9 +4,14 @@ An implicit latent causal model never writes its graph down. It keeps a solution
 ``s: e ↦ z`` whose component ``s_k(e_k; e_\\k)`` is invertible in ``e_k`` given the other
 noise components. A perfect intervention that sets ``z_k`` to a value ``v`` keeps every
 other noise component and replaces ``e_k`` with ``s_k⁻¹(v; e_\\k)``.
+
+The implicit one (:class:`AffineSolution`) is affine in a transform of the own noise,
+``s_k(e) = (g_k(e_k) − shift_k) / scale_k``, with ``g`` the identity by default or a learned
+monotone spline (:mod:`pyrocrl.splines`); :func:`warp` reads ``g`` of any solution function.
 """
 
 __all__ = [
+    "NOISE_TRANSFORMS",
     "AffineSolution",
     "AffineSolutionMaths",
     "GraphSolution",
@@ -14,6 +19,7 @@ __all__ = [
     "SCMSolution",
     "mechanisms",
     "shared_evaluations",
+    "warp",
 ]
 
 import contextlib
@@ -28,6 +34,15 @@ from torch import nn
 from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.nets import StackedMLP
 from pyrocrl.scm import AdditiveNoiseSCM
+from pyrocrl.splines import spline
+
+NOISE_TRANSFORMS = ("identity", "spline")
+"""The transforms ``g`` of the own noise that :class:`AffineSolution` offers."""
+SPLINE_BINS = 8
+"""Bins of the spline transform."""
+SPLINE_BOUND = 8.0
+"""Half-width ``B`` of the interval where the spline transform departs from the identity
+(the noise has a standard normal prior; intervened components reach a few times further)."""
 
 _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
     "pyrocrl_shared_solution_evaluations", default=None
@@ -73,9 +88,21 @@ def mechanisms(backend: ModuleType, net: Any, u: Any, masks: Any, min_scale: flo
     return out[..., 0], backend.exp(out[..., 1]) + min_scale
 
 
+def warp(solution: Any, e: Any, inverse: bool = False) -> tuple[Any, Any]:
+    """``(g(e), log g'(e))`` of a solution function's transform ``g`` of the own noise,
+    elementwise on ``e (*, n)``; with ``inverse=True`` ``(g⁻¹(e), log g'(g⁻¹(e)))``. For a
+    solution function without one (``spline`` absent or ``None``), ``(e, 0)``: the affine
+    solution functions of Brehmer et al. (2022)."""
+    theta = getattr(solution, "spline", None)
+    if theta is None:
+        return e, 0 * e
+    return spline(solution.backend, e, theta, solution.bound, inverse=inverse)
+
+
 class AffineSolutionMaths:
     """The maths of :class:`AffineSolution` for any backend: needs ``backend``, ``net``
-    (stacked MLPs), ``masks (n, n)`` and ``min_scale``."""
+    (stacked MLPs), ``masks (n, n)``, ``min_scale``, ``spline`` (``None`` or the spline
+    parameters ``(n, 3K − 1)``) and ``bound``."""
 
     backend: ClassVar[ModuleType]
 
@@ -89,7 +116,7 @@ class AffineSolutionMaths:
     def causal_variables(self, e: Any) -> Any:
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""
         shift, scale = self.shift_scale(e)
-        return (e - shift) / scale
+        return (warp(self, e)[0] - shift) / scale
 
 
 class GraphSolutionMaths:
@@ -164,12 +191,20 @@ class AffineSolution(AffineSolutionMaths, nn.Module):
     """Conditional affine solution function of an implicit model, one small MLP per variable.
 
     Given the noise ``e`` of shape ``(*, n)``, the elementwise map ``T_e: z ↦ e`` is
-    ``T_e(z)_k = shift_k(c_k) + scale_k(c_k)·z_k``. The context of variable k is
+    ``T_e(z)_k = g_k⁻¹(shift_k(c_k) + scale_k(c_k)·z_k)``. The context of variable k is
     ``c_k = [e ⊙ m_k, m_k]`` with the mask ``m_k = 1 − onehot(k)``, so component k never
     sees its own noise. Hence
 
-    - causal variables: ``z = s(e) = T_e⁻¹(e)``;
+    - causal variables: ``z = s(e) = T_e⁻¹(e)``, ``z_k = (g_k(e_k) − shift_k) / scale_k``;
     - intervention ``do(z_k = v)``: ``e~_k = T_e(v)_k``, the other components unchanged.
+
+    ``g`` transforms each variable's own noise: the identity (Brehmer et al., 2022), or with
+    ``noise_transform="spline"`` a learned monotone spline per variable
+    (:mod:`pyrocrl.splines`, the identity at the start). A mechanism ``z_k = f(pa) +
+    σ(pa)·u_k`` is then in the model class whatever monotone map of ``u_k`` the encoder
+    settles on: identification pins the noise only up to such a map, and the Gaussian
+    prior pulls it straight by a few hundredths of a nat per pair, too weakly for training
+    to get there (``docs/results.md``, "The 2D toy").
 
     :param int n: number of causal variables.
     :param hidden: hidden layer sizes of each variable's MLP.
@@ -177,6 +212,7 @@ class AffineSolution(AffineSolutionMaths, nn.Module):
     :param str context: ``"full"`` (the ILCM: each ``s_k`` sees all of ``e_\\k``) or
         ``"empty"`` (each ``s_k`` sees nothing: interventions resample a component
         independently of the others, as in a disentangled VAE).
+    :param str noise_transform: ``"identity"`` or ``"spline"`` (see above).
     """
 
     backend = pyro_backend
@@ -188,14 +224,22 @@ class AffineSolution(AffineSolutionMaths, nn.Module):
         min_scale: float = 0.2,
         context: str = "full",
         init_log_scale: float = 2.3,
+        noise_transform: str = "identity",
     ) -> None:
         if context not in ("full", "empty"):
             raise ValueError(f"context must be 'full' or 'empty', got {context!r}")
+        if noise_transform not in NOISE_TRANSFORMS:
+            raise ValueError(
+                f"noise_transform must be one of {NOISE_TRANSFORMS}, got {noise_transform!r}"
+            )
         super().__init__()
         self.n, self.min_scale, self.context = n, min_scale, context
         self.net = _mechanism_net(n, hidden, init_log_scale)
         masks = 1.0 - torch.eye(n) if context == "full" else torch.zeros(n, n)
         self.register_buffer("masks", masks)
+        self.bound = SPLINE_BOUND
+        theta = torch.zeros(n, 3 * SPLINE_BINS - 1) if noise_transform == "spline" else None
+        self.spline = None if theta is None else nn.Parameter(theta)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
         """Causal variables ``z = s(e)``, ``(*, n) → (*, n)``."""

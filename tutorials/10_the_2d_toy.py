@@ -49,7 +49,7 @@ smoke_test = "CI" in os.environ
 truth = make_simulator("toy2d")
 sizes = {"train": 3_000, "test": 1_000, "dci": 1_000} if smoke_test else None
 splits = simulate_splits(truth, seed=0, sizes=sizes)
-recipe = get_recipe("fast").scaled(0.3) if smoke_test else get_recipe("fast")
+recipe = get_recipe("fast-settle").scaled(0.3) if smoke_test else get_recipe("fast-settle")
 backend = "torch" if smoke_test else "jax"  # a few steps: not worth compiling for
 test = splits["test"]
 x, z = test["x"].values[:, 0], test["z"].values[:, 0]
@@ -73,10 +73,15 @@ plt.show()
 # %% [markdown]
 # ## 2. Fit, and the learned variables against the true ones
 #
-# `fit_ilcm` sees only the pairs `(x, x~)`. Which learned variable is which true one, and in
-# which direction, is not identifiable; we match them as in [tutorial 02](02_quickstart)
-# (Hungarian matching on the DCI importance matrix, `match_importance`) and draw each
-# learned variable against its true partner.
+# `fit_ilcm` sees only the pairs `(x, x~)`. The mechanism is nonlinear, so the model gets a
+# learned monotone transform of each variable's own noise (`noise_transform="spline"`) and
+# the recipe that ends by settling the mechanisms on their own (`fast-settle`): the encoder
+# learns each noise component only up to such a transform, and a mechanism affine in the
+# raw noise cannot follow it ([training](../training), "Settling the mechanisms").
+#
+# Which learned variable is which true one, and in which direction, is not identifiable; we
+# match them as in [tutorial 02](02_quickstart) (Hungarian matching on the DCI importance
+# matrix, `match_importance`) and draw each learned variable against its true partner.
 
 # %%
 model, guide, report = fit_ilcm(
@@ -85,6 +90,7 @@ model, guide, report = fit_ilcm(
     test=test,
     dci_train=splits["dci"],
     recipe=recipe,
+    noise_transform="spline",
     backend=backend,
     seed=0,
     progress=False,
@@ -99,7 +105,7 @@ match = match_importance(scores.importance)  # learned j (0-based) is true match
 order = np.argsort(match)  # learned variables in the order of the true ones
 learned = learned[:, order]
 print(f"DCI disentanglement {scores.disentanglement:.3f}")
-assert scores.disentanglement > (0.0 if smoke_test else 0.9)
+assert scores.disentanglement > (0.0 if smoke_test else 0.95)
 
 figure, axes = plt.subplots(1, 2, figsize=(9, 4))
 for k, ax in enumerate(axes):
@@ -196,14 +202,17 @@ assert gap < (4.0 if smoke_test else 0.1)
 # %% [markdown]
 # `python benchmarks/toy2d.py` repeats this at full size (100,000 training pairs) on
 # three model seeds and 1,000 test points per intervention; the
-# [measured results](../results) ("The 2D toy") have the table: every seed learns the
-# mechanism (gap 0.031–0.056) and the counterfactuals (error 0.025–0.043) closely, while
-# DCI disentanglement, steep with two variables, is 0.893–0.932 (target 0.95: missed).
+# [measured results](../results) ("The 2D toy") have the table: DCI disentanglement
+# 0.978–0.987 (target 0.95), mechanism gap 0.042–0.052, counterfactual error 0.021–0.024.
+# With mechanisms affine in the raw noise and the `fast` recipe the same seeds reach
+# 0.893–0.932 and twice the counterfactual error.
 #
 # ## References
 #
 # - J. Brehmer, P. de Haan, P. Lippe and T. Cohen (2022), *Weakly supervised causal
 #   representation learning*, NeurIPS (its 2D toy experiment).
+# - C. Durkan, A. Bekasov, I. Murray and G. Papamakarios (2019), *Neural spline flows*,
+#   NeurIPS (the rational-quadratic spline of the noise transform).
 # - J. Pearl (2009), *Causality*, 2nd ed., Cambridge University Press (abduction, action,
 #   prediction).
 # - C. Eastwood and C. K. I. Williams (2018), *A framework for the quantitative evaluation

@@ -97,14 +97,15 @@ def check_targets(target: Array, n: int) -> None:
 
 class InterventionValue(dist.Distribution):
     """Density of the new value ``v = z~_I`` (see the Pyro backend's twin): ``N(0, 1)``, or
-    with ``prior=False`` the density ``scale`` of the flat prior on the intervened noise.
+    with ``prior=False`` the density ``scale`` (over ``g'(e~_I)`` with ``log_slope``) of the
+    flat prior on the intervened noise.
     ``prior`` may be a traced boolean, so one compiled program serves both phases."""
 
     support = constraints.real
     arg_constraints: dict = {}  # noqa: RUF012 (NumPyro's own convention)
 
-    def __init__(self, scale: Array, prior: Array | bool = True) -> None:
-        self.scale, self.prior = scale, jnp.asarray(prior)
+    def __init__(self, scale: Array, prior: Array | bool = True, log_slope=None) -> None:
+        self.scale, self.prior, self.log_slope = scale, jnp.asarray(prior), log_slope
         super().__init__(batch_shape=jnp.shape(scale))
 
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
@@ -112,7 +113,10 @@ class InterventionValue(dist.Distribution):
 
     def log_prob(self, value: Array) -> Array:
         normal = -0.5 * value**2 - 0.5 * np.log(2 * np.pi)
-        return jnp.where(self.prior, normal, jnp.log(self.scale) + 0.0 * value)
+        flat = jnp.log(self.scale) + 0.0 * value
+        if self.log_slope is not None:
+            flat = flat - self.log_slope(value)
+        return jnp.where(self.prior, normal, flat)
 
 
 # -- array operations ---------------------------------------------------------------------------

@@ -76,14 +76,17 @@ class InterventionValue(dist.TorchDistribution):
 
     :param scale: ``scale_I``, the solution function's scale of the intervened variable.
     :param prior: whether the intervention prior is on (a bool, or a bool array).
+    :param log_slope: ``None``, or ``v ↦ log g'(e~_I)`` for a solution function with a
+        transform ``g`` of the own noise, ``e~_I = g⁻¹(shift + scale·v)``: the flat prior's
+        density in ``v`` is then ``scale / g'(e~_I)``.
     """
 
     support = constraints.real
     arg_constraints: dict = {}  # noqa: RUF012 (torch's own convention)
     has_rsample = False
 
-    def __init__(self, scale: Array, prior: bool | Array = True) -> None:
-        self.scale, self.prior = scale, prior
+    def __init__(self, scale: Array, prior: bool | Array = True, log_slope=None) -> None:
+        self.scale, self.prior, self.log_slope = scale, prior, log_slope
         super().__init__(batch_shape=scale.shape, validate_args=False)
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Array:  # noqa: B008
@@ -92,9 +95,14 @@ class InterventionValue(dist.TorchDistribution):
 
     def log_prob(self, value: Array) -> Array:
         normal = -0.5 * value**2 - 0.5 * math.log(2 * math.pi)
+        if isinstance(self.prior, bool) and self.prior:
+            return normal
+        flat = self.scale.log() + 0.0 * value
+        if self.log_slope is not None:
+            flat = flat - self.log_slope(value)
         if isinstance(self.prior, bool):
-            return normal if self.prior else self.scale.log() + 0.0 * value
-        return torch.where(self.prior, normal, self.scale.log() + 0.0 * value)
+            return flat
+        return torch.where(self.prior, normal, flat)
 
 
 # -- array operations ---------------------------------------------------------------------------
