@@ -33,6 +33,7 @@ import torch
 
 from pyrocrl.graphs import is_acyclic, topological_order
 from pyrocrl.nets import StackedMLP
+from pyrocrl.solution import warp
 
 
 class SolutionFunction(Protocol):
@@ -111,14 +112,15 @@ def _mechanism(
 ) -> torch.Tensor:
     """``z_i`` for ``i = order[position]`` from the causal values of the variables before it.
 
-    The noise of earlier variables is rebuilt from their values, ``e_a = shift_a + scale_a
-    z_a``, in order; later variables keep the (shuffled) noise they were given, and ``e_i``
-    its own.
+    The noise of earlier variables is rebuilt from their values, ``e_a = g_a⁻¹(shift_a +
+    scale_a z_a)`` (``g`` the solution function's transform of the own noise,
+    :func:`~pyrocrl.solution.warp`), in order; later variables keep the (shuffled) noise
+    they were given, and ``e_i`` its own.
     """
     e = noise.clone()
     for a in order[:position]:
         shift, scale = solution.shift_scale(e)
-        e[:, a] = shift[:, a] + scale[:, a] * z[:, a]
+        e[:, a] = warp(solution, shift + scale * z, inverse=True)[0][:, a]
     return solution(e)[:, order[position]]
 
 

@@ -32,7 +32,7 @@ from pyrocrl.models.ilcm import (
     switch,
 )
 from pyrocrl.nets import MLP, GaussianEncoder
-from pyrocrl.solution import warp
+from pyrocrl.solution import transforms_noise, warp
 
 
 class HeuristicInterventionEncoder(nn.Module):
@@ -231,7 +231,7 @@ class PairGuide:
             scale_i = select(b, sol_scale, onehot, intervened, 1.0)
             new_loc = select(b, loc_tilde, onehot, intervened, 0.0)
             new_scale = select(b, scale_tilde, onehot, intervened, 1.0)
-            if getattr(solution, "spline", None) is None:  # g = id: v is Gaussian
+            if not transforms_noise(solution):  # g = id: v is Gaussian
                 value = b.dist.Normal((new_loc - shift_i) / scale_i, new_scale / scale_i)
             else:
                 value = self._warped_value(new_loc, new_scale, shift_i, scale_i, onehot)

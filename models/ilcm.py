@@ -25,7 +25,7 @@ from pyrocrl.backends import pyro as pyro_backend
 from pyrocrl.features import FeatureScaling
 from pyrocrl.interventions import num_targets, target_sets
 from pyrocrl.nets import BernoulliHead, LaplaceHead, NormalHead
-from pyrocrl.solution import AffineSolution, warp
+from pyrocrl.solution import AffineSolution, transforms_noise, warp
 
 LIKELIHOODS = {"normal": NormalHead, "laplace": LaplaceHead, "bernoulli": BernoulliHead}
 SCALED_LIKELIHOODS = ("normal", "laplace")
@@ -201,7 +201,7 @@ class PairModel:
                 shift_i = select(b, shift, onehot, intervened, 0.0)
                 scale_i = select(b, scale, onehot, intervened, 1.0)
                 extra = {}
-                if getattr(self.solution, "spline", None) is not None:
+                if transforms_noise(self.solution):
 
                     def log_slope(v: Any) -> Any:  # log g'(e~_I) of the noise that v sets
                         slopes = warp(self.solution, (shift_i + scale_i * v)[..., None], True)[1]
@@ -219,7 +219,7 @@ class PairModel:
                 noise_tilde = b.where(onehot, new, noise)
             else:
                 extra = {}
-                if getattr(self.solution, "spline", None) is not None:
+                if transforms_noise(self.solution):
                     extra = {
                         "log_slope": lambda v: warp(self.solution, shift + scale * v, True)[1]
                     }
@@ -441,13 +441,11 @@ class ILCM(PairModel, PyroModule):
             self.likelihood = LIKELIHOODS[likelihood](n, dim_x, hidden)
         else:
             self.likelihood = likelihood
-        if solution is None:
+        built = solution is None
+        if built:
             solution = AffineSolution(n, hidden, noise_transform=noise_transform)
-            built = True
         elif noise_transform != "identity":
             raise ValueError("noise_transform applies to the built-in solution function only")
-        else:
-            built = False
         self.solution = solution
         if self.solution.n != n:
             raise ValueError(f"the solution function has {self.solution.n} variables, not {n}")

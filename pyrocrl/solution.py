@@ -19,6 +19,7 @@ __all__ = [
     "SCMSolution",
     "mechanisms",
     "shared_evaluations",
+    "transforms_noise",
     "warp",
 ]
 
@@ -88,15 +89,20 @@ def mechanisms(backend: ModuleType, net: Any, u: Any, masks: Any, min_scale: flo
     return out[..., 0], backend.exp(out[..., 1]) + min_scale
 
 
+def transforms_noise(solution: Any) -> bool:
+    """Whether a solution function has a transform of the own noise other than the
+    identity (a ``spline`` attribute that is not ``None``)."""
+    return getattr(solution, "spline", None) is not None
+
+
 def warp(solution: Any, e: Any, inverse: bool = False) -> tuple[Any, Any]:
     """``(g(e), log g'(e))`` of a solution function's transform ``g`` of the own noise,
     elementwise on ``e (*, n)``; with ``inverse=True`` ``(g⁻¹(e), log g'(g⁻¹(e)))``. For a
     solution function without one (``spline`` absent or ``None``), ``(e, 0)``: the affine
     solution functions of Brehmer et al. (2022)."""
-    theta = getattr(solution, "spline", None)
-    if theta is None:
+    if not transforms_noise(solution):
         return e, 0 * e
-    return spline(solution.backend, e, theta, solution.bound, inverse=inverse)
+    return spline(solution.backend, e, solution.spline, solution.bound, inverse=inverse)
 
 
 class AffineSolutionMaths:
