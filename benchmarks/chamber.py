@@ -2,15 +2,17 @@
 
 Simulates weakly supervised pairs of the tunnel's five actuators (``pyrocrl.models.chamber``:
 red, green, blue, two polarizer angles) observed through its calibrated sensor model, fits
-one ILCM per (data seed, model seed) with the ``fast`` recipe, and prints per fit DCI
-disentanglement and completeness, intervention accuracy, the test ELBO and the training
-time; per data seed, the label-free agreement between the model seeds
+one ILCM per (data seed, model seed) with the ``fast`` recipe (``--recipe``,
+``--noise-transform``: another recipe, the spline transform of the own noise), and prints
+per fit DCI disentanglement and completeness, intervention accuracy, the test ELBO and the
+training time; per data seed, the label-free agreement between the model seeds
 (:func:`pyrocrl.inference.trust.seed_agreement`) and the supervised read-out ceiling: the
 mean R² with which an MLP, trained on the labels, reads the five true variables from the same
 features (what any representation of these readings could reach).
 
     python benchmarks/chamber.py [--data-seeds 0 1 2] [--model-seeds 0 1 2]
         [--noise 0 0.01] [--backend jax] [--pairs 100000] [--drop ir_3 vis_3]
+        [--recipe fast] [--noise-transform identity]
     python benchmarks/chamber.py --mode images [--resolution 64] [--root DIR]
 
 ``--noise`` lists the relative sensor noise levels to run (0: noise-free;
@@ -130,8 +132,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=["sensors", "images"], default="sensors")
     parser.add_argument("--resolution", type=int, default=64, help="image mode: pixels")
     parser.add_argument("--root", type=Path, default=Path("runs/benchmarks/chamber_images"))
+    parser.add_argument("--recipe", default="fast", help="the ILCM's recipe (default: fast)")
+    parser.add_argument("--noise-transform", choices=["identity", "spline"], default="identity")
     args = parser.parse_args()
-    recipe = get_recipe("fast")
+    recipe = get_recipe(args.recipe)
     if args.mode == "images":
         args.noise = [0.0]
         recipe = recipe.scaled(IMAGE_EPOCHS / recipe.epochs)
@@ -163,6 +167,7 @@ def main() -> None:
                     recipe=recipe,
                     seed=model_seed,
                     backend=args.backend,
+                    noise_transform=args.noise_transform,
                     progress=False,
                 )
                 m = report.metrics
